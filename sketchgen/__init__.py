@@ -1,0 +1,1 @@
+"""sketchgen: train, sample and evaluate generative models of Quick, Draw! drawings."""

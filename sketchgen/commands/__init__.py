@@ -1,0 +1,1 @@
+"""Subcommands of ``sketchgen``; see ``sketchgen.cli`` for the contract each module follows."""
