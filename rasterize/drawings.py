@@ -1,0 +1,283 @@
+"""Quick, Draw! drawings and their ndjson files: a typed record, a streaming reader, a writer.
+
+Google publishes two stroke formats (https://github.com/googlecreativelab/quickdraw-dataset):
+
+* raw: ``drawing = [[[x...], [y...], [t...]], ...]`` -- float coordinates of any range,
+  ``t`` in milliseconds since the first point;
+* simplified: ``drawing = [[[x...], [y...]], ...]`` -- integers in 0..255, aligned to the
+  top-left corner, resampled and RDP-simplified (see ``rasterize.simplify``).
+
+The reader accepts both, plain or gzip-compressed, one line at a time, so memory stays flat
+however large the file. ``drawing`` is the only key a record must have; Google's metadata
+keys (``word``, ``countrycode``, ``timestamp``, ``recognized``, ``key_id``) are kept when
+present. Every problem is reported as ``FILE:LINE: reason``; with ``on_error="skip"`` the
+reader keeps going and a :class:`SkipLog` counts what it skipped and why.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import orjson
+
+ON_ERROR_MODES = ("raise", "skip")
+_BOM = b"\xef\xbb\xbf"
+_METADATA_KEYS = ("word", "countrycode", "timestamp", "recognized", "key_id")
+
+
+@dataclass(frozen=True, eq=False)
+class Drawing:
+    """One drawing: its strokes as float64 ``(n, 2)`` arrays of ``(x, y)``, and metadata.
+
+    ``times`` holds one ``(n,)`` float64 array per stroke (milliseconds) for raw drawings
+    that carry them, else ``None``.
+    """
+
+    strokes: tuple[np.ndarray, ...]
+    times: tuple[np.ndarray, ...] | None = None
+    word: str | None = None
+    countrycode: str | None = None
+    timestamp: str | None = None
+    recognized: bool | None = None
+    key_id: str | None = None
+
+    @property
+    def num_points(self) -> int:
+        return sum(len(s) for s in self.strokes)
+
+    def points(self) -> np.ndarray:
+        """All points of all strokes, ``(num_points, 2)``."""
+        return np.concatenate(self.strokes)
+
+    def metadata(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _METADATA_KEYS if getattr(self, k) is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        """Google's record layout: metadata keys in Google's order, then ``drawing``."""
+        strokes = []
+        for i, stroke in enumerate(self.strokes):
+            coords = [_json_numbers(stroke[:, 0]), _json_numbers(stroke[:, 1])]
+            if self.times is not None:
+                coords.append(_json_numbers(self.times[i]))
+            strokes.append(coords)
+        return {**self.metadata(), "drawing": strokes}
+
+
+def _json_numbers(values: np.ndarray) -> list[int | float]:
+    """Integers stay integers in the output (simplified files hold ints); others stay floats."""
+    if np.all(values == np.round(values)) and np.all(np.abs(values) < 2**53):
+        return values.astype(np.int64).tolist()
+    return values.tolist()
+
+
+class NdjsonError(ValueError):
+    """A bad line: ``str(error)`` is ``FILE:LINE: reason``."""
+
+    def __init__(self, path: str | os.PathLike, line: int, reason: str, kind: str):
+        self.path, self.line, self.reason, self.kind = os.fspath(path), line, reason, kind
+        super().__init__(f"{self.path}:{line}: {reason}")
+
+
+class SkipLog:
+    """What ``on_error="skip"`` skipped: counts by kind and the first few messages."""
+
+    max_examples = 5  # enough to diagnose; bounded so a file of garbage costs no memory
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: list[str] = []
+
+    def add(self, error: NdjsonError) -> None:
+        self.counts[error.kind] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(str(error))
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "skipped 0 lines"
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in self.counts.most_common())
+        return f"skipped {len(self)} lines ({kinds}); first: " + "; ".join(self.examples)
+
+
+class _LineError(Exception):
+    """Raised inside parsing; the reader adds file and line."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
+
+
+def _coordinates(values: Any, what: str) -> np.ndarray:
+    if not isinstance(values, list):
+        raise _LineError("bad-stroke", f"{what} is {type(values).__name__}, expected a list")
+    # bool is a subclass of int: reject it, and strings, before numpy coerces them
+    if not all(type(v) is int or type(v) is float for v in values):
+        bad = next(v for v in values if not (type(v) is int or type(v) is float))
+        raise _LineError("non-numeric", f"{what} holds non-numeric value {bad!r:.40}")
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise _LineError("non-finite", f"{what} holds a value that is not finite")
+    return array
+
+
+def parse_record(record: Any) -> Drawing:
+    """Validate one decoded JSON record and build a :class:`Drawing` (raises ``_LineError``)."""
+    if not isinstance(record, dict):
+        raise _LineError("not-an-object", f"expected a JSON object, got {type(record).__name__}")
+    if "drawing" not in record:
+        raise _LineError("missing-drawing", "record has no 'drawing' key")
+    raw_strokes = record["drawing"]
+    if not isinstance(raw_strokes, list):
+        raise _LineError("bad-drawing", "'drawing' is not a list of strokes")
+    if not raw_strokes:
+        raise _LineError("empty-drawing", "'drawing' has no strokes")
+    arity = None
+    strokes, times = [], []
+    for i, stroke in enumerate(raw_strokes):
+        if not isinstance(stroke, list) or len(stroke) not in (2, 3):
+            raise _LineError("bad-stroke", f"stroke {i} is not [[x...], [y...]] or [[x], [y], [t]]")
+        if arity is None:
+            arity = len(stroke)
+        elif len(stroke) != arity:
+            raise _LineError("ragged", f"stroke {i} has {len(stroke)} lists, stroke 0 has {arity}")
+        columns = [_coordinates(v, f"stroke {i} {'xyt'[k]}") for k, v in enumerate(stroke)]
+        lengths = {len(c) for c in columns}
+        if len(lengths) != 1:
+            raise _LineError("ragged", f"stroke {i} has x/y/t of different lengths {sorted(lengths)}")
+        if not len(columns[0]):
+            raise _LineError("empty-stroke", f"stroke {i} has no points")
+        strokes.append(np.column_stack(columns[:2]))
+        if arity == 3:
+            times.append(columns[2])
+    meta = {}
+    for key in _METADATA_KEYS:
+        value = record.get(key)
+        if value is None:
+            continue
+        if key == "recognized":
+            if not isinstance(value, bool):
+                raise _LineError("bad-metadata", f"'recognized' is {value!r:.40}, expected a bool")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key == "key_id":
+            value = str(value)  # some mirrors store key_id as a number
+        elif not isinstance(value, str):
+            raise _LineError("bad-metadata", f"'{key}' is {type(value).__name__}, expected a string")
+        meta[key] = value
+    return Drawing(tuple(strokes), tuple(times) if arity == 3 else None, **meta)
+
+
+def parse_line(line: bytes) -> Drawing:
+    """Parse one ndjson line (no file context; raises ``_LineError``)."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise _LineError("bad-json", f"invalid JSON ({error})") from None
+    return parse_record(record)
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_ndjson(
+    path: str | os.PathLike,
+    on_error: str = "raise",
+    skipped: SkipLog | None = None,
+) -> Iterator[Drawing]:
+    """Stream the drawings of one ndjson (or ``.ndjson.gz``) file, in file order.
+
+    ``on_error="raise"`` stops at the first bad line with :class:`NdjsonError`;
+    ``on_error="skip"`` records it in ``skipped`` (create a :class:`SkipLog` to read the
+    counts afterwards) and goes on. A UTF-8 BOM and CRLF line ends are accepted; a blank
+    line in the middle of a file is an error (it is no record, and ndjson has none).
+    """
+    if on_error not in ON_ERROR_MODES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
+    path = Path(path)
+    log = skipped if skipped is not None else SkipLog()
+
+    def fail(lineno: int, kind: str, reason: str) -> None:
+        error = NdjsonError(path, lineno, reason, kind)
+        if on_error == "raise":
+            raise error
+        log.add(error)
+
+    with _open_binary(path) as stream:
+        lineno = 0
+        lines = iter(stream)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as error:
+                # A truncated or corrupt gzip tail: nothing after it can be read.
+                fail(lineno + 1, "bad-gzip", f"compressed stream is corrupt or truncated ({error})")
+                return
+            lineno += 1
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            ends_with_newline = line.endswith(b"\n")
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                fail(lineno, "blank-line", "blank line")
+                continue
+            try:
+                yield parse_line(line)
+            except _LineError as error:
+                reason = error.reason
+                if not ends_with_newline and error.kind == "bad-json":
+                    reason += "; the last line has no newline: the file looks truncated"
+                fail(lineno, error.kind, reason)
+
+
+def write_ndjson(drawings: Iterable[Drawing], path: str | os.PathLike) -> int:
+    """Write drawings one per line (``.gz`` compresses), atomically; returns the count."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    try:
+        with (gzip.open(tmp, "wb") if path.suffix == ".gz" else open(tmp, "wb")) as out:
+            for drawing in drawings:
+                out.write(orjson.dumps(drawing.to_json()) + b"\n")
+                count += 1
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return count
+
+
+def drawing_from_arrays(
+    strokes: Iterable[np.ndarray], word: str | None = None, **metadata: Any
+) -> Drawing:
+    """Build a drawing from ``(n, 2)`` stroke arrays (for generated samples)."""
+    arrays = tuple(np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes)
+    if not arrays or any(len(s) == 0 for s in arrays):
+        raise ValueError("a drawing needs at least one stroke and no empty strokes")
+    if not all(np.isfinite(s).all() for s in arrays):
+        raise ValueError("stroke coordinates must be finite")
+    return Drawing(arrays, None, word=word, **metadata)
+
+
+__all__ = [
+    "ON_ERROR_MODES",
+    "Drawing",
+    "NdjsonError",
+    "SkipLog",
+    "drawing_from_arrays",
+    "parse_line",
+    "parse_record",
+    "read_ndjson",
+    "write_ndjson",
+]
