@@ -12,6 +12,17 @@ from rasterize.drawings import (
     read_ndjson,
     write_ndjson,
 )
+from rasterize.strokes import (
+    NormalizedSplits,
+    drawing_to_stroke3,
+    normalize_splits,
+    read_sketch_npz,
+    stroke3_to_canvas,
+    stroke3_to_drawing,
+    stroke3_to_stroke5,
+    stroke5_to_stroke3,
+    write_sketch_npz,
+)
 
 __all__ = [
     "Drawing",
@@ -20,4 +31,13 @@ __all__ = [
     "drawing_from_arrays",
     "read_ndjson",
     "write_ndjson",
+    "NormalizedSplits",
+    "drawing_to_stroke3",
+    "normalize_splits",
+    "read_sketch_npz",
+    "stroke3_to_canvas",
+    "stroke3_to_drawing",
+    "stroke3_to_stroke5",
+    "stroke5_to_stroke3",
+    "write_sketch_npz",
 ]

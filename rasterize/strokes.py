@@ -1,0 +1,270 @@
+"""Stroke-3 and stroke-5 sequences, Sketch-RNN ``.npz`` files and offset normalisation.
+
+This module is THE place the sequence conventions of the suite are written down; every other
+module (the Sketch-RNN model, its data batching, sampling) follows them.
+
+Drawing
+    :class:`rasterize.drawings.Drawing`: absolute ``(x, y)`` points per stroke, y pointing
+    down (image coordinates), as in Google's ndjson files.
+
+stroke-3 (magenta's ``lines_to_strokes`` convention), float ``(n, 3)``, one row per point:
+    ``[dx, dy, pen_lifted]``. ``dx, dy`` is the offset of the point from the previous point;
+    the FIRST row is the offset from the origin ``(0, 0)``, i.e. the absolute position of the
+    first point, so Drawing -> stroke-3 -> Drawing is lossless. ``pen_lifted = 1`` on the
+    LAST point of every stroke (the pen leaves the paper after it), so the last row of a
+    sketch always has ``pen_lifted = 1``.
+    Google's Sketch-RNN ``.npz`` files use the same row semantics but their sketches start at
+    their own first point: read as-is they decode to drawings whose first point is at the
+    origin. Nothing here depends on where a drawing starts: samples are re-aligned to 0..255
+    before rendering (:func:`stroke3_to_canvas`).
+
+stroke-5 (Ha & Eck 2018, section 3.1), float32 ``(1 + length, 5)``:
+    ``[dx, dy, p_down, p_up, p_end]``. Row 0 is the start token ``S0 = (0, 0, 1, 0, 0)``.
+    Rows ``1..n`` are the points: ``p_down = 1 - pen_lifted``, ``p_up = pen_lifted``.
+    End of sketch is marked AFTER the last point: rows ``n+1..length`` are the padding row
+    ``(0, 0, 0, 0, 1)``; the last point itself keeps its ``p_up = 1``. ``length >= n + 1``,
+    so every sketch has at least one end row, including the longest one of a data set (magenta
+    pads to exactly the longest length, leaving the longest sketches with no end row; we pad
+    one further so the model always sees where sketches stop). A decoder reads rows
+    ``[:-1]`` as inputs and predicts rows ``[1:]``.
+
+Sketch-RNN ``.npz`` (:func:`read_sketch_npz`, :func:`write_sketch_npz`)
+    Google's layout: keys ``train``, ``valid``, ``test``, each an object array of int16
+    stroke-3 arrays. The shared mirror's files (``sketchrnn/*.npz``) instead hold one key
+    ``sketches`` (Google's test split) plus a ``pix_count`` array that is ignored here. Both
+    are pickled object arrays written by Python 2, so they are read with
+    ``allow_pickle=True, encoding="latin1"``: only open files you trust.
+
+Normalisation (magenta's ``calculate_normalizing_scale_factor``, :func:`normalize_splits`)
+    Sketches with more than ``max_seq_len`` points are dropped from every split (counted),
+    offsets are clamped to ``+-offset_limit`` (magenta's removal of huge gaps), and ``dx, dy``
+    of every split are divided by ONE factor: the standard deviation (ddof 0) of all ``dx``
+    and ``dy`` values of the kept training sketches, pooled.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rasterize.drawings import Drawing
+from rasterize.simplify import align_and_scale
+
+START_TOKEN = np.array([0, 0, 1, 0, 0], dtype=np.float32)  # S0: "pen down at the origin"
+END_ROW = np.array([0, 0, 0, 0, 1], dtype=np.float32)  # padding after the last point
+GOOGLE_NPZ_SPLITS = ("train", "valid", "test")
+MIRROR_NPZ_KEY = "sketches"  # the shared mirror's single split (Google's test split)
+NPZ_INT16 = np.iinfo(np.int16)
+
+
+# -- Drawing <-> stroke-3 ----------------------------------------------------------------------
+
+
+def drawing_to_stroke3(drawing: Drawing) -> np.ndarray:
+    """A drawing as stroke-3 (float64 ``(num_points, 3)``), first row relative to the origin."""
+    points = drawing.points()
+    stroke3 = np.zeros((len(points), 3), dtype=np.float64)
+    stroke3[:, :2] = np.diff(points, axis=0, prepend=np.zeros((1, 2)))
+    stroke3[np.cumsum([len(s) for s in drawing.strokes]) - 1, 2] = 1.0
+    return stroke3
+
+
+def stroke3_to_drawing(stroke3: np.ndarray, **metadata) -> Drawing:
+    """The drawing a stroke-3 sequence describes (absolute points, split after pen lifts).
+
+    A last point without a pen lift (a sample cut at its length cap) still ends its stroke.
+    """
+    stroke3 = np.asarray(stroke3, dtype=np.float64)
+    if stroke3.ndim != 2 or stroke3.shape[1] != 3 or len(stroke3) == 0:
+        raise ValueError(f"stroke-3 must be a non-empty (n, 3) array, got shape {stroke3.shape}")
+    if not np.isfinite(stroke3).all():
+        raise ValueError("stroke-3 offsets must be finite")
+    points = np.cumsum(stroke3[:, :2], axis=0)
+    ends = np.flatnonzero(stroke3[:-1, 2] > 0.5) + 1
+    return Drawing(tuple(np.split(points, ends)), None, **metadata)
+
+
+def stroke3_to_canvas(stroke3: np.ndarray, **metadata) -> Drawing:
+    """The drawing of a stroke-3 sequence in any units, aligned and scaled into Google's 0..255
+    simplified box (``rasterize.simplify.align_and_scale``), ready for ``rasterize.render``."""
+    return align_and_scale(stroke3_to_drawing(stroke3, **metadata))
+
+
+# -- stroke-3 <-> stroke-5 ---------------------------------------------------------------------
+
+
+def stroke3_to_stroke5(stroke3: np.ndarray, length: int | None = None) -> np.ndarray:
+    """Stroke-5 with the start token, padded with end rows to ``1 + length`` rows.
+
+    ``length`` defaults to ``n + 1`` (one end row) and must be at least that.
+    """
+    n = len(stroke3)
+    length = n + 1 if length is None else length
+    if length < n + 1:
+        raise ValueError(f"length {length} leaves no end row after {n} points (need >= {n + 1})")
+    stroke5 = np.zeros((1 + length, 5), dtype=np.float32)
+    stroke5[0] = START_TOKEN
+    stroke5[1 : n + 1, :2] = stroke3[:, :2]
+    stroke5[1 : n + 1, 3] = stroke3[:, 2]
+    stroke5[1 : n + 1, 2] = 1.0 - stroke5[1 : n + 1, 3]
+    stroke5[n + 1 :] = END_ROW
+    return stroke5
+
+
+def stroke5_to_stroke3(stroke5: np.ndarray) -> np.ndarray:
+    """The points of a stroke-5 sequence (row 0 must be the start token) up to the first end
+    row, as float64 stroke-3. Pen states are read as the argmax of the three pen columns, so
+    soft or one-hot rows both work."""
+    stroke5 = np.asarray(stroke5)
+    if stroke5.ndim != 2 or stroke5.shape[1] != 5 or len(stroke5) == 0:
+        raise ValueError(f"stroke-5 must be a (rows, 5) array, got shape {stroke5.shape}")
+    if not np.array_equal(stroke5[0], START_TOKEN):
+        raise ValueError(f"row 0 of a stroke-5 sequence must be the start token, got {stroke5[0]}")
+    pen = np.argmax(stroke5[1:, 2:], axis=1)
+    ended = np.flatnonzero(pen == 2)
+    n = int(ended[0]) if len(ended) else len(pen)
+    stroke3 = np.empty((n, 3), dtype=np.float64)
+    stroke3[:, :2] = stroke5[1 : n + 1, :2]
+    stroke3[:, 2] = pen[:n] == 1
+    return stroke3
+
+
+# -- Sketch-RNN .npz ---------------------------------------------------------------------------
+
+
+def read_sketch_npz(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
+    """The stroke-3 sketches of a Sketch-RNN ``.npz``, by split name.
+
+    Google's files give ``{"train", "valid", "test"}``; the shared mirror's give
+    ``{"sketches"}`` (Google's test split only -- split it yourself).
+    """
+    with np.load(path, allow_pickle=True, encoding="latin1") as npz, warnings.catch_warnings():
+        # Python 2 pickles name numpy.core; numpy maps it to numpy._core itself and warns.
+        warnings.filterwarnings("ignore", "numpy.core", DeprecationWarning)
+        keys = [k for k in GOOGLE_NPZ_SPLITS if k in npz.files]
+        if not keys and MIRROR_NPZ_KEY in npz.files:
+            keys = [MIRROR_NPZ_KEY]
+        if not keys:
+            raise ValueError(
+                f"{path}: no Sketch-RNN splits (expected keys {GOOGLE_NPZ_SPLITS} or "
+                f"{MIRROR_NPZ_KEY!r}, found {npz.files})"
+            )
+        return {key: [_checked_stroke3(s, path, key, i) for i, s in enumerate(npz[key])]
+                for key in keys}
+
+
+def _checked_stroke3(sketch, path, key: str, index: int) -> np.ndarray:
+    array = np.asarray(sketch)
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:
+        raise ValueError(f"{path}: {key}[{index}] is not a non-empty (n, 3) stroke-3 array")
+    return array
+
+
+def write_sketch_npz(
+    path: str | os.PathLike, splits: Mapping[str, Sequence[np.ndarray]]
+) -> None:
+    """Write stroke-3 sketches in Google's layout (object arrays of int16), atomically.
+
+    Offsets must be integers within int16 (as in simplified drawings); anything else raises
+    instead of being silently rounded or wrapped.
+    """
+    arrays = {}
+    for key, sketches in splits.items():
+        column = np.empty(len(sketches), dtype=object)
+        for i, sketch in enumerate(sketches):
+            column[i] = _as_int16(np.asarray(sketch), key, i)
+        arrays[key] = column
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    try:
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _as_int16(sketch: np.ndarray, key: str, index: int) -> np.ndarray:
+    if sketch.ndim != 2 or sketch.shape[1] != 3 or len(sketch) == 0:
+        raise ValueError(f"{key}[{index}] is not a non-empty (n, 3) stroke-3 array")
+    if not (np.isfinite(sketch).all() and np.array_equal(sketch, np.round(sketch))):
+        raise ValueError(f"{key}[{index}] has non-integer offsets; int16 storage would round them")
+    if sketch.min() < NPZ_INT16.min or sketch.max() > NPZ_INT16.max:
+        raise ValueError(f"{key}[{index}] has offsets outside the int16 range")
+    return sketch.astype(np.int16)
+
+
+# -- normalisation -----------------------------------------------------------------------------
+
+
+def normalizing_scale_factor(sketches: Sequence[np.ndarray]) -> float:
+    """Standard deviation (ddof 0) of all ``dx`` and ``dy`` values of ``sketches``, pooled."""
+    if not sketches:
+        raise ValueError("cannot compute a scale factor from no sketches")
+    offsets = np.concatenate([np.asarray(s, dtype=np.float64)[:, :2].ravel() for s in sketches])
+    scale = float(np.std(offsets))
+    if not scale > 0:
+        raise ValueError("all offsets are equal: no scale to normalise by")
+    return scale
+
+
+@dataclass(frozen=True)
+class NormalizedSplits:
+    """Sketches ready for Sketch-RNN: float32 stroke-3, offsets divided by ``scale_factor``."""
+
+    splits: dict[str, list[np.ndarray]]
+    scale_factor: float  # std of the training offsets; multiply samples by it to get data units
+    dropped: dict[str, int]  # sketches over max_seq_len removed from each split
+    max_seq_len: int  # the cap the splits were filtered with
+
+
+def normalize_splits(
+    splits: Mapping[str, Sequence[np.ndarray]],
+    max_seq_len: int = 250,
+    train_key: str = "train",
+    offset_limit: float = 1000.0,
+) -> NormalizedSplits:
+    """Drop sketches over ``max_seq_len`` points, clamp offsets to ``+-offset_limit`` and divide
+    every split by the training split's :func:`normalizing_scale_factor` (see module doc)."""
+    if train_key not in splits:
+        raise ValueError(f"no {train_key!r} split among {sorted(splits)}")
+    kept, dropped = {}, {}
+    for key, sketches in splits.items():
+        short = [s for s in sketches if len(s) <= max_seq_len]
+        dropped[key] = len(sketches) - len(short)
+        kept[key] = [_clamped(s, offset_limit) for s in short]
+    scale = normalizing_scale_factor(kept[train_key])
+    for sketches in kept.values():
+        for sketch in sketches:
+            sketch[:, :2] /= scale
+    return NormalizedSplits(kept, scale, dropped, max_seq_len)
+
+
+def _clamped(sketch: np.ndarray, limit: float) -> np.ndarray:
+    out = np.array(sketch, dtype=np.float32)
+    np.clip(out[:, :2], -limit, limit, out=out[:, :2])
+    return out
+
+
+__all__ = [
+    "END_ROW",
+    "START_TOKEN",
+    "NormalizedSplits",
+    "drawing_to_stroke3",
+    "normalize_splits",
+    "normalizing_scale_factor",
+    "read_sketch_npz",
+    "stroke3_to_canvas",
+    "stroke3_to_drawing",
+    "stroke3_to_stroke5",
+    "stroke5_to_stroke3",
+    "write_sketch_npz",
+]
