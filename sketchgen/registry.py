@@ -1,0 +1,105 @@
+"""One registry of named models: name -> kind, lazily imported task factory and config.
+
+Importing this module imports no torch: each entry names the module that defines the model,
+and that module (which imports torch) is imported only when the model is used.
+
+A model module provides, for each entry:
+
+- a *config*: a frozen dataclass instance holding the model's own defaults (presets of one
+  family are entries sharing a factory with different configs). It must have a method
+  ``check(train_config) -> None`` raising ``sketchgen.config.ConfigError`` for settings the
+  model cannot do (e.g. an image size the architecture does not support), so that bad
+  configs fail before any work.
+- a *factory*: ``factory(inputs: sketchgen.train.TaskInputs) -> Task`` (protocol in
+  ``sketchgen.train``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sketchgen.config import ConfigError, TrainConfig
+
+Kind = Literal["bitmap", "strokes"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model. ``config`` and ``factory`` are ``"module:attribute"`` references."""
+
+    name: str
+    kind: Kind  # "bitmap": trains on rasterized images; "strokes": on stroke sequences
+    config: str  # the default config instance, e.g. "sketchgen.gan:DCGAN"
+    factory: str  # the task factory, e.g. "sketchgen.gan:build_gan_task"
+    summary: str  # one line for `sketchgen train --help`
+
+    def default_config(self) -> Any:
+        return _resolve(self.config)
+
+    def model_config(self, overrides: dict[str, Any] | None = None) -> Any:
+        """The default config with ``overrides`` applied; unknown or mistyped fields fail."""
+        config = self.default_config()
+        overrides = overrides or {}
+        known = {f.name for f in dataclasses.fields(config)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"model {self.name!r} has no option(s) {', '.join(unknown)}; "
+                              f"options: {', '.join(sorted(known))}")
+        try:
+            return dataclasses.replace(config, **overrides)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"model {self.name!r}: {error}") from error
+
+    def build(self, inputs: Any) -> Any:
+        """Build the training task (see ``sketchgen.train.Task``)."""
+        return _resolve(self.factory)(inputs)
+
+
+def _resolve(reference: str) -> Any:
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+_GAN_FACTORY = "sketchgen.gan:build_gan_task"
+
+MODELS: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in (
+        ModelEntry("dcgan", "bitmap", "sketchgen.gan:DCGAN", _GAN_FACTORY,
+                   "unconditional DCGAN (Radford et al. 2016), sizes b*2^k, 4<=b<=7"),
+        ModelEntry("cgan", "bitmap", "sketchgen.gan:CGAN", _GAN_FACTORY,
+                   "class-conditional DCGAN, label embedding in G and D (or projection D)"),
+        ModelEntry("superdeep", "bitmap", "sketchgen.gan:SUPERDEEP", _GAN_FACTORY,
+                   "preset: SuperDeepGenerator/ConvDiscriminator (ITU 2023), 28 px"),
+        ModelEntry("tf-dcgan", "bitmap", "sketchgen.gan:TF_DCGAN", _GAN_FACTORY,
+                   "preset: TensorFlow tutorial DCGAN, Adam 1e-3, images in [-1, 1]"),
+        ModelEntry("brownlee-cgan", "bitmap", "sketchgen.gan:BROWNLEE_CGAN", _GAN_FACTORY,
+                   "preset: Brownlee's cGAN, label -> dense -> extra channel / feature map"),
+        ModelEntry("smooth-cgan", "bitmap", "sketchgen.gan:SMOOTH_CGAN", _GAN_FACTORY,
+                   "preset: cGAN with soft labels, BN, LeakyReLU(0.02), separate G/D rates"),
+        ModelEntry("sngan", "bitmap", "sketchgen.gan:SNGAN", _GAN_FACTORY,
+                   "default: spectral-norm projection D, hinge loss, EMA generator"),
+        # Sketch-RNN (issue 4): its helper adds the one "strokes" entry here, e.g.
+        # ModelEntry("sketch-rnn", "strokes", "sketchgen.sketch_rnn:<CONFIG>",
+        #            "sketchgen.sketch_rnn:<factory>", "<one line>"),
+    )
+}
+
+
+def get_model(name: str) -> ModelEntry:
+    """The entry for ``name``; an unknown name is a one-line ConfigError listing the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+
+
+def resolve(config: TrainConfig) -> tuple[ModelEntry, Any]:
+    """The model entry and its config for a run, checked against the run's settings."""
+    entry = get_model(config.model)
+    model_config = entry.model_config(config.model_options)
+    model_config.check(config)
+    return entry, model_config
