@@ -18,7 +18,9 @@ stroke instead of one Python call per point, on one reused surface.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cairocffi
 import numpy as np
@@ -31,6 +33,7 @@ from rasterize.drawings import Drawing
 ORIGINAL_SIDE = 256.0  # Google's simplified drawings live in 0..255
 CHANNELS = ("ink", "order", "time")
 TIME_MIN_LEVEL = 0.25  # "time" grey level (x255) of the earliest ink: dim but still visible
+_BLUE_BYTE = 0 if sys.byteorder == "little" else 3  # ARGB32 pixels are native-endian uint32
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -97,9 +100,9 @@ def _new_context(
     return ctx
 
 
-def _blue(pixels: np.ndarray) -> np.ndarray:
-    """The blue byte of native-endian ARGB32 pixels (``uint32``), as ``uint8``."""
-    return (pixels & 0xFF).astype(np.uint8)
+def _blue(argb32: np.ndarray, size: int) -> np.ndarray:
+    """The blue bytes of an ARGB32 surface's ``uint8`` rows (native-endian pixels)."""
+    return argb32[:, : 4 * size].reshape(size, size, 4)[:, :, _BLUE_BYTE]
 
 
 # -- the baseline --------------------------------------------------------------------------
@@ -119,7 +122,7 @@ def render_reference(
     _check_geometry(size, line_width, padding)
     surface = cairocffi.ImageSurface(cairocffi.FORMAT_ARGB32, size, size)
     ctx = _new_context(surface, size, line_width, padding)
-    row_pixels = surface.get_stride() // 4
+    stride = surface.get_stride()
     images = np.empty((len(drawings), size, size), dtype=np.uint8)
     for i, drawing in enumerate(drawings):
         ctx.set_source_rgb(0.0, 0.0, 0.0)
@@ -133,26 +136,123 @@ def render_reference(
                 ctx.line_to(x, y)
             ctx.stroke()
         surface.flush()
-        pixels = np.frombuffer(surface.get_data(), dtype=np.uint32).reshape(size, row_pixels)
-        images[i] = _blue(pixels[:, :size])
+        images[i] = _blue(np.frombuffer(surface.get_data(), np.uint8).reshape(size, stride), size)
     return images
 
 
 # -- the fast path -------------------------------------------------------------------------
 
+_CHUNK = 256  # drawings prepared at once: amortises numpy calls, bounds temporary memory
 
-def _path_records(polylines: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+@dataclass(frozen=True)
+class _Polylines:
+    """Polylines of a batch of images, flat: what one channel asks cairo to stroke."""
+
+    points: np.ndarray  # (P, 2) float64, centred user-space coordinates
+    lengths: np.ndarray  # (S,) points per polyline
+    levels: np.ndarray  # (S,) grey level 0..1 of each polyline
+    per_image: np.ndarray  # (N,) polylines per image, in order
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Normalised, centred drawings with their strokes concatenated."""
+
+    points: np.ndarray  # (P, 2) float64
+    stroke_lengths: np.ndarray  # (S,)
+    strokes_per_drawing: np.ndarray  # (N,)
+    times: np.ndarray | None  # (P,) milliseconds, when the channels need them
+
+
+def _concatenated(drawings: Sequence[Drawing]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    strokes = [stroke for drawing in drawings for stroke in drawing.strokes]
+    lengths = np.fromiter((len(s) for s in strokes), dtype=np.int64, count=len(strokes))
+    per_drawing = np.fromiter((len(d.strokes) for d in drawings), np.int64, len(drawings))
+    return np.concatenate(strokes), lengths, per_drawing
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    return np.cumsum(counts) - counts
+
+
+def _prepare(drawings: Sequence[Drawing], with_times: bool) -> _Batch:
+    """Normalise what is not simplified, then centre every drawing the way Google does."""
+    points, lengths, per_drawing = _concatenated(drawings)
+    points_per_drawing = np.add.reduceat(lengths, _starts(per_drawing))
+    first_point = _starts(points_per_drawing)
+    off_grid = (points < 0) | (points > 255) | (points != np.round(points))
+    raw = np.logical_or.reduceat(off_grid.any(axis=1), first_point)
+    if raw.any():
+        drawings = [normalise(d) if r else d for d, r in zip(drawings, raw.tolist(), strict=True)]
+        points = np.concatenate([stroke for drawing in drawings for stroke in drawing.strokes])
+    offset = (ORIGINAL_SIDE - np.maximum.reduceat(points, first_point, axis=0)) / 2.0
+    points = points + np.repeat(offset, points_per_drawing, axis=0)
+    times = None
+    if with_times:
+        times = np.concatenate([t for drawing in drawings for t in drawing.times])
+    return _Batch(points, lengths, per_drawing, times)
+
+
+def _ink(batch: _Batch) -> _Polylines:
+    levels = np.ones(len(batch.stroke_lengths))
+    return _Polylines(batch.points, batch.stroke_lengths, levels, batch.strokes_per_drawing)
+
+
+def _order(batch: _Batch) -> _Polylines:
+    """Stroke k of K at grey (K - k) / K: the first stroke 255, the last 255 / K."""
+    count = np.repeat(batch.strokes_per_drawing, batch.strokes_per_drawing)
+    index = np.arange(len(count)) - np.repeat(
+        _starts(batch.strokes_per_drawing), batch.strokes_per_drawing
+    )
+    levels = (count - index) / count
+    return _Polylines(batch.points, batch.stroke_lengths, levels, batch.strokes_per_drawing)
+
+
+def _time(batch: _Batch) -> _Polylines:
+    """Every segment (a one-point stroke: its dot) at the normalised time of its end point.
+
+    Grey = TIME_MIN_LEVEL + (1 - TIME_MIN_LEVEL) * (t - t_first) / (t_last - t_first), over
+    each drawing's points (all at TIME_MIN_LEVEL if its times are all equal).
+    """
+    lengths = batch.stroke_lengths
+    segments_per_stroke = np.maximum(lengths - 1, 1)
+    segment_lengths = np.repeat(np.minimum(lengths, 2), segments_per_stroke)
+    # a segment starts at every point but the last of its stroke (the only one of a dot)
+    stroke_first = _starts(lengths)
+    first = np.repeat(stroke_first, segments_per_stroke) + (
+        np.arange(int(segments_per_stroke.sum()))
+        - np.repeat(_starts(segments_per_stroke), segments_per_stroke)
+    )
+    last = first + segment_lengths - 1
+    source = np.repeat(first, segment_lengths) + (
+        np.arange(int(segment_lengths.sum())) - np.repeat(_starts(segment_lengths), segment_lengths)
+    )
+    stroke_drawing_starts = _starts(batch.strokes_per_drawing)
+    points_per_drawing = np.add.reduceat(lengths, stroke_drawing_starts)
+    first_point = _starts(points_per_drawing)
+    t_first = np.repeat(np.minimum.reduceat(batch.times, first_point), points_per_drawing)
+    t_last = np.repeat(np.maximum.reduceat(batch.times, first_point), points_per_drawing)
+    span = t_last - t_first
+    fraction = np.divide(batch.times - t_first, span, out=np.zeros_like(span), where=span > 0)[last]
+    levels = TIME_MIN_LEVEL + (1.0 - TIME_MIN_LEVEL) * fraction
+    segments_per_drawing = np.add.reduceat(segments_per_stroke, stroke_drawing_starts)
+    return _Polylines(batch.points[source], segment_lengths, levels, segments_per_drawing)
+
+
+_CHANNEL_PATHS = {"ink": _ink, "order": _order, "time": _time}
+
+
+def _path_records(points: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, list, list]:
     """Polylines as ``cairo_path_data_t`` records (16 bytes each) in one float64 buffer.
 
     A polyline of n points takes 2(n+1) records: a MOVE_TO header and its point, then a
     LINE_TO header and point for every point -- the first one again, as the recipe does.
     Returns the ``(R, 2)`` buffer and each polyline's first record and record count.
     """
-    lengths = np.fromiter((len(p) for p in polylines), dtype=np.int64, count=len(polylines))
-    points = np.concatenate(polylines)
-    first_point = np.cumsum(lengths) - lengths
-    owner = np.repeat(np.arange(len(polylines)), lengths + 1)
-    first_slot = first_point + np.arange(len(polylines))  # +1 slot per polyline: the move_to
+    first_point = _starts(lengths)
+    owner = np.repeat(np.arange(len(lengths)), lengths + 1)
+    first_slot = first_point + np.arange(len(lengths))  # +1 slot per polyline: the move_to
     position = np.arange(len(owner)) - first_slot[owner]
     source = first_point[owner] + np.maximum(position - 1, 0)
     records = np.zeros((2 * len(owner), 2), dtype=np.float64)
@@ -161,82 +261,52 @@ def _path_records(polylines: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     headers[:, 0] = _constants.PATH_LINE_TO
     headers[:, 1] = 2  # records per element: its header and one point
     headers[first_slot, 0] = _constants.PATH_MOVE_TO
-    return records, 2 * first_slot, 2 * (lengths + 1)
+    return records, (2 * first_slot).tolist(), (2 * (lengths + 1)).tolist()
 
 
 class _Canvas:
     """One reusable ARGB32 surface over a numpy buffer, with Google's transform set."""
 
     def __init__(self, size: int, line_width: float, padding: float):
-        self.pixels = np.zeros((size, size), dtype=np.uint32)  # ARGB32 stride is 4*size
+        self.size = size
+        self.pixels = np.zeros((size, 4 * size), dtype=np.uint8)  # ARGB32 stride is 4*size
         self.surface = cairocffi.ImageSurface(
             cairocffi.FORMAT_ARGB32,
             size,
             size,
-            data=memoryview(self.pixels.reshape(-1).view(np.uint8)),
+            data=memoryview(self.pixels.reshape(-1)),
             stride=4 * size,
         )
         self.ctx = _new_context(self.surface, size, line_width, padding)
         self._cr = self.ctx._pointer  # cairocffi's handle of the cairo_t, for direct calls
+        self._surface = self.surface._pointer
         self._path = _ffi.new("cairo_path_t *")
 
-    def draw(self, polylines: Sequence[np.ndarray], levels: np.ndarray) -> np.ndarray:
-        """Stroke each polyline on its own, grey ``levels[i]`` (0..1), over black; blue bytes."""
-        cr, path = self._cr, self._path
-        _cairo.cairo_set_source_rgb(cr, 0.0, 0.0, 0.0)
-        _cairo.cairo_paint(cr)
-        records, starts, counts = _path_records(polylines)
+    def draw(self, polylines: _Polylines, out: np.ndarray) -> None:
+        """Image i: its polylines each stroked on its own at its grey level, over black."""
+        cr, path, blue = self._cr, self._path, _blue(self.pixels, self.size)
+        records, starts, counts = _path_records(polylines.points, polylines.lengths)
         data = _ffi.cast("cairo_path_data_t *", _ffi.from_buffer(records))
-        current_level = None
-        for start, count, level in zip(
-            starts.tolist(), counts.tolist(), levels.tolist(), strict=True
-        ):
-            if level != current_level:
-                _cairo.cairo_set_source_rgb(cr, level, level, level)
-                current_level = level
-            path.data, path.num_data = data + start, count
-            _cairo.cairo_append_path(cr, path)
-            _cairo.cairo_stroke(cr)
-        _cairo.cairo_surface_flush(self.surface._pointer)
+        levels = polylines.levels.tolist()
+        first = 0
+        for i, count in enumerate(polylines.per_image.tolist()):
+            _cairo.cairo_set_source_rgb(cr, 0.0, 0.0, 0.0)
+            _cairo.cairo_paint(cr)
+            level = None
+            for k in range(first, first + count):
+                if levels[k] != level:
+                    level = levels[k]
+                    _cairo.cairo_set_source_rgb(cr, level, level, level)
+                path.data, path.num_data = data + starts[k], counts[k]
+                _cairo.cairo_append_path(cr, path)
+                _cairo.cairo_stroke(cr)
+            first += count
+            _cairo.cairo_surface_flush(self._surface)
+            out[i] = blue
         status = _cairo.cairo_status(cr)
         if status != _constants.STATUS_SUCCESS:
-            raise RuntimeError(
-                f"cairo failed: {_ffi.string(_cairo.cairo_status_to_string(status))}"
-            )
-        return _blue(self.pixels)
-
-
-def _ink(strokes: Sequence[np.ndarray], _times) -> tuple[Sequence[np.ndarray], np.ndarray]:
-    return strokes, np.ones(len(strokes))
-
-
-def _order(strokes: Sequence[np.ndarray], _times) -> tuple[Sequence[np.ndarray], np.ndarray]:
-    """Stroke k of K at grey (K - k) / K: the first stroke 255, the last 255 / K."""
-    count = len(strokes)
-    return strokes, (count - np.arange(count)) / count
-
-
-def _time(strokes: Sequence[np.ndarray], times) -> tuple[Sequence[np.ndarray], np.ndarray]:
-    """Every segment (a one-point stroke: its dot) at the normalised time of its end point.
-
-    Grey = TIME_MIN_LEVEL + (1 - TIME_MIN_LEVEL) * (t - t_first) / (t_last - t_first), over
-    the drawing's points (all at TIME_MIN_LEVEL if every time is equal).
-    """
-    all_times = np.concatenate(times)
-    span = all_times.max() - all_times.min()
-    segments, ends = [], []
-    for stroke, stroke_times in zip(strokes, times, strict=True):
-        if len(stroke) == 1:
-            segments.append(stroke)
-            ends.append(stroke_times[0])
-            continue
-        segments.extend(np.stack([stroke[:-1], stroke[1:]], axis=1))
-        ends.extend(stroke_times[1:])
-    fraction = (np.asarray(ends) - all_times.min()) / span if span > 0 else np.zeros(len(ends))
-    return segments, TIME_MIN_LEVEL + (1.0 - TIME_MIN_LEVEL) * fraction
-
-
-_CHANNEL_PATHS = {"ink": _ink, "order": _order, "time": _time}
+            reason = _ffi.string(_cairo.cairo_status_to_string(status)).decode()
+            raise RuntimeError(f"cairo failed: {reason}")
 
 
 def render(
@@ -273,16 +343,17 @@ def render(
     """
     _check_geometry(size, line_width, padding)
     names = ("ink",) if channels is None else _check_channels(channels)
+    if "time" in names:
+        untimed = next((i for i, d in enumerate(drawings) if d.times is None), None)
+        if untimed is not None:
+            raise ValueError(f"drawing {untimed} has no timestamps: 'time' needs raw data")
+    drawings = list(drawings)
     canvas = _Canvas(size, line_width, padding)
     images = np.empty((len(drawings), len(names), size, size), dtype=np.uint8)
-    for i, drawing in enumerate(drawings):
-        if "time" in names and drawing.times is None:
-            raise ValueError(f"drawing {i} has no timestamps: the 'time' channel needs raw data")
-        strokes = normalise(drawing).strokes
-        offset = _centre_offset(strokes)
-        centred = [stroke + offset for stroke in strokes]
+    for begin in range(0, len(drawings), _CHUNK):
+        batch = _prepare(drawings[begin : begin + _CHUNK], with_times="time" in names)
         for c, name in enumerate(names):
-            images[i, c] = canvas.draw(*_CHANNEL_PATHS[name](centred, drawing.times))
+            canvas.draw(_CHANNEL_PATHS[name](batch), images[begin : begin + _CHUNK, c])
     if invert:
         np.subtract(255, images, out=images)
     return images[:, 0] if channels is None else images
