@@ -1,0 +1,424 @@
+"""Report writers for a comparison run: results files, Markdown/LaTeX tables, throughput, index.
+
+The results table (a pandas DataFrame, one row per model x category x feature space) is the
+source of truth; every other file is rendered from it. Its columns are :data:`ID_COLUMNS`,
+then for each metric in :data:`METRICS` the value and, where a bootstrap interval was
+computed, ``<metric>_low`` / ``<metric>_high``. Rows whose model is :data:`REAL_FLOOR` hold
+the real-vs-real floor: two disjoint real halves of the same category scored like a model.
+
+Tables are written by hand (no ``tabulate``, no ``Styler``/jinja2) so the output only
+depends on this module: Markdown pipes, and LaTeX ``booktabs`` rules.
+
+The throughput table reads pytest-benchmark's JSON (``--benchmark-json``): for every entry of
+its ``benchmarks`` list the name, ``stats.mean`` (seconds per call), ``stats.ops`` (calls per
+second) and every ``extra_info`` entry the benchmark recorded (item rates, ratios against
+the baseline measured in the same run, device).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pandas as pd
+
+REAL_FLOOR = "real-vs-real"  # model name of the floor rows: held-out real drawings as "samples"
+
+ID_COLUMNS = (
+    "model",  # registry name, or REAL_FLOOR
+    "category",  # Quick, Draw! category the samples were scored against
+    "n",  # generated (and real reference) drawings per row
+    "seed",  # seed of training, sampling and the bootstrap
+    "steps",  # training budget in optimiser steps (0 for the floor)
+    "batch_size",  # training batch size (0 for the floor)
+    "device",  # where the model was trained and sampled
+    "feature_space",  # name of the features FID/KID/precision/recall were computed in
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric column is labelled and printed in the tables."""
+
+    column: str  # column name in the results frame
+    label: str  # table header
+    digits: int  # decimals printed
+    scale: float = 1.0  # printed value = stored value x scale (label says so)
+
+
+METRICS = (
+    Metric("fid", "FID ↓", 2),
+    Metric("kid", "KID×10³ ↓", 2, scale=1e3),
+    Metric("precision", "Precision ↑", 3),
+    Metric("recall", "Recall ↑", 3),
+    Metric("recognizability", "Recognizability ↑", 3),
+)
+
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+TABLE_MD = "results.md"
+TABLE_TEX = "results.tex"
+THROUGHPUT_MD = "throughput.md"
+THROUGHPUT_TEX = "throughput.tex"
+INDEX = "README.md"
+
+
+# -- results files ---------------------------------------------------------------------------
+
+
+def check_results(results: pd.DataFrame) -> None:
+    """Raise ValueError unless every identity and metric column is present."""
+    required = [*ID_COLUMNS, *(metric.column for metric in METRICS)]
+    missing = [column for column in required if column not in results.columns]
+    if missing:
+        raise ValueError(f"results table lacks columns {missing}")
+
+
+def write_results(results: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``results.csv`` and ``results.json`` (a list of row objects, NaN as null)."""
+    check_results(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / RESULTS_CSV, out_dir / RESULTS_JSON
+    results.to_csv(csv_path, index=False, float_format="%.10g")
+    records = [
+        {key: _json_value(value) for key, value in row.items()}
+        for row in results.to_dict(orient="records")
+    ]
+    json_path.write_bytes(orjson.dumps(records, option=orjson.OPT_INDENT_2) + b"\n")
+    return csv_path, json_path
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        return _json_value(value.item())
+    return value
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """Read a ``results.csv`` or ``results.json`` back into a frame."""
+    if path.suffix == ".json":
+        return pd.DataFrame(orjson.loads(path.read_bytes()))
+    return pd.read_csv(path)
+
+
+# -- cell formatting -------------------------------------------------------------------------
+
+
+def format_number(value: float, digits: int) -> str:
+    """Fixed decimals; missing or non-finite values print as an en dash."""
+    if value is None or pd.isna(value) or not math.isfinite(float(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def metric_cell(row: pd.Series, metric: Metric) -> str:
+    """``value [low, high]`` when the row carries a bootstrap interval, else ``value``."""
+    value = format_number(row[metric.column] * metric.scale, metric.digits)
+    low, high = row.get(f"{metric.column}_low"), row.get(f"{metric.column}_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return value
+    low_text = format_number(low * metric.scale, metric.digits)
+    high_text = format_number(high * metric.scale, metric.digits)
+    return f"{value} [{low_text}, {high_text}]"
+
+
+@dataclass(frozen=True)
+class Table:
+    """Text cells of a table, rendered identically to Markdown and LaTeX."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    align: str  # one letter per column: "l" (text) or "r" (numbers)
+
+    def __post_init__(self):
+        widths = {len(self.header), len(self.align), *(len(row) for row in self.rows)}
+        if len(widths) != 1 or set(self.align) - {"l", "r"}:
+            raise ValueError(f"table rows, header and alignment {self.align!r} do not agree")
+
+
+def main_table(results: pd.DataFrame) -> Table:
+    """One line per results row, categories in first-seen order, the floor first in each."""
+    check_results(results)
+    category_order = {category: i for i, category in enumerate(pd.unique(results["category"]))}
+    ordered = results.assign(
+        _category=results["category"].map(category_order),
+        _floor_last=results["model"] != REAL_FLOOR,
+    ).sort_values(["_category", "_floor_last"], kind="stable")
+    rows = tuple(
+        (str(row["model"]), str(row["category"]), str(int(row["n"])))
+        + tuple(metric_cell(row, metric) for metric in METRICS)
+        for _, row in ordered.iterrows()
+    )
+    header = ("Model", "Category", "N", *(metric.label for metric in METRICS))
+    return Table(header, rows, "llr" + "r" * len(METRICS))
+
+
+# -- Markdown and LaTeX ----------------------------------------------------------------------
+
+
+def markdown_table(table: Table) -> str:
+    """A GitHub pipe table."""
+    lines = [_markdown_row(table.header)]
+    lines.append("|" + "|".join(":---" if a == "l" else "---:" for a in table.align) + "|")
+    lines += [_markdown_row(row) for row in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "↓": r"$\downarrow$",
+    "↑": r"$\uparrow$",
+    "×": r"$\times$",
+    "³": r"$^3$",
+    "–": "--",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials; arrows, × and ³ from the headers become math."""
+    return "".join(_LATEX_SPECIALS.get(char, char) for char in text)
+
+
+def latex_table(table: Table, caption: str) -> str:
+    """A ``booktabs`` table: ``\\toprule``, ``\\midrule`` under the header, ``\\bottomrule``."""
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{latex_escape(caption)}}}",
+            rf"\begin{{tabular}}{{{table.align}}}",
+            r"\toprule",
+            _latex_row(table.header),
+            r"\midrule",
+            *(_latex_row(row) for row in table.rows),
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
+
+
+def _latex_row(cells: Sequence[str]) -> str:
+    return " & ".join(latex_escape(cell) for cell in cells) + r" \\"
+
+
+def table_caption(results: pd.DataFrame, ci_level: float) -> str:
+    """One sentence naming the feature space, N, seeds, device and the interval level."""
+    return (
+        f"Features: {_joined(results['feature_space'])}; N = {_joined(results['n'])} per row; "
+        f"seed {_joined(results['seed'])}; device {_joined(results['device'])}; "
+        f"{ci_level:.0%} bootstrap intervals in brackets."
+    )
+
+
+def _joined(column: pd.Series) -> str:
+    return ", ".join(str(value) for value in pd.unique(column))
+
+
+# -- throughput from pytest-benchmark --------------------------------------------------------
+
+
+def load_benchmarks(path: Path) -> pd.DataFrame:
+    """One row per benchmark: name, group, mean seconds per call, calls/s, extra_info dict."""
+    data = orjson.loads(path.read_bytes())
+    try:
+        entries = data["benchmarks"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)") from None
+    return pd.DataFrame(
+        [
+            {
+                "name": entry["name"],
+                "group": entry.get("group") or "",
+                "mean_s": float(entry["stats"]["mean"]),
+                "ops": float(entry["stats"]["ops"]),
+                "extra_info": dict(entry.get("extra_info") or {}),
+            }
+            for entry in entries
+        ],
+        columns=["name", "group", "mean_s", "ops", "extra_info"],
+    )
+
+
+def format_quantity(value) -> str:
+    """About 3 significant digits, thousands separated; exponents only below 0.001."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if not math.isfinite(value):
+        return "–"
+    magnitude = abs(value)
+    if magnitude >= 100 or (isinstance(value, int) and magnitude >= 1):
+        return f"{value:,.0f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    if magnitude >= 1e-3 or magnitude == 0:
+        return f"{value:.3g}"
+    return f"{value:.2e}"
+
+
+THROUGHPUT_CAPTION = "Throughput (pytest-benchmark); ratios are against baselines run alongside."
+
+
+def throughput_table(benchmarks: pd.DataFrame) -> Table:
+    """Benchmark, group, seconds per call, calls/s, and everything in its extra_info."""
+    rows = tuple(
+        (
+            row.name,
+            row.group,
+            format_quantity(row.mean_s),
+            format_quantity(row.ops),
+            "; ".join(f"{key} = {format_quantity(value)}" for key, value in row.extra_info.items()),
+        )
+        for row in benchmarks.itertuples(index=False)
+    )
+    return Table(("Benchmark", "Group", "Mean (s)", "Calls/s", "Recorded"), rows, "llrrl")
+
+
+# -- index -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure file of the report, linked from the index."""
+
+    path: str  # relative to the report directory, forward slashes
+    caption: str  # one line shown above the image
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the index states about the run beyond the results table."""
+
+    name: str  # comparison name from the config
+    label: str  # one line saying what kind of budget this is (e.g. "Small CPU budget")
+    categories: tuple[str, ...]  # in config order
+    size: int  # bitmap side in pixels
+    classifier: str  # one line: classifier architecture and its test accuracy
+    ci_level: float  # coverage of the bootstrap intervals, e.g. 0.95
+    elapsed_s: float  # wall time of the whole comparison
+    notes: tuple[str, ...] = ()  # extra lines for the index, e.g. how many sketches were dropped
+
+
+def budgets_table(results: pd.DataFrame) -> Table:
+    """Training budget per model (the floor has none)."""
+    models = results[results["model"] != REAL_FLOOR].drop_duplicates("model")
+    rows = tuple(
+        (str(row.model), str(int(row.steps)), str(int(row.batch_size)))
+        for row in models.itertuples(index=False)
+    )
+    return Table(("Model", "Steps", "Batch size"), rows, "lrr")
+
+
+def floor_lines(results: pd.DataFrame) -> list[str]:
+    """One bullet per category: the real-vs-real FID and KID with their intervals."""
+    fid, kid = METRICS[0], METRICS[1]
+    floor = results[results["model"] == REAL_FLOOR]
+    return [
+        f"- {row['category']}: FID {metric_cell(row, fid)}, KID×10³ {metric_cell(row, kid)} "
+        f"(two disjoint real sets of N = {int(row['n'])})"
+        for _, row in floor.iterrows()
+    ]
+
+
+def index_text(
+    results: pd.DataFrame,
+    info: RunInfo,
+    figures: Sequence[Figure],
+    throughput: pd.DataFrame | None,
+) -> str:
+    """The report's README.md: setup, budgets, main table, floor, throughput, every figure."""
+    parts = [
+        f"# Comparison: {info.name}",
+        "",
+        f"**{info.label}.**",
+        "",
+        f"- Device: {_joined(results['device'])}",
+        f"- Categories: {', '.join(info.categories)} at {info.size}×{info.size} px",
+        f"- Samples: N = {_joined(results['n'])} generated drawings per model and category",
+        f"- Seeds: {_joined(results['seed'])}",
+        f"- Feature space (FID, KID, precision/recall): {_joined(results['feature_space'])}",
+        f"- Classifier: {info.classifier}",
+        f"- Wall time: {info.elapsed_s / 60:.1f} min",
+        *(f"- {note}" for note in info.notes),
+        "",
+        "## Budgets",
+        "",
+        markdown_table(budgets_table(results)),
+        "## Results",
+        "",
+        f"{table_caption(results, info.ci_level)} Source of truth: [{RESULTS_CSV}]({RESULTS_CSV}),"
+        f" [{RESULTS_JSON}]({RESULTS_JSON}); LaTeX: [{TABLE_TEX}]({TABLE_TEX}).",
+        "",
+        markdown_table(main_table(results)),
+        "## Real-vs-real floor",
+        "",
+        *floor_lines(results),
+        "",
+    ]
+    if throughput is not None:
+        parts += [
+            "## Throughput",
+            "",
+            f"From pytest-benchmark; LaTeX: [{THROUGHPUT_TEX}]({THROUGHPUT_TEX}).",
+            "",
+            markdown_table(throughput_table(throughput)),
+        ]
+    parts += ["## Figures", ""]
+    for figure in figures:
+        parts += [f"### {figure.caption}", "", f"![{figure.caption}]({figure.path})", ""]
+    return "\n".join(parts)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_report(
+    results: pd.DataFrame,
+    out_dir: Path,
+    info: RunInfo,
+    figures: Sequence[Figure] = (),
+    benchmarks_json: Path | None = None,
+) -> list[Path]:
+    """Write results, tables, throughput and the index into ``out_dir``; return the paths.
+
+    The figures are drawn by the caller beforehand; a missing one is an error, so the index
+    never links a file that is not there.
+    """
+    missing = [figure.path for figure in figures if not (out_dir / figure.path).is_file()]
+    if missing:
+        raise ValueError(f"figures missing from {out_dir}: {missing}")
+    written = list(write_results(results, out_dir))
+    table = main_table(results)
+    written.append(_write(out_dir / TABLE_MD, markdown_table(table)))
+    written.append(
+        _write(out_dir / TABLE_TEX, latex_table(table, table_caption(results, info.ci_level)))
+    )
+    throughput = None
+    if benchmarks_json is not None:
+        throughput = load_benchmarks(benchmarks_json)
+        speed = throughput_table(throughput)
+        written.append(_write(out_dir / THROUGHPUT_MD, markdown_table(speed)))
+        written.append(_write(out_dir / THROUGHPUT_TEX, latex_table(speed, THROUGHPUT_CAPTION)))
+    written.append(_write(out_dir / INDEX, index_text(results, info, figures, throughput)))
+    return written

@@ -1,0 +1,239 @@
+"""Report writers on small hand-made results frames and a hand-made pytest-benchmark JSON."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pandas as pd
+import pytest
+
+from sketchgen import report
+
+FEATURES = "classifier-k8-penultimate"
+
+
+def result_row(model, category, fid, kid=0.0125, recognizability=0.5, steps=40, ci=True):
+    row = {
+        "model": model,
+        "category": category,
+        "n": 200,
+        "seed": 7,
+        "steps": 0 if model == report.REAL_FLOOR else steps,
+        "batch_size": 0 if model == report.REAL_FLOOR else 16,
+        "device": "cpu",
+        "feature_space": FEATURES,
+        "fid": fid,
+        "kid": kid,
+        "precision": 0.25,
+        "recall": 0.125,
+        "recognizability": recognizability,
+    }
+    if ci:
+        row |= {"fid_low": fid - 0.5, "fid_high": fid + 1.25, "kid_low": 0.01, "kid_high": 0.02}
+    return row
+
+
+@pytest.fixture
+def results() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            result_row("dcgan", "eye", 41.234),
+            result_row(report.REAL_FLOOR, "eye", 1.5, recognizability=0.875),
+            result_row("cgan", "eye", 30.0, recognizability=float("nan"), ci=False, steps=60),
+            result_row(report.REAL_FLOOR, "mouth", 2.0, recognizability=0.75),
+            result_row("dcgan", "mouth", 50.0),
+        ]
+    )
+
+
+@pytest.fixture
+def info() -> report.RunInfo:
+    return report.RunInfo(
+        name="tiny",
+        label="Tiny CPU budget",
+        categories=("eye", "mouth"),
+        size=28,
+        classifier="width-8 CNN, test accuracy 0.812",
+        ci_level=0.9,
+        elapsed_s=90.0,
+        notes=("3 sketches over max_seq_len dropped",),
+    )
+
+
+BENCHMARKS = {
+    "machine_info": {"cpu": {"brand_raw": "test cpu"}},
+    "benchmarks": [
+        {
+            "name": "test_render_fast",
+            "group": "render",
+            "stats": {"mean": 0.0025, "ops": 400.0},
+            "extra_info": {"drawings_per_s": 102400.0, "ratio_vs_reference": 3.25},
+        },
+        {
+            "name": "test_fid_eigh",
+            "group": None,
+            "stats": {"mean": 1.5, "ops": 0.6666666},
+            "extra_info": {},
+        },
+    ],
+}
+
+
+def test_results_csv_and_json_hold_the_same_rows_with_nan_as_null(results, tmp_path):
+    csv_path, json_path = report.write_results(results, tmp_path)
+    records = orjson.loads(json_path.read_bytes())
+    assert [record["model"] for record in records] == list(results["model"])
+    assert records[2]["recognizability"] is None
+    assert records[2]["fid_low"] is None  # cgan row has no interval
+    from_csv, from_json = report.read_results(csv_path), report.read_results(json_path)
+    assert list(from_csv.columns) == list(results.columns)
+    pd.testing.assert_frame_equal(from_csv, results, check_dtype=False)
+    pd.testing.assert_frame_equal(from_json, results, check_dtype=False)
+
+
+def test_missing_metric_column_is_rejected(results, tmp_path):
+    with pytest.raises(ValueError, match="recall"):
+        report.write_results(results.drop(columns="recall"), tmp_path)
+
+
+def test_main_table_markdown_is_exact(results):
+    expected = [
+        "| Model | Category | N | FID ↓ | KID×10³ ↓ | Precision ↑ | Recall ↑ "
+        "| Recognizability ↑ |",
+        "|:---|:---|---:|---:|---:|---:|---:|---:|",
+        "| real-vs-real | eye | 200 | 1.50 [1.00, 2.75] | 12.50 [10.00, 20.00] "
+        "| 0.250 | 0.125 | 0.875 |",
+        "| dcgan | eye | 200 | 41.23 [40.73, 42.48] | 12.50 [10.00, 20.00] "
+        "| 0.250 | 0.125 | 0.500 |",
+        "| cgan | eye | 200 | 30.00 | 12.50 | 0.250 | 0.125 | – |",
+        "| real-vs-real | mouth | 200 | 2.00 [1.50, 3.25] | 12.50 [10.00, 20.00] "
+        "| 0.250 | 0.125 | 0.750 |",
+        "| dcgan | mouth | 200 | 50.00 [49.50, 51.25] | 12.50 [10.00, 20.00] "
+        "| 0.250 | 0.125 | 0.500 |",
+        "",
+    ]
+    assert report.markdown_table(report.main_table(results)) == "\n".join(expected)
+
+
+def test_main_table_latex_is_booktabs_with_escaped_cells(results, info):
+    tex = report.latex_table(
+        report.main_table(results), report.table_caption(results, info.ci_level)
+    )
+    lines = tex.splitlines()
+    assert lines[:5] == [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\caption{Features: classifier-k8-penultimate; N = 200 per row; seed 7; device cpu; "
+        r"90\% bootstrap intervals in brackets.}",
+        r"\begin{tabular}{llrrrrrr}",
+        r"\toprule",
+    ]
+    assert lines[5] == (
+        r"Model & Category & N & FID $\downarrow$ & KID$\times$10$^3$ $\downarrow$ & "
+        r"Precision $\uparrow$ & Recall $\uparrow$ & Recognizability $\uparrow$ \\"
+    )
+    assert lines[6] == r"\midrule"
+    assert lines[9] == r"cgan & eye & 200 & 30.00 & 12.50 & 0.250 & 0.125 & -- \\"
+    assert lines[-3:] == [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    assert len(lines) == 5 + 1 + 1 + len(results) + 3
+    assert tex.endswith("\n")
+
+
+def test_latex_escape_handles_specials():
+    assert report.latex_escape("a_b & 50% #1 {x}") == r"a\_b \& 50\% \#1 \{x\}"
+
+
+def test_table_rejects_ragged_rows():
+    with pytest.raises(ValueError, match="do not agree"):
+        report.Table(("a", "b"), (("1",),), "lr")
+
+
+def test_throughput_from_pytest_benchmark_json(tmp_path):
+    path = tmp_path / "benchmarks.json"
+    path.write_bytes(orjson.dumps(BENCHMARKS))
+    table = report.throughput_table(report.load_benchmarks(path))
+    assert table.header == ("Benchmark", "Group", "Mean (s)", "Calls/s", "Recorded")
+    assert table.rows == (
+        (
+            "test_render_fast",
+            "render",
+            "0.0025",
+            "400",
+            "drawings_per_s = 102,400; ratio_vs_reference = 3.25",
+        ),
+        ("test_fid_eigh", "", "1.50", "0.667", ""),
+    )
+
+
+def test_benchmark_json_without_benchmarks_list_is_rejected(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_bytes(orjson.dumps({"results": []}))
+    with pytest.raises(ValueError, match="not pytest-benchmark JSON"):
+        report.load_benchmarks(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (123456.7, "123,457"),
+        (12, "12"),
+        (3.14159, "3.14"),
+        (0.012345, "0.0123"),
+        (2e-5, "2.00e-05"),
+        (0.0, "0"),
+        (math.inf, "–"),
+        ("cpu", "cpu"),
+    ],
+)
+def test_format_quantity(value, text):
+    assert report.format_quantity(value) == text
+
+
+def test_write_report_writes_every_file_and_an_index_that_links_them(results, info, tmp_path):
+    (tmp_path / "grids").mkdir()
+    (tmp_path / "grids" / "dcgan-eye.png").write_bytes(b"png")
+    benchmarks = tmp_path / "benchmarks.json"
+    benchmarks.write_bytes(orjson.dumps(BENCHMARKS))
+    figures = [report.Figure("grids/dcgan-eye.png", "dcgan samples, eye")]
+
+    written = report.write_report(results, tmp_path, info, figures, benchmarks)
+
+    names = sorted(path.name for path in written)
+    assert names == [
+        "README.md",
+        "results.csv",
+        "results.json",
+        "results.md",
+        "results.tex",
+        "throughput.md",
+        "throughput.tex",
+    ]
+    index = (tmp_path / "README.md").read_text(encoding="utf-8")
+    for fact in [
+        "# Comparison: tiny",
+        "**Tiny CPU budget.**",
+        "- Device: cpu",
+        "- Categories: eye, mouth at 28×28 px",
+        "- Samples: N = 200 generated drawings per model and category",
+        "- Seeds: 7",
+        f"- Feature space (FID, KID, precision/recall): {FEATURES}",
+        "- Classifier: width-8 CNN, test accuracy 0.812",
+        "- Wall time: 1.5 min",
+        "- 3 sketches over max_seq_len dropped",
+        "| dcgan | 40 | 16 |\n| cgan | 60 | 16 |\n",
+        "- eye: FID 1.50 [1.00, 2.75], KID×10³ 12.50 [10.00, 20.00]",
+        "- mouth: FID 2.00 [1.50, 3.25]",
+        "| test_render_fast | render | 0.0025 | 400 |",
+        "![dcgan samples, eye](grids/dcgan-eye.png)",
+        "[results.csv](results.csv)",
+        "[throughput.tex](throughput.tex)",
+    ]:
+        assert fact in index
+    assert index.count("| real-vs-real |") == 2  # floor rows in the main table
+
+
+def test_write_report_refuses_to_link_a_missing_figure(results, info, tmp_path):
+    with pytest.raises(ValueError, match="missing.png"):
+        report.write_report(results, tmp_path, info, [report.Figure("missing.png", "gone")])
+    assert not (tmp_path / "README.md").exists()
