@@ -221,6 +221,7 @@ class NormalizedSplits:
     """Sketches ready for Sketch-RNN: float32 stroke-3, offsets divided by ``scale_factor``."""
 
     splits: dict[str, list[np.ndarray]]
+    kept: dict[str, np.ndarray]  # int64 positions, in the input split, of the sketches kept
     scale_factor: float  # std of the training offsets; multiply samples by it to get data units
     dropped: dict[str, int]  # sketches over max_seq_len removed from each split
     max_seq_len: int  # the cap the splits were filtered with
@@ -236,16 +237,16 @@ def normalize_splits(
     every split by the training split's :func:`normalizing_scale_factor` (see module doc)."""
     if train_key not in splits:
         raise ValueError(f"no {train_key!r} split among {sorted(splits)}")
-    kept, dropped = {}, {}
+    normalised, kept, dropped = {}, {}, {}
     for key, sketches in splits.items():
-        short = [s for s in sketches if len(s) <= max_seq_len]
-        dropped[key] = len(sketches) - len(short)
-        kept[key] = [_clamped(s, offset_limit) for s in short]
-    scale = normalizing_scale_factor(kept[train_key])
-    for sketches in kept.values():
+        kept[key] = np.flatnonzero([len(s) <= max_seq_len for s in sketches]).astype(np.int64)
+        dropped[key] = len(sketches) - len(kept[key])
+        normalised[key] = [_clamped(sketches[i], offset_limit) for i in kept[key]]
+    scale = normalizing_scale_factor(normalised[train_key])
+    for sketches in normalised.values():
         for sketch in sketches:
             sketch[:, :2] /= scale
-    return NormalizedSplits(kept, scale, dropped, max_seq_len)
+    return NormalizedSplits(normalised, kept, scale, dropped, max_seq_len)
 
 
 def _clamped(sketch: np.ndarray, limit: float) -> np.ndarray:

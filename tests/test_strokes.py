@@ -121,6 +121,7 @@ def test_normalisation_uses_train_std_for_every_split(face_npz):
                               [("train", slice(0, 2000)), ("valid", slice(2000, 2250)),
                                ("test", slice(2250, None))]}
     assert result.dropped["train"] > 0
+    np.testing.assert_array_equal(result.kept["train"], np.flatnonzero(lengths[:2000] <= cap))
     kept_train = [s for s in splits["train"] if len(s) <= cap]
     expected = np.std(np.concatenate([s[:, :2].ravel() for s in kept_train]).astype(np.float64))
     assert result.scale_factor == pytest.approx(expected, rel=1e-12)
