@@ -1,0 +1,701 @@
+"""Quick, Draw! data access: category names, download / cache / mirror, and dataset loaders.
+
+Where data comes from, in order of precedence:
+
+1. an explicit ``mirror=`` argument (``--mirror`` on the command line);
+2. the ``QUICKDRAW_MIRROR`` environment variable;
+3. Google's public bucket, :data:`GOOGLE_BUCKET`.
+
+A mirror is either a local folder in the bucket's layout (read in place, never copied) or an
+http(s) URL. Files fetched over HTTP land in the cache (``SKETCHGEN_CACHE``, default
+``~/.cache/sketchgen``), downloaded with resumable HTTP ranges, checked against the size the
+server announced, and -- since Google publishes no hashes -- given a sha256 sidecar on first
+download that every later use verifies.
+
+Wherever a category is accepted, a path to an ``.ndjson`` / ``.ndjson.gz`` / ``.npz`` /
+``.npy`` file is accepted too, so users can train on their own subsets: :func:`resolve`.
+:func:`load_drawings` and :func:`load_bitmaps` turn a list of such sources into labelled
+datasets (bitmaps are rendered once and cached on disk); :func:`split_indices` gives the
+train / valid / test split every trainer and evaluator shares.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fcntl
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import rasterize
+from rasterize.drawings import ON_ERROR_MODES, Drawing, SkipLog, read_ndjson
+from rasterize.render import render
+
+GOOGLE_BUCKET = "https://storage.googleapis.com/quickdraw_dataset/"
+FORMATS = {  # --format name -> path inside the bucket (or a mirror in its layout)
+    "raw": "full/raw/{}.ndjson",
+    "simplified": "full/simplified/{}.ndjson",
+    "bitmap": "full/numpy_bitmap/{}.npy",
+    "sketchrnn": "sketchrnn/{}.npz",
+}
+STROKE_FORMATS = ("raw", "simplified")
+NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
+DATA_SUFFIXES = (*NDJSON_SUFFIXES, ".npz", ".npy")
+GOOGLE_BITMAP_SIZE = 28  # Google's numpy_bitmap files are 28x28
+DEFAULT_CACHE = "~/.cache/sketchgen"
+RENDER_BATCH = 4096  # drawings rendered per call: bounds memory on Google's 100k+-line files
+_HASH_CHUNK = 1 << 20
+
+CATEGORIES: tuple[str, ...] = tuple(
+    line.strip()
+    for line in resources.files("sketchgen").joinpath("categories.txt").read_text().splitlines()
+    if line.strip()
+)
+_CATEGORY_SET = frozenset(CATEGORIES)
+
+
+# -- categories and paths -------------------------------------------------------------------
+
+
+def _did_you_mean(name: str) -> str:
+    """``"; did you mean 'cat', 'castle'?"`` for close category names (any case), else ``""``."""
+    by_lower = {c.lower(): c for c in CATEGORIES}
+    close = difflib.get_close_matches(str(name).lower(), by_lower, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else ""
+
+
+def check_category(name: str) -> str:
+    """Return ``name`` if it is one of Google's 345 categories, else raise a helpful ValueError."""
+    if name in _CATEGORY_SET:
+        return name
+    raise ValueError(
+        f"unknown category {name!r}{_did_you_mean(name)} (Google's {len(CATEGORIES)} names "
+        "are in sketchgen/categories.txt; they are case-sensitive and may contain spaces)"
+    )
+
+
+def safe_join(root: str | os.PathLike, *parts: str) -> Path:
+    """``root / parts`` resolved, or ValueError if the result would leave ``root``."""
+    base = Path(root).resolve()
+    target = base.joinpath(*parts).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{'/'.join(parts)!r} would escape {base}")
+    return target
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$SKETCHGEN_CACHE``, else ``~/.cache/sketchgen``."""
+    return Path(os.environ.get("SKETCHGEN_CACHE") or DEFAULT_CACHE).expanduser()
+
+
+def resolve_mirror(mirror: str | os.PathLike | None) -> str | Path:
+    """Where data comes from: an http(s) base URL ending in ``/``, or a local mirror folder.
+
+    ``mirror`` if given, else ``$QUICKDRAW_MIRROR``, else Google's bucket; ValueError if it
+    is neither an existing folder nor an http(s) URL.
+    """
+    if mirror is not None:
+        value, origin = os.fspath(mirror), "mirror"
+    elif os.environ.get("QUICKDRAW_MIRROR"):
+        value, origin = os.environ["QUICKDRAW_MIRROR"], "QUICKDRAW_MIRROR"
+    else:
+        value, origin = GOOGLE_BUCKET, "the default bucket"
+    if re.match(r"https?://", value, re.IGNORECASE):
+        return value.rstrip("/") + "/"
+    if "://" in value:
+        raise ValueError(f"{origin} {value!r}: expected a local folder or an http(s) URL")
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{origin} {value!r} is neither an existing folder nor an http(s) URL")
+    return folder
+
+
+def _mirror_cache_name(base_url: str) -> str:
+    """One cache folder per mirror URL: a readable, filesystem-safe slug plus a short hash,
+    so files from different mirrors (which may hold different subsets) never mix."""
+    parsed = urllib.parse.urlsplit(base_url)
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", parsed.netloc + parsed.path).strip("._")[:60]
+    return f"{slug}-{hashlib.sha256(base_url.encode()).hexdigest()[:8]}"
+
+
+def _is_category(source: str | os.PathLike) -> bool:
+    """A ``Path`` is always a path; a string is a category if it is one of Google's names."""
+    return isinstance(source, str) and source in _CATEGORY_SET
+
+
+def _data_suffix(path: Path) -> str | None:
+    return next((s for s in DATA_SUFFIXES if path.name.endswith(s)), None)
+
+
+def _class_name(source: str | os.PathLike) -> str:
+    """The class a source stands for: the category itself, or the file name without suffix."""
+    if _is_category(source):
+        return source
+    path = Path(source)
+    return path.name[: -len(_data_suffix(path))]
+
+
+def _check_source(source: str | os.PathLike) -> None:
+    """Raise ValueError unless ``source`` is a category name or an existing data file."""
+    if _is_category(source):
+        return
+    path = Path(source)
+    expected = (
+        f"expected one of Google's {len(CATEGORIES)} category names or a path to an existing "
+        f"{', '.join(DATA_SUFFIXES)} file"
+    )
+    if _data_suffix(path) is None:
+        raise ValueError(f"{os.fspath(source)!r}: {expected}{_did_you_mean(os.fspath(source))}")
+    if not path.is_file():
+        raise ValueError(f"{os.fspath(source)!r}: no such file ({expected})")
+
+
+def _check_format(fmt: str, allowed: Sequence[str]) -> None:
+    if fmt not in allowed:
+        raise ValueError(f"format must be one of {tuple(allowed)}, got {fmt!r}")
+
+
+# -- downloads ------------------------------------------------------------------------------
+
+
+class DownloadError(OSError):
+    """A download that failed or a cached file that no longer matches its recorded hash."""
+
+
+class _Retry(Exception):
+    """A transient failure: the next attempt resumes from what the ``.part`` file holds."""
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    timeout: float = 60.0  # seconds of silence before a connection counts as dropped
+    retries: int = 3  # further attempts after a failure, each resuming the partial file
+    backoff: float = 1.0  # seconds before the first retry, doubled after each one
+    chunk_bytes: int = 1 << 20  # read size: big enough for throughput, small for smooth progress
+    progress: bool = True  # tqdm progress bar on stderr
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(_HASH_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar(dest: Path, suffix: str) -> Path:
+    return dest.with_name(dest.name + suffix)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """Exclusive lock per cached file, so parallel processes (e.g. DDP ranks) never write
+    the same ``.part`` file at once; the second one finds the finished file."""
+    with open(_sidecar(dest, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _verify_or_record(dest: Path) -> None:
+    """Check ``dest`` against its recorded sha256; record one if there is none yet."""
+    record = _sidecar(dest, ".sha256")
+    actual = sha256_file(dest)
+    if not record.exists():
+        _write_atomic(record, f"{actual}  {dest.name}\n".encode())
+        return
+    expected = record.read_text().split()[0]
+    if actual != expected:
+        raise DownloadError(
+            f"{dest}: sha256 {actual} does not match {expected} recorded when it was "
+            "downloaded; the cached file is corrupt or was modified -- delete it to download again"
+        )
+
+
+def _read_resume_state(state_path: Path, url: str) -> dict:
+    """What the first response said about a partial download (validator, total size)."""
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) and state.get("url") == url else {}
+
+
+def _discard_partial(part: Path, state_path: Path) -> None:
+    part.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+
+
+def _content_range(response: http.client.HTTPResponse) -> tuple[int, int | None] | None:
+    """``(start, total)`` from a 206 response's Content-Range, None if absent or malformed."""
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+    if not match:
+        return None
+    return int(match[1]), None if match[2] == "*" else int(match[2])
+
+
+def _open(url: str, offset: int, state: dict, timeout: float) -> http.client.HTTPResponse:
+    headers = {"User-Agent": "sketchgen"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if state.get("validator"):
+            # The server sends the whole file instead if it changed since the first attempt.
+            headers["If-Range"] = state["validator"]
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _download_once(url: str, part: Path, options: DownloadOptions) -> None:
+    """One request, appending to ``part``; returns once ``part`` holds the whole file."""
+    state_path = _sidecar(part, ".json")
+    state = _read_resume_state(state_path, url)
+    offset = part.stat().st_size if part.exists() and state else 0
+    if offset and offset == state.get("total"):
+        return  # finished by an earlier run that stopped before moving it into place
+    try:
+        response = _open(url, offset, state, options.timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416:  # the partial file does not fit the remote one any more
+            _discard_partial(part, state_path)
+        if error.code == 416 or error.code >= 500:
+            raise _Retry(f"HTTP {error.code} {error.reason}") from None
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise _Retry(f"cannot connect ({getattr(error, 'reason', error)})") from None
+    with response:
+        if response.status == 206 and offset:
+            start, total = _content_range(response) or (-1, None)
+            if start != offset or total is None or total != state.get("total"):
+                _discard_partial(part, state_path)
+                raise _Retry(f"server answered the resume with an unusable range ({start}-)")
+        else:  # 200: a fresh download, or the file changed and the server sent all of it
+            offset = 0
+            length = response.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                raise DownloadError(f"{url}: no Content-Length, so the download cannot be checked")
+            total = int(length)
+            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            state = {"url": url, "validator": validator, "total": total}
+            _write_atomic(state_path, json.dumps(state).encode())
+        _receive(response, part, offset, total, options)
+    size = part.stat().st_size
+    if size != total:
+        if size > total:
+            _discard_partial(part, state_path)
+        raise _Retry(f"received {size} of the {total} bytes the server announced")
+
+
+def _receive(response, part: Path, offset: int, total: int, options: DownloadOptions) -> None:
+    with (
+        open(part, "ab" if offset else "wb") as out,
+        tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=part.name.removesuffix(".part"),
+            file=sys.stderr,
+            disable=not options.progress,
+        ) as bar,
+    ):
+        try:
+            while chunk := response.read(options.chunk_bytes):
+                out.write(chunk)
+                bar.update(len(chunk))
+        except (http.client.HTTPException, OSError) as error:
+            out.flush()
+            raise _Retry(f"connection lost ({error!r})") from None
+
+
+def download(url: str, dest: Path, options: DownloadOptions | None = None) -> Path:
+    """Download ``url`` to ``dest`` unless it is there already, and return ``dest``.
+
+    Bytes go to ``dest.part`` (resumed with an HTTP Range on the next attempt or the next
+    call) and move to ``dest`` only once their count equals the announced size. The sha256
+    of every finished file is recorded next to it (``.sha256``) and checked on every later
+    call: a cached file that changed raises :class:`DownloadError`.
+    """
+    options = options or DownloadOptions()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = _sidecar(dest, ".part")
+    with _locked(dest):
+        if dest.exists():
+            _verify_or_record(dest)
+            return dest
+        for attempt in itertools.count():
+            try:
+                _download_once(url, part, options)
+                break
+            except _Retry as error:
+                if attempt >= options.retries:
+                    raise DownloadError(
+                        f"{url}: {error} after {attempt + 1} attempt(s); "
+                        f"run again to resume from {part}"
+                    ) from None
+                time.sleep(options.backoff * 2**attempt)
+        _write_atomic(_sidecar(dest, ".sha256"), f"{sha256_file(part)}  {dest.name}\n".encode())
+        os.replace(part, dest)
+        _sidecar(part, ".json").unlink(missing_ok=True)
+    return dest
+
+
+# -- resolving sources ----------------------------------------------------------------------
+
+
+def resolve(
+    source: str | os.PathLike,
+    fmt: str = "simplified",
+    mirror: str | os.PathLike | None = None,
+    options: DownloadOptions | None = None,
+) -> Path:
+    """A local file for ``source``: a category name in format ``fmt`` (see :data:`FORMATS`),
+    found in a mirror folder or downloaded into the cache; or an existing data file's path,
+    returned as it is (``fmt`` does not apply to it). Anything else raises ValueError."""
+    _check_source(source)
+    if not (_is_category(source)):
+        return Path(source)
+    _check_format(fmt, FORMATS)
+    relative = FORMATS[fmt].format(source)
+    base = resolve_mirror(mirror)
+    if isinstance(base, Path):
+        path = safe_join(base, relative)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the mirror {base} has no {fmt} file for {source!r}")
+        return path
+    dest = safe_join(cache_dir() / "downloads", _mirror_cache_name(base), relative)
+    return download(base + urllib.parse.quote(relative), dest, options)
+
+
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    class_name: str
+
+
+def _source_list(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list:
+    """The sources as a list, each checked (so a typo fails before anything is downloaded)."""
+    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if not items:
+        raise ValueError("no data sources given")
+    for item in items:
+        _check_source(item)
+    return items
+
+
+def _suffix_of(item: str | os.PathLike, fmt: str) -> str:
+    """The kind of file a checked source stands for, known before anything is downloaded."""
+    if _is_category(item):
+        return _data_suffix(Path(FORMATS[fmt]))
+    return _data_suffix(Path(item))
+
+
+def _plan(
+    items: list,
+    fmt: str,
+    per_class: int | None,
+    mirror: str | os.PathLike | None,
+    suffixes: Sequence[str],
+) -> tuple[list[_Source], list[str]]:
+    """Check the request as a whole, then resolve (download) every source.
+
+    Sources with the same class name (the category ``sun`` and a file ``sun.ndjson``) share
+    one label; ``per_class`` caps each class, filled from its files in the order given.
+    """
+    if per_class is not None and (isinstance(per_class, bool) or per_class < 1):
+        raise ValueError(f"per_class must be a positive integer or None, got {per_class!r}")
+    wrong = next((i for i in items if _suffix_of(i, fmt) not in suffixes), None)
+    if wrong is not None:
+        what = f"the {fmt} file of {wrong!r}" if _is_category(wrong) else repr(os.fspath(wrong))
+        raise ValueError(f"{what}: expected a {' or '.join(suffixes)} file here")
+    paths = [resolve(item, fmt, mirror) for item in items]
+    seen = [p.resolve() for p in paths]
+    if len(set(seen)) != len(seen):
+        twice = next(p for p in paths if seen.count(p.resolve()) > 1)
+        raise ValueError(f"{twice} is listed more than once")
+    plan = [_Source(path, _class_name(item)) for item, path in zip(items, paths, strict=True)]
+    return plan, list(dict.fromkeys(source.class_name for source in plan))
+
+
+def _take(plan: list[_Source], per_class: int | None, read) -> Iterator[tuple[_Source, object]]:
+    """Read each planned file with what its class has left of ``per_class``: a class whose
+    first file runs short is topped up from its next one. Yields (source, records read)."""
+    taken: dict[str, int] = {}
+    for source in plan:
+        used = taken.get(source.class_name, 0)
+        limit = None if per_class is None else per_class - used
+        if limit == 0:
+            continue
+        result = read(source.path, limit)
+        taken[source.class_name] = used + len(result)
+        yield source, result
+
+
+# -- loaders --------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelledDrawings:
+    drawings: list[Drawing]
+    labels: np.ndarray  # int64, index into class_names
+    class_names: list[str]
+    skipped: SkipLog = field(default_factory=SkipLog)  # bad lines passed over with on_error="skip"
+
+    def __len__(self) -> int:
+        return len(self.drawings)
+
+
+@dataclass
+class LabelledBitmaps:
+    bitmaps: np.ndarray  # uint8 (N, size, size), white ink on black unless inverted
+    labels: np.ndarray  # int64, index into class_names
+    class_names: list[str]
+    skipped: SkipLog = field(default_factory=SkipLog)  # bad lines passed over with on_error="skip"
+
+    def __len__(self) -> int:
+        return len(self.bitmaps)
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR_MODES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
+
+
+def _labels(counts: Sequence[tuple[str, int]], class_names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(class_names)}
+    return np.repeat(
+        np.array([index[name] for name, _ in counts], dtype=np.int64),
+        [n for _, n in counts],
+    )
+
+
+def load_drawings(
+    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    fmt: str = "simplified",
+    per_class: int | None = None,
+    on_error: str = "raise",
+    mirror: str | os.PathLike | None = None,
+) -> LabelledDrawings:
+    """Drawings of several categories / ndjson files with integer labels.
+
+    Deterministic: the first ``per_class`` records of each class, in file order. ``fmt`` is
+    ``"raw"`` or ``"simplified"`` for category names; paths must be ndjson (plain or gzip).
+    """
+    _check_format(fmt, STROKE_FORMATS)
+    _check_on_error(on_error)
+    plan, class_names = _plan(_source_list(sources), fmt, per_class, mirror, NDJSON_SUFFIXES)
+    skipped = SkipLog()
+
+    def read(path: Path, limit: int | None) -> list[Drawing]:
+        return list(itertools.islice(read_ndjson(path, on_error, skipped), limit))
+
+    drawings, counts = [], []
+    for source, part in _take(plan, per_class, read):
+        drawings.extend(part)
+        counts.append((source.class_name, len(part)))
+    return LabelledDrawings(drawings, _labels(counts, class_names), class_names, skipped)
+
+
+@cache
+def _renderer_identity() -> str:
+    """A hash of the rasterize package's code: a fix to the renderer invalidates cached bitmaps."""
+    digest = hashlib.sha256()
+    for module in sorted(Path(rasterize.__file__).parent.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    return digest.hexdigest()
+
+
+def _bitmap_cache_path(path: Path, limit: int | None, on_error: str, settings: dict) -> Path:
+    stat = path.stat()
+    identity = {
+        "file": str(path.resolve()),
+        "bytes": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "limit": limit,
+        "on_error": on_error,
+        "render": settings,
+        "renderer": _renderer_identity(),
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return cache_dir() / "bitmaps" / f"{key}.npz"
+
+
+def _render_file(path: Path, limit: int | None, on_error: str, settings: dict) -> tuple:
+    """Render the first ``limit`` drawings of an ndjson file in bounded batches."""
+    log = SkipLog()
+    drawings = itertools.islice(read_ndjson(path, on_error, log), limit)
+    batches = []
+    while batch := list(itertools.islice(drawings, RENDER_BATCH)):
+        batches.append(render(batch, **settings))
+    return np.concatenate(batches) if batches else render([], **settings), log
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _cached_render(
+    path: Path, limit: int | None, on_error: str, settings: dict, skipped: SkipLog
+) -> np.ndarray:
+    """Bitmaps of one ndjson file, rendered once and then read from the cache."""
+    cached = _bitmap_cache_path(path, limit, on_error, settings)
+    if cached.exists():
+        with np.load(cached, allow_pickle=False) as stored:
+            bitmaps, log = stored["bitmaps"], json.loads(str(stored["skipped"]))
+    else:
+        bitmaps, file_log = _render_file(path, limit, on_error, settings)
+        log = {"counts": dict(file_log.counts), "examples": file_log.examples}
+        _save_npz_atomic(cached, bitmaps=bitmaps, skipped=np.array(json.dumps(log)))
+    skipped.counts.update(log["counts"])
+    room = SkipLog.max_examples - len(skipped.examples)
+    skipped.examples.extend(log["examples"][: max(room, 0)])
+    return bitmaps
+
+
+def _load_npy_bitmaps(path: Path, limit: int | None, size: int) -> np.ndarray:
+    """The first ``limit`` rows of a ``uint8`` ``(N, size*size)`` or ``(N, size, size)`` .npy,
+    memory-mapped so only those rows are read."""
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.dtype != np.uint8 or array.shape[1:] not in ((size * size,), (size, size)):
+        raise ValueError(
+            f"{path}: holds {array.dtype} {array.shape[1:]} rows, expected uint8 bitmaps of "
+            f"{size}x{size} (shape (N, {size * size}) as in Google's numpy_bitmap files)"
+        )
+    return np.array(array[:limit]).reshape(-1, size, size)
+
+
+def load_bitmaps(
+    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    size: int = 28,
+    per_class: int | None = None,
+    fmt: str = "simplified",
+    on_error: str = "raise",
+    mirror: str | os.PathLike | None = None,
+    line_width: float = 16.0,
+    padding: float = 16.0,
+    invert: bool = False,
+) -> LabelledBitmaps:
+    """Labelled ``uint8`` bitmaps ``(N, size, size)`` of several categories / files.
+
+    Stroke sources (``fmt`` ``"simplified"`` or ``"raw"``, or ndjson paths) are rendered with
+    ``rasterize.render.render`` once and cached under the cache dir, keyed by the file
+    (path, size, mtime), the render settings, the record limit and the renderer's code.
+    ``fmt="bitmap"`` (and ``.npy`` paths) read ready-made bitmaps instead -- Google's
+    ``numpy_bitmap`` files are 28 px at the default settings, so other settings are refused
+    there rather than silently ignored. Same selection rule as :func:`load_drawings`.
+    """
+    _check_format(fmt, (*STROKE_FORMATS, "bitmap"))
+    _check_on_error(on_error)
+    settings = {"size": size, "line_width": line_width, "padding": padding, "invert": invert}
+    rendered_defaults = {"line_width": 16.0, "padding": 16.0, "invert": False}
+    accepts = (*NDJSON_SUFFIXES, ".npy") if fmt != "bitmap" else (".npy",)
+    items = _source_list(sources)
+    uses_npy = any(_suffix_of(item, fmt) == ".npy" for item in items)
+    if uses_npy and {k: settings[k] for k in rendered_defaults} != rendered_defaults:
+        raise ValueError(
+            ".npy bitmaps are used as they are: line_width, padding and invert apply only "
+            "when rendering strokes (use fmt='simplified' or ndjson files)"
+        )
+    if fmt == "bitmap" and size != GOOGLE_BITMAP_SIZE:
+        raise ValueError(
+            f"Google's numpy_bitmap files are {GOOGLE_BITMAP_SIZE} px; for size={size} "
+            "render strokes with fmt='simplified'"
+        )
+    render([], **settings)  # renders nothing, but rejects bad settings before any download
+    plan, class_names = _plan(items, fmt, per_class, mirror, accepts)
+    skipped = SkipLog()
+
+    def read(path: Path, limit: int | None) -> np.ndarray:
+        if path.name.endswith(".npy"):
+            return _load_npy_bitmaps(path, limit, size)
+        return _cached_render(path, limit, on_error, settings, skipped)
+
+    parts, counts = [], []
+    for source, part in _take(plan, per_class, read):
+        parts.append(part)
+        counts.append((source.class_name, len(part)))
+    bitmaps = np.concatenate(parts) if parts else np.zeros((0, size, size), np.uint8)
+    return LabelledBitmaps(bitmaps, _labels(counts, class_names), class_names, skipped)
+
+
+# -- splits ---------------------------------------------------------------------------------
+
+
+def split_indices(
+    n: int, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)
+) -> tuple[np.ndarray, ...]:
+    """Disjoint, sorted int64 index arrays covering ``range(n)``, one per fraction
+    (train / valid / test by default); the same ``(n, seed, fractions)`` always gives the
+    same split. Sizes are the rounded cumulative fractions, so they add up to ``n``."""
+    if isinstance(n, bool) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    weights = np.asarray(fractions, dtype=np.float64)
+    if (
+        weights.ndim != 1
+        or not len(weights)
+        or (weights < 0).any()
+        or not np.isfinite(weights).all()
+    ):
+        raise ValueError(f"fractions must be non-negative numbers, got {fractions!r}")
+    if abs(weights.sum() - 1.0) > 1e-9:
+        raise ValueError(f"fractions must sum to 1, got {fractions!r} (sum {weights.sum():g})")
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.round(np.cumsum(weights) * n).astype(np.int64)
+    bounds[-1] = n
+    return tuple(np.sort(part) for part in np.split(order, bounds[:-1]))
+
+
+__all__ = [
+    "CATEGORIES",
+    "FORMATS",
+    "GOOGLE_BUCKET",
+    "DownloadError",
+    "DownloadOptions",
+    "LabelledBitmaps",
+    "LabelledDrawings",
+    "cache_dir",
+    "check_category",
+    "download",
+    "load_bitmaps",
+    "load_drawings",
+    "resolve",
+    "resolve_mirror",
+    "safe_join",
+    "sha256_file",
+    "split_indices",
+]

@@ -1,0 +1,298 @@
+"""sketchgen.data on the local mirror: categories, resolving sources, loaders, cache, splits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rasterize.drawings import NdjsonError
+from sketchgen import data
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A cache dir of this test's own, so cache hits and misses are this test's doing."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("SKETCHGEN_CACHE", str(path))
+    return path
+
+
+def first_lines(path: Path, n: int) -> list[dict]:
+    with open(path, "rb") as stream:
+        return [json.loads(next(stream)) for _ in range(n)]
+
+
+# -- categories and sources -----------------------------------------------------------------
+
+
+def test_categories_are_googles_list(mirror):
+    googles = tuple((mirror / "categories.txt").read_text().split("\n"))
+    assert data.CATEGORIES == tuple(name for name in googles if name)
+    assert len(data.CATEGORIES) == 345 and "The Eiffel Tower" in data.CATEGORIES
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"), [("catt", "'cat'"), ("Coffee Cup", "'coffee cup'"), ("../cat", "'cat'")]
+)
+def test_check_category_suggests_close_names(name, suggestion):
+    with pytest.raises(ValueError, match=f"unknown category.*did you mean {suggestion}"):
+        data.check_category(name)
+    assert data.check_category("coffee cup") == "coffee cup"
+
+
+def test_category_resolves_to_the_mirror_file_in_place(mirror, cache):
+    assert data.resolve("coffee cup", "raw") == mirror / "full/raw/coffee cup.ndjson"
+    assert data.resolve("apple", "bitmap") == mirror / "full/numpy_bitmap/apple.npy"
+    assert data.resolve("alarm clock", "sketchrnn") == mirror / "sketchrnn/alarm clock.npz"
+    assert data.resolve("cat", mirror=str(mirror)) == mirror / "full/simplified/cat.ndjson"
+    assert not cache.exists(), "a mirror folder must be read in place, not copied"
+
+
+def test_paths_pass_through(mirror):
+    sun = mirror / "extra/culture/sun.ndjson"
+    assert data.resolve(sun) == sun
+    assert data.resolve(str(sun), fmt="bitmap") == sun  # fmt applies to categories only
+    face = mirror / "sketchrnn/face.npz"
+    assert data.resolve(face) == face
+
+
+@pytest.mark.parametrize(
+    "source", ["../../etc/passwd", "cat/../../x", "notes.txt", "missing.ndjson", "", "cats"]
+)
+def test_bad_sources_say_what_was_expected(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not data")
+    with pytest.raises(ValueError, match="expected one of Google's 345 category names or a path"):
+        data.resolve(source)
+
+
+def test_bad_format_and_mirror_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="format must be one of"):
+        data.resolve("cat", fmt="png")
+    with pytest.raises(ValueError, match="neither an existing folder nor an http"):
+        data.resolve("cat", mirror=tmp_path / "absent")
+    with pytest.raises(ValueError, match="local folder or an http"):
+        data.resolve("cat", mirror="ftp://example.org/quickdraw")
+
+
+def test_category_missing_from_the_mirror_names_the_mirror(mirror):
+    with pytest.raises(FileNotFoundError, match="has no bitmap file for 'dog'"):
+        data.resolve("dog", "bitmap")
+
+
+@pytest.mark.parametrize(
+    "parts", [("..", "x"), ("a/../../b",), ("/etc/passwd",), ("full", "..", "..", "x")]
+)
+def test_safe_join_rejects_escapes(tmp_path, parts):
+    with pytest.raises(ValueError, match="would escape"):
+        data.safe_join(tmp_path, *parts)
+
+
+def test_safe_join_rejects_symlinks_out_of_the_root(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    assert data.safe_join(root, "full/simplified/cat.ndjson").parent == root / "full/simplified"
+    with pytest.raises(ValueError, match="would escape"):
+        data.safe_join(root, "link", "secret")
+
+
+# -- load_drawings --------------------------------------------------------------------------
+
+
+def test_load_drawings_takes_the_first_records_in_file_order(mirror):
+    loaded = data.load_drawings(["cat", "The Eiffel Tower"], per_class=10)
+    assert loaded.class_names == ["cat", "The Eiffel Tower"]
+    assert loaded.labels.dtype == np.int64
+    assert loaded.labels.tolist() == [0] * 10 + [1] * 10
+    expected = [
+        line["key_id"]
+        for name in loaded.class_names
+        for line in first_lines(mirror / f"full/simplified/{name}.ndjson", 10)
+    ]
+    assert [d.key_id for d in loaded.drawings] == expected
+    assert len(loaded.skipped) == 0
+
+
+def test_load_drawings_raw_keeps_times():
+    loaded = data.load_drawings("cat", fmt="raw", per_class=3)
+    assert len(loaded) == 3 and all(d.times is not None for d in loaded.drawings)
+
+
+def test_category_and_file_of_the_same_name_share_a_class(mirror):
+    # The simplified "sun" file holds 25 drawings: per_class 30 tops it up from the file.
+    culture = mirror / "extra/culture/sun.ndjson"
+    loaded = data.load_drawings(["sun", culture, "cat"], per_class=30)
+    assert loaded.class_names == ["sun", "cat"]
+    assert loaded.labels.tolist() == [0] * 30 + [1] * 25
+    topped_up = loaded.drawings[25:30]
+    assert [d.countrycode for d in topped_up] == [r["countrycode"] for r in first_lines(culture, 5)]
+    assert all(d.key_id is None for d in topped_up)
+
+
+def write_with_bad_line(mirror: Path, path: Path) -> Path:
+    good = (mirror / "full/simplified/cat.ndjson").read_bytes().splitlines(keepends=True)[:3]
+    path.write_bytes(good[0] + b'{"word": "cat"}\n' + good[1] + good[2])
+    return path
+
+
+def test_on_error_raise_names_file_and_line_and_skip_counts(mirror, tmp_path):
+    bad = write_with_bad_line(mirror, tmp_path / "bad.ndjson")
+    with pytest.raises(NdjsonError, match=r"bad\.ndjson:2: record has no 'drawing' key"):
+        data.load_drawings([bad])
+    loaded = data.load_drawings([bad], on_error="skip")
+    assert len(loaded) == 3 and loaded.class_names == ["bad"]
+    assert dict(loaded.skipped.counts) == {"missing-drawing": 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sources": ["cat", "cat"]}, "listed more than once"),
+        ({"sources": []}, "no data sources"),
+        ({"sources": ["cat"], "per_class": 0}, "per_class must be a positive integer"),
+        ({"sources": ["cat"], "fmt": "bitmap"}, "format must be one of"),
+        ({"sources": ["cat"], "on_error": "ignore"}, "on_error must be one of"),
+        ({"sources": ["cat", "catt"]}, "did you mean 'cat'"),
+    ],
+)
+def test_load_drawings_rejects_bad_requests(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_drawings(**kwargs)
+
+
+def test_load_drawings_rejects_non_stroke_files(mirror):
+    with pytest.raises(ValueError, match=r"face\.npz': expected a \.ndjson or \.ndjson\.gz file"):
+        data.load_drawings(["cat", mirror / "sketchrnn/face.npz"])
+
+
+# -- load_bitmaps ---------------------------------------------------------------------------
+
+
+def test_rendered_bitmaps_equal_googles_numpy_bitmap(mirror, cache):
+    rendered = data.load_bitmaps(["apple", "cat"], per_class=25)
+    google = data.load_bitmaps(["apple", "cat"], per_class=25, fmt="bitmap")
+    assert rendered.bitmaps.dtype == np.uint8 and rendered.bitmaps.shape == (50, 28, 28)
+    assert rendered.class_names == google.class_names == ["apple", "cat"]
+    assert rendered.labels.tolist() == google.labels.tolist() == [0] * 25 + [1] * 25
+    np.testing.assert_array_equal(rendered.bitmaps, google.bitmaps)
+    on_disk = np.load(mirror / "full/numpy_bitmap/cat.npy")[:25].reshape(-1, 28, 28)
+    np.testing.assert_array_equal(google.bitmaps[25:], on_disk)
+
+
+@pytest.fixture
+def render_calls(monkeypatch) -> list[int]:
+    """Counts the drawings each real render call receives (validation calls render nothing)."""
+    calls: list[int] = []
+    real = data.render
+
+    def counting(drawings, **settings):
+        calls.append(len(drawings))
+        return real(drawings, **settings)
+
+    monkeypatch.setattr(data, "render", counting)
+    return calls
+
+
+def cached_files(cache: Path) -> list[Path]:
+    return sorted((cache / "bitmaps").iterdir())
+
+
+def test_bitmaps_are_rendered_once_then_read_from_the_cache(mirror, cache, tmp_path, render_calls):
+    source = tmp_path / "cat.ndjson"
+    shutil.copy(mirror / "full/simplified/cat.ndjson", source)
+    first = data.load_bitmaps([source], per_class=20)
+    assert sum(render_calls) == 20 and len(cached_files(cache)) == 1
+
+    again = data.load_bitmaps([source], per_class=20)
+    assert sum(render_calls) == 20, "the second call must read the cache, not render"
+    np.testing.assert_array_equal(again.bitmaps, first.bitmaps)
+
+    # Every setting that changes the pixels, and the file itself, changes the key.
+    data.load_bitmaps([source], per_class=20, line_width=12.0)
+    data.load_bitmaps([source], per_class=20, padding=8.0)
+    data.load_bitmaps([source], per_class=20, invert=True)
+    bigger = data.load_bitmaps([source], per_class=20, size=32)
+    data.load_bitmaps([source], per_class=10)
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    data.load_bitmaps([source], per_class=20)
+    assert sum(render_calls) == 20 * 6 + 10
+    assert bigger.bitmaps.shape == (20, 32, 32)
+    files = cached_files(cache)
+    assert len(files) == 7 and all(f.suffix == ".npz" for f in files), "no temporary files left"
+
+
+def test_cached_bitmaps_keep_the_skip_counts(mirror, cache, tmp_path, render_calls):
+    bad = write_with_bad_line(mirror, tmp_path / "bad.ndjson")
+    for _ in range(2):
+        loaded = data.load_bitmaps([bad], on_error="skip")
+        assert len(loaded) == 3 and dict(loaded.skipped.counts) == {"missing-drawing": 1}
+        assert loaded.skipped.examples == [f"{bad}:2: record has no 'drawing' key"]
+    assert sum(render_calls) == 3
+
+
+def test_npy_rows_are_used_as_they_are(mirror, cache):
+    npy = mirror / "full/numpy_bitmap/fish.npy"
+    loaded = data.load_bitmaps([npy, "apple"], per_class=5)
+    assert loaded.class_names == ["fish", "apple"]
+    np.testing.assert_array_equal(loaded.bitmaps[:5], np.load(npy)[:5].reshape(-1, 28, 28))
+    assert len(cached_files(cache)) == 1, (
+        "only apple was rendered: ready-made bitmaps need no cache"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sources": ["apple"], "fmt": "bitmap", "size": 64}, "numpy_bitmap files are 28 px"),
+        ({"sources": ["apple"], "fmt": "bitmap", "invert": True}, "used as they are"),
+        ({"sources": ["apple"], "fmt": "sketchrnn"}, "format must be one of"),
+        ({"sources": ["apple"], "size": 0}, "size must be a positive integer"),
+        ({"sources": ["apple"], "line_width": -1.0}, "line_width must be finite and positive"),
+    ],
+)
+def test_load_bitmaps_rejects_bad_requests_before_reading(kwargs, message, render_calls):
+    with pytest.raises(ValueError, match=message):
+        data.load_bitmaps(**kwargs)
+    assert sum(render_calls) == 0
+
+
+def test_npy_of_another_size_is_refused(mirror):
+    with pytest.raises(
+        ValueError, match=r"holds uint8 \(784,\) rows, expected uint8 bitmaps of 64x64"
+    ):
+        data.load_bitmaps([mirror / "full/numpy_bitmap/eye.npy"], size=64)
+
+
+# -- splits ---------------------------------------------------------------------------------
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    train, valid, test = data.split_indices(1000, seed=7)
+    assert (len(train), len(valid), len(test)) == (800, 100, 100)
+    together = np.concatenate([train, valid, test])
+    assert np.array_equal(np.sort(together), np.arange(1000)), "disjoint and covering"
+    again = data.split_indices(1000, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip((train, valid, test), again, strict=True))
+    other = data.split_indices(1000, seed=8)
+    assert not np.array_equal(other[2], test)
+    assert all(np.all(np.diff(part) > 0) for part in (train, valid, test)), "sorted"
+
+
+def test_split_sizes_add_up_for_any_n():
+    for n in (0, 1, 7, 33):
+        parts = data.split_indices(n, seed=0, fractions=(0.5, 0.25, 0.25))
+        assert sum(len(p) for p in parts) == n
+        assert len(np.unique(np.concatenate(parts))) == n
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.1), (0.9, 0.2, -0.1), (), (float("nan"), 1.0)])
+def test_split_rejects_bad_fractions(fractions):
+    with pytest.raises(ValueError, match="fractions must"):
+        data.split_indices(10, seed=0, fractions=fractions)
