@@ -59,7 +59,9 @@ FORMATS = {  # --format name -> path inside the bucket (or a mirror in its layou
 STROKE_FORMATS = ("raw", "simplified")
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
 DATA_SUFFIXES = (*NDJSON_SUFFIXES, ".npz", ".npy")
-GOOGLE_BITMAP_SIZE = 28  # Google's numpy_bitmap files are 28x28
+GOOGLE_BITMAP_SIZE = 28  # Google's numpy_bitmap files are 28x28 ...
+GOOGLE_LINE_WIDTH = 16.0  # ... drawn with this line width and padding (render's defaults)
+GOOGLE_PADDING = 16.0
 DEFAULT_CACHE = "~/.cache/sketchgen"
 RENDER_BATCH = 4096  # drawings rendered per call: bounds memory on Google's 100k+-line files
 _HASH_CHUNK = 1 << 20
@@ -93,9 +95,13 @@ def check_category(name: str) -> str:
 
 
 def safe_join(root: str | os.PathLike, *parts: str) -> Path:
-    """``root / parts`` resolved, or ValueError if the result would leave ``root``."""
-    base = Path(root).resolve()
-    target = base.joinpath(*parts).resolve()
+    """``root / parts`` as an absolute path, or ValueError if it would leave ``root``.
+
+    The check is lexical (``..``, absolute parts): symlinks are not followed, so a mirror
+    folder may be built from links to files kept elsewhere.
+    """
+    base = Path(os.path.abspath(root))
+    target = Path(os.path.normpath(base.joinpath(*parts)))
     if target != base and base not in target.parents:
         raise ValueError(f"{'/'.join(parts)!r} would escape {base}")
     return target
@@ -606,8 +612,8 @@ def load_bitmaps(
     fmt: str = "simplified",
     on_error: str = "raise",
     mirror: str | os.PathLike | None = None,
-    line_width: float = 16.0,
-    padding: float = 16.0,
+    line_width: float = GOOGLE_LINE_WIDTH,
+    padding: float = GOOGLE_PADDING,
     invert: bool = False,
 ) -> LabelledBitmaps:
     """Labelled ``uint8`` bitmaps ``(N, size, size)`` of several categories / files.
@@ -622,11 +628,11 @@ def load_bitmaps(
     _check_format(fmt, (*STROKE_FORMATS, "bitmap"))
     _check_on_error(on_error)
     settings = {"size": size, "line_width": line_width, "padding": padding, "invert": invert}
-    rendered_defaults = {"line_width": 16.0, "padding": 16.0, "invert": False}
+    as_google = {"line_width": GOOGLE_LINE_WIDTH, "padding": GOOGLE_PADDING, "invert": False}
     accepts = (*NDJSON_SUFFIXES, ".npy") if fmt != "bitmap" else (".npy",)
     items = _source_list(sources)
     uses_npy = any(_suffix_of(item, fmt) == ".npy" for item in items)
-    if uses_npy and {k: settings[k] for k in rendered_defaults} != rendered_defaults:
+    if uses_npy and {k: settings[k] for k in as_google} != as_google:
         raise ValueError(
             ".npy bitmaps are used as they are: line_width, padding and invert apply only "
             "when rendering strokes (use fmt='simplified' or ndjson files)"
@@ -649,8 +655,9 @@ def load_bitmaps(
     for source, part in _take(plan, per_class, read):
         parts.append(part)
         counts.append((source.class_name, len(part)))
-    bitmaps = np.concatenate(parts) if parts else np.zeros((0, size, size), np.uint8)
-    return LabelledBitmaps(bitmaps, _labels(counts, class_names), class_names, skipped)
+    return LabelledBitmaps(
+        np.concatenate(parts), _labels(counts, class_names), class_names, skipped
+    )
 
 
 # -- splits ---------------------------------------------------------------------------------
@@ -662,8 +669,10 @@ def split_indices(
     """Disjoint, sorted int64 index arrays covering ``range(n)``, one per fraction
     (train / valid / test by default); the same ``(n, seed, fractions)`` always gives the
     same split. Sizes are the rounded cumulative fractions, so they add up to ``n``."""
-    if isinstance(n, bool) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer (a split must be reproducible), got {seed!r}")
     weights = np.asarray(fractions, dtype=np.float64)
     if (
         weights.ndim != 1

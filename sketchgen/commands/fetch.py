@@ -1,0 +1,54 @@
+"""``sketchgen fetch``: download category files into the cache and print their local paths.
+
+With a mirror folder (``--mirror`` or ``QUICKDRAW_MIRROR``) nothing is copied: the paths
+printed are the mirror's own files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sketchgen import data
+from sketchgen.cli import UsageError
+
+HELP = "Download Quick, Draw! category files (resumable, checked) and print their local paths."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "categories",
+        nargs="+",
+        metavar="CATEGORY",
+        help="Google category names (quote names with spaces, e.g. 'coffee cup')",
+    )
+    parser.add_argument(
+        "--format",
+        choices=tuple(data.FORMATS),
+        default="simplified",
+        help="which of Google's files to fetch (default: simplified)",
+    )
+    parser.add_argument(
+        "--mirror",
+        metavar="M",
+        help="a local folder or http(s) URL in the layout of Google's bucket, replacing it "
+        "(default: $QUICKDRAW_MIRROR, else Google's bucket)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    # Every name and the mirror are checked before the first byte is downloaded.
+    try:
+        for name in args.categories:
+            data.check_category(name)
+        data.resolve_mirror(args.mirror)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    for name in args.categories:
+        try:
+            path = data.resolve(name, args.format, args.mirror)
+        except OSError as error:  # a failed download, or a file the mirror folder lacks
+            print(f"sketchgen fetch: error: {error}", file=sys.stderr)
+            return 1
+        print(path, flush=True)
+    return 0
