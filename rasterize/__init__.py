@@ -12,6 +12,7 @@ from rasterize.drawings import (
     read_ndjson,
     write_ndjson,
 )
+from rasterize.parallel import RasterizeOptions, RasterizeResult, rasterize_files
 from rasterize.strokes import (
     NormalizedSplits,
     drawing_to_stroke3,
@@ -31,6 +32,9 @@ __all__ = [
     "drawing_from_arrays",
     "read_ndjson",
     "write_ndjson",
+    "RasterizeOptions",
+    "RasterizeResult",
+    "rasterize_files",
     "NormalizedSplits",
     "drawing_to_stroke3",
     "normalize_splits",

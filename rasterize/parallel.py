@@ -1,0 +1,462 @@
+"""Rasterize ndjson files into one ``.npy`` with worker processes: streaming, sharded, resumable.
+
+The output is Google's ``numpy_bitmap`` layout, ``uint8`` of shape ``(N, size*size)``, one
+row per good line, in input order (files in the order given, lines in file order).
+
+How it flows: this process reads raw lines (no parsing) and sends chunks of them to worker
+processes, which parse, validate and render; results come back in submission order and are
+appended to the shard they belong to. Memory stays bounded: at most ``2 * workers`` chunks
+are in flight, and rows go straight to disk.
+
+Crash safety: the job is cut into shards of ``shard_lines`` consecutive lines of one input
+file. Each finished shard is a ``.npy`` in a work directory (default: ``.OUT.npy.parts``
+next to the output), written to a temp name and renamed, then recorded in
+``manifest.json`` (also replaced atomically). Rerunning the same job after a crash or kill
+skips the recorded shards and renders only the others; a manifest made for other inputs or
+options is discarded. The output is assembled from the shards into a temp file and renamed
+over ``OUT.npy`` only when every shard is done, so a partial output never replaces a good
+one. The work directory is removed after success.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import os
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from rasterize.drawings import (
+    _BOM,
+    ON_ERROR_MODES,
+    Drawing,
+    NdjsonError,
+    SkipLog,
+    _LineError,
+    _open_binary,
+    parse_line,
+)
+from rasterize.render import render
+
+MANIFEST = "manifest.json"
+_COPY_BYTES = 64 << 20  # rows copied per step when assembling the output: bounded memory
+
+
+@dataclass(frozen=True)
+class RasterizeOptions:
+    size: int = 28  # Google's numpy_bitmap side
+    line_width: float = 16.0  # Google's, in units of the 256 px drawing box
+    padding: float = 16.0  # Google's, same units
+    on_error: str = "raise"  # "raise": stop at the first bad line; "skip": count it, go on
+    workers: int | None = None  # worker processes; None = os.cpu_count(); 1 = this process
+    chunk_lines: int = 256  # lines per worker task: amortises IPC, keeps results small
+    shard_lines: int = 100_000  # lines per resumable shard: the most a crash can cost
+
+    def validated(self) -> RasterizeOptions:
+        if self.on_error not in ON_ERROR_MODES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {self.on_error!r}")
+        for name in ("size", "chunk_lines", "shard_lines"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        render([], self.size, self.line_width, self.padding)  # checks the geometry
+        return self
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass
+class RasterizeResult:
+    rows: int  # rows written to the output
+    skipped: SkipLog = field(default_factory=SkipLog)  # bad lines (on_error="skip")
+    shards: int = 0  # shards in the job
+    reused_shards: int = 0  # shards a previous, interrupted run had finished
+
+
+# -- workers: parse and render a chunk of raw lines ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    shard: str  # name of the shard the chunk belongs to
+    path: str
+    first_line: int  # 1-based number of lines[0]
+    lines: list[bytes]  # raw lines, newline included
+    stream_error: str | None = None  # the compressed stream broke after these lines
+
+
+def _parse_raw_line(raw: bytes, lineno: int) -> Drawing:
+    """One raw line as ``read_ndjson`` frames it: BOM on line 1, CRLF, blank, truncation."""
+    if lineno == 1 and raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    line = raw.rstrip(b"\r\n")
+    if not line.strip():
+        raise _LineError("blank-line", "blank line")
+    try:
+        return parse_line(line)
+    except _LineError as error:
+        if not raw.endswith(b"\n") and error.kind == "bad-json":
+            hint = "; the last line has no newline: the file looks truncated"
+            raise _LineError(error.kind, error.reason + hint) from None
+        raise
+
+
+def _render_chunk(
+    chunk: _Chunk, options: RasterizeOptions
+) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """Rows for the chunk's good lines, and ``(line, kind, reason)`` for its bad ones.
+
+    With ``on_error="raise"`` it stops at the first bad line (and renders nothing).
+    """
+    drawings, errors = [], []
+    for lineno, raw in enumerate(chunk.lines, chunk.first_line):
+        try:
+            drawings.append(_parse_raw_line(raw, lineno))
+        except _LineError as error:
+            errors.append((lineno, error.kind, error.reason))
+            if options.on_error == "raise":
+                return np.empty((0, options.size**2), np.uint8), errors
+    if chunk.stream_error is not None:
+        errors.append((chunk.first_line + len(chunk.lines), "bad-gzip", chunk.stream_error))
+    images = render(drawings, options.size, options.line_width, options.padding)
+    return images.reshape(len(drawings), options.size**2), errors
+
+
+# -- this process: read lines, plan shards -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ShardEnd:
+    """Marks, in the stream of chunks, that every chunk of a shard has been sent."""
+
+    name: str
+    lines: int
+    reused: bool  # an earlier run finished it: nothing was sent
+
+
+def _shard_name(file_index: int, block: int) -> str:
+    return f"{file_index:05d}-{block:06d}"
+
+
+def _read_lines(lines: Iterator[bytes], count: int) -> tuple[list[bytes], str | None]:
+    batch: list[bytes] = []
+    try:
+        for line in lines:
+            batch.append(line)
+            if len(batch) == count:
+                break
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as error:
+        # A truncated or corrupt gzip tail: nothing after it can be read.
+        return batch, f"compressed stream is corrupt or truncated ({error})"
+    return batch, None
+
+
+def _file_chunks(path: Path, file_index: int, options: RasterizeOptions) -> Iterator[_Chunk]:
+    """The file's raw lines in chunks; a chunk never straddles two shards."""
+    with _open_binary(path) as stream:
+        lines, lineno = iter(stream), 0
+        while True:
+            block, in_block = divmod(lineno, options.shard_lines)
+            wanted = min(options.chunk_lines, options.shard_lines - in_block)
+            batch, error = _read_lines(lines, wanted)
+            if batch or error:
+                yield _Chunk(_shard_name(file_index, block), str(path), lineno + 1, batch, error)
+            lineno += len(batch)
+            if error or len(batch) < wanted:
+                return
+
+
+def _plan(
+    inputs: Sequence[Path], options: RasterizeOptions, done: dict
+) -> Iterator[_Chunk | _ShardEnd]:
+    """Chunks to render and shard ends, in output order; chunks of done shards are dropped."""
+    for file_index, path in enumerate(inputs):
+        shard, lines = None, 0
+        for chunk in _file_chunks(path, file_index, options):
+            if chunk.shard != shard:
+                if shard is not None:
+                    yield _ShardEnd(shard, lines, shard in done)
+                shard, lines = chunk.shard, 0
+            lines += len(chunk.lines)
+            if chunk.shard not in done:
+                yield chunk
+        if shard is not None:
+            yield _ShardEnd(shard, lines, shard in done)
+
+
+# -- files: shards, manifest, atomic .npy --------------------------------------------------
+
+
+class NpyRowWriter:
+    """Append ``uint8`` rows to a ``.npy`` via a temp file; :meth:`commit` renames it in place.
+
+    The header is written first with room for any row count (numpy pads it so the shape can
+    grow in place) and rewritten with the real count on commit. Used as a context manager,
+    an exception discards the temp file and leaves ``path`` untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: int):
+        self.path = Path(path)
+        self.columns, self.rows = columns, 0
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._file: BinaryIO = open(self.tmp, "wb")
+        self._write_header()
+
+    def _write_header(self) -> None:
+        self._file.seek(0)
+        header = {"descr": "|u1", "fortran_order": False, "shape": (self.rows, self.columns)}
+        np.lib.format.write_array_header_1_0(self._file, header)
+        self._file.seek(0, os.SEEK_END)
+
+    def append(self, rows: np.ndarray) -> None:
+        if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != self.columns:
+            raise ValueError(
+                f"expected uint8 rows of {self.columns}, got {rows.dtype} {rows.shape}"
+            )
+        self._file.write(np.ascontiguousarray(rows).data)
+        self.rows += len(rows)
+
+    def commit(self) -> None:
+        self._write_header()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> NpyRowWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            self.abort()
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _fingerprint(inputs: Sequence[Path], options: RasterizeOptions) -> dict:
+    """What the shards depend on: the inputs' identity and the options that change rows."""
+    files = [
+        {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+        for p in inputs
+    ]
+    settings = asdict(options)
+    del settings["workers"], settings["chunk_lines"]  # they do not change the output
+    return {"files": files, "options": settings}
+
+
+class _WorkDir:
+    """Finished shards and their manifest; stale ones (another job's) are cleared."""
+
+    def __init__(self, path: Path, fingerprint: dict):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = self._read()
+        if manifest.get("fingerprint") != fingerprint:
+            self.clear()
+            manifest = {"fingerprint": fingerprint, "shards": {}}
+        self.manifest = manifest
+
+    def _read(self) -> dict:
+        try:
+            return json.loads((self.path / MANIFEST).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    @property
+    def done(self) -> dict:
+        return self.manifest["shards"]
+
+    def shard(self, name: str) -> Path:
+        return self.path / f"{name}.npy"
+
+    def record(self, name: str, rows: int, lines: int, log: SkipLog) -> None:
+        entry = {"rows": rows, "lines": lines, "skipped": dict(log.counts)}
+        self.done[name] = entry | {"examples": log.examples}
+        _write_json_atomically(self.path / MANIFEST, self.manifest)
+
+    def clear(self) -> None:
+        """Remove this job's files only (shards, manifest, temp files), never anything else."""
+        for item in self.path.iterdir():
+            ours = item.name == MANIFEST or item.suffix == ".npy" or ".tmp-" in item.name
+            if ours and item.is_file():
+                item.unlink()
+
+    def remove(self) -> None:
+        self.clear()
+        if not any(self.path.iterdir()):
+            self.path.rmdir()
+
+
+def _merge_skips(log: SkipLog, counts: dict, examples: list[str]) -> None:
+    log.counts.update(Counter(counts))
+    log.examples.extend(examples[: max(0, log.max_examples - len(log.examples))])
+
+
+def _assemble(shards: list[Path], output: Path, columns: int) -> int:
+    with NpyRowWriter(output, columns) as writer:
+        for shard in shards:
+            rows = np.load(shard, mmap_mode="r")
+            step = max(1, _COPY_BYTES // max(1, columns))
+            for start in range(0, len(rows), step):
+                writer.append(np.asarray(rows[start : start + step]))
+        writer.commit()
+    return writer.rows
+
+
+# -- the job -------------------------------------------------------------------------------
+
+
+class _InProcess(Executor):
+    """``workers=1``: run tasks here, without process start-up or pickling."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # handed to whoever reads the result, as a pool does
+            future.set_exception(error)
+        return future
+
+
+def _executor(options: RasterizeOptions) -> Executor:
+    if options.worker_count == 1:
+        return _InProcess()
+    # The platform's default start method; worker code is importable, so spawn works too.
+    return ProcessPoolExecutor(options.worker_count, mp_context=multiprocessing.get_context())
+
+
+class _ShardSink:
+    """Takes chunk results and shard ends in output order and writes the shards."""
+
+    def __init__(self, work: _WorkDir, options: RasterizeOptions, progress):
+        self.work, self.options, self.progress = work, options, progress
+        self.writer: NpyRowWriter | None = None
+        self.log = SkipLog()
+        self.shards: list[str] = []
+        self.reused = 0
+
+    def rows(self, chunk: _Chunk, rows: np.ndarray, errors: list[tuple[int, str, str]]) -> None:
+        for lineno, kind, reason in errors:
+            error = NdjsonError(chunk.path, lineno, reason, kind)
+            if self.options.on_error == "raise":
+                raise error
+            self.log.add(error)
+        self._writer(chunk.shard).append(rows)
+        self._advance(len(chunk.lines))
+
+    def end(self, shard: _ShardEnd) -> None:
+        self.shards.append(shard.name)
+        if shard.reused:
+            self.reused += 1
+        else:
+            writer = self._writer(shard.name)  # a shard of only bad lines has no rows yet
+            writer.commit()
+            self.work.record(shard.name, writer.rows, shard.lines, self.log)
+            self.writer, self.log = None, SkipLog()
+            return
+        self._advance(shard.lines)
+
+    def _writer(self, shard: str) -> NpyRowWriter:
+        if self.writer is None:
+            self.writer = NpyRowWriter(self.work.shard(shard), self.options.size**2)
+        return self.writer
+
+    def _advance(self, lines: int) -> None:
+        if self.progress is not None:
+            self.progress(lines)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def _run(plan: Iterator[_Chunk | _ShardEnd], sink: _ShardSink, options: RasterizeOptions) -> None:
+    """Send chunks to workers, at most ``2 * workers`` in flight; hand results on in order."""
+    pending: deque = deque()
+    in_flight = 0
+
+    def hand_on_oldest() -> None:
+        nonlocal in_flight
+        entry = pending.popleft()
+        if isinstance(entry, _ShardEnd):
+            sink.end(entry)
+        else:
+            in_flight -= 1
+            sink.rows(entry[0], *entry[1].result())
+
+    with _executor(options) as executor:
+        try:
+            for item in plan:
+                if isinstance(item, _ShardEnd):
+                    pending.append(item)
+                    continue
+                pending.append((item, executor.submit(_render_chunk, item, options)))
+                in_flight += 1
+                while in_flight > 2 * options.worker_count:
+                    hand_on_oldest()
+            while pending:
+                hand_on_oldest()
+        except BaseException:
+            sink.abort()
+            for entry in pending:
+                if isinstance(entry, tuple):
+                    entry[1].cancel()
+            raise
+
+
+def rasterize_files(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    options: RasterizeOptions | None = None,
+    work_dir: str | os.PathLike | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> RasterizeResult:
+    """Render every drawing of ``inputs`` (ndjson, plain or ``.gz``) into ``output`` (.npy).
+
+    Rows are ``uint8`` ``size*size`` bitmaps (``rasterize.render.render``), in input order.
+    ``on_error="raise"`` raises :class:`NdjsonError` (``FILE:LINE: reason``) at the first
+    bad line and leaves ``output`` as it was; ``"skip"`` leaves bad lines out and counts
+    them in the result's ``skipped``. ``progress(lines)`` is called as lines are done.
+    Rerunning an interrupted job resumes it (see the module docstring).
+    """
+    options = (options or RasterizeOptions()).validated()
+    inputs = [Path(p) for p in inputs]
+    for path in inputs:
+        if not path.is_file():
+            raise FileNotFoundError(f"no such input file: {path}")
+    output = Path(output)
+    work = _WorkDir(
+        Path(work_dir) if work_dir else output.with_name(f".{output.name}.parts"),
+        _fingerprint(inputs, options),
+    )
+    sink = _ShardSink(work, options, progress)
+    _run(_plan(inputs, options, work.done), sink, options)
+    result = RasterizeResult(rows=0, shards=len(sink.shards), reused_shards=sink.reused)
+    for name in sink.shards:
+        entry = work.done[name]
+        _merge_skips(result.skipped, entry["skipped"], entry["examples"])
+    result.rows = _assemble([work.shard(n) for n in sink.shards], output, options.size**2)
+    work.remove()
+    return result
+
+
+__all__ = ["NpyRowWriter", "RasterizeOptions", "RasterizeResult", "rasterize_files"]
