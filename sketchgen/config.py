@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -198,3 +199,28 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if overrides:
         explicit["model_options"] = base.model_options | overrides
     return config_from_mapping(explicit, base)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # repr of a float (1e-05, inf, nan) is valid TOML
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
+
+
+def dump_toml(config: TrainConfig) -> str:
+    """The config as TOML that :func:`load_toml` reads back to an equal config (None values,
+    which TOML cannot express, are left out: they are the defaults)."""
+    data = config.to_dict()
+    options = data.pop("model_options")
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if value is not None]
+    if options:
+        lines += ["", "[model_options]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in options.items()
+                  if value is not None]
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ torch is imported inside the functions, so importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import tempfile
@@ -149,3 +150,11 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     finally:
         for module, was_training in zip(modules, previous, strict=True):
             module.train(was_training)
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """An independent 63-bit seed for one purpose (batches, grid noise, ...), so streams seeded
+    from the same run seed are not the same stream (torch.manual_seed(s) and
+    Generator().manual_seed(s) would otherwise produce identical numbers)."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

@@ -23,8 +23,13 @@ bitwise identical weights as long as the task keeps all its state in ``state_dic
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from tqdm import tqdm
 
 if TYPE_CHECKING:  # torch is imported lazily by the functions that need it
     import torch
@@ -127,3 +132,284 @@ class StrokeTask(Task, Protocol):
         self, n: int, labels: torch.Tensor, generator: torch.Generator
     ) -> list[Drawing]:
         ...
+
+
+# --- the harness -----------------------------------------------------------------------------
+
+CHECKPOINT = "checkpoint.pt"  # the latest good checkpoint of a run, replaced atomically
+LOG = "log.jsonl"  # one JSON record per logged step
+CONFIG = "config.toml"  # the run's TrainConfig; `sketchgen train --config` re-runs it
+SAMPLES = "samples"  # grids from the fixed noise batch, samples/step_000250.png, ...
+GIF = "learning.gif"  # those grids in step order
+CURVES = "losses.png"  # loss and D-output curves from the log
+CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes incompatibly
+# Settings that may differ between a run and its resumption: they don't change the result.
+RESUMABLE_CHANGES = ("steps", "out", "device", "progress", "checkpoint_every", "sample_every",
+                     "log_every", "grad_norm_every")
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or weights; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    step: int  # the last step taken
+    metrics: dict[str, float]  # what train_step returned at that step (empty if none taken)
+
+
+def check_categories(config: TrainConfig) -> None:
+    """At least one category; unknown names fail with the data module's suggestions."""
+    from sketchgen import data
+    from sketchgen.config import ConfigError
+
+    if not config.categories:
+        raise ConfigError("give at least one category (--categories cat dog ...)")
+    try:
+        data._source_list(config.categories)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def load_data(config: TrainConfig, kind: str, device: torch.device) -> tuple[Any, tuple[str, ...]]:
+    """The training data for a model kind, and its class names.
+
+    "bitmap": rasterized once (cached on disk by ``sketchgen.data``), then one uint8 tensor on
+    the device. "strokes": ``sketchgen.data.load_drawings`` as it is; the task prepares it.
+    """
+    import numpy as np
+    import torch
+
+    from sketchgen import data
+    from sketchgen.config import ConfigError
+
+    try:
+        if kind == "bitmap":
+            loaded = data.load_bitmaps(config.categories, config.size,
+                                       per_class=config.per_class, mirror=config.mirror)
+        else:
+            loaded = data.load_drawings(config.categories, per_class=config.per_class,
+                                        mirror=config.mirror)
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError(str(error)) from None
+    class_names = tuple(loaded.class_names)
+    empty = [name for i, name in enumerate(class_names) if not (loaded.labels == i).any()]
+    if len(loaded) == 0 or empty:
+        raise ConfigError(f"no drawings for {', '.join(empty) or 'any category'}")
+    if kind != "bitmap":
+        return loaded, class_names
+    images = torch.from_numpy(np.ascontiguousarray(loaded.bitmaps)).to(device)
+    labels = torch.from_numpy(np.asarray(loaded.labels, dtype=np.int64)).to(device)
+    return BitmapData(images, labels, class_names), class_names
+
+
+def grid_labels(count: int, num_classes: int, columns: int) -> torch.Tensor:
+    """Labels for a sample grid: row r shows class r mod num_classes."""
+    import torch
+
+    return (torch.arange(count) // columns) % num_classes
+
+
+class _Run:
+    """The files of one run directory."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.dir = Path(out)
+        self.checkpoint = self.dir / CHECKPOINT
+        self.log = self.dir / LOG
+        self.samples = self.dir / SAMPLES
+
+    def grid_path(self, step: int) -> Path:
+        return self.samples / f"step_{step:06d}.png"
+
+    def truncate_log(self, last_step: int) -> None:
+        """Drop records after ``last_step``: a killed run may have logged past its checkpoint."""
+        from sketchgen.figures import read_jsonl
+        from sketchgen.runtime import atomic_write
+
+        if not self.log.exists():
+            return
+        kept = [r for r in read_jsonl(self.log) if r.get("step", 0) <= last_step]
+        text = b"".join(orjson_line(r) for r in kept)
+        atomic_write(self.log, lambda tmp: tmp.write_bytes(text))
+
+
+def orjson_line(record: dict[str, Any]) -> bytes:
+    import orjson
+
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+
+def _first_non_finite(values: dict[str, float]) -> str | None:
+    import math
+
+    return next((k for k, v in values.items() if not math.isfinite(v)), None)
+
+
+def _all_finite(state: Any) -> bool:
+    """True if every floating-point tensor in a nested state dict is finite."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(_all_finite(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return all(_all_finite(v) for v in state)
+    return True
+
+
+def _check_resumable(stored: dict[str, Any], config: TrainConfig) -> None:
+    from sketchgen.config import ConfigError
+
+    current = config.to_dict()
+    changed = sorted(k for k in current
+                     if k not in RESUMABLE_CHANGES and stored.get(k) != current[k])
+    if changed:
+        raise ConfigError(
+            "cannot resume: the checkpoint was trained with different "
+            + ", ".join(f"{k} ({stored.get(k)!r} -> {current[k]!r})" for k in changed))
+
+
+def build_task(config: TrainConfig, device: torch.device, data: Any,
+               class_names: tuple[str, ...], model_config: Any | None = None) -> Task:
+    """The task for ``config.model`` (model settings from ``model_config`` if given, as stored
+    in a checkpoint, else the registry defaults with ``config.model_options``)."""
+    from sketchgen import registry
+
+    entry = registry.get_model(config.model)
+    if model_config is None:
+        model_config = entry.model_config(config.model_options)
+    return entry.build(TaskInputs(config, model_config, class_names, device, data))
+
+
+def train(config: TrainConfig, resume: bool = False) -> RunResult:
+    """Train ``config.model`` as configured, writing everything into ``config.out``.
+
+    ``resume``: continue from ``<out>/checkpoint.pt`` if there is one (else start afresh);
+    without it, a run directory that already holds a checkpoint is refused.
+    Raises ConfigError (bad settings, before any work) or DivergenceError.
+    """
+    import dataclasses
+
+    import torch
+
+    from sketchgen import registry, runtime
+    from sketchgen.config import ConfigError, dump_toml
+
+    entry, model_config = registry.resolve(config)
+    check_categories(config)
+    run = _Run(config.out)
+    checkpoint = None
+    if run.checkpoint.exists():
+        if not resume:
+            raise ConfigError(f"{run.checkpoint} exists; pass --resume to continue that run "
+                              "or choose another --out")
+        checkpoint = runtime.load_checkpoint(run.checkpoint)
+        if checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"{run.checkpoint}: unknown checkpoint format "
+                              f"{checkpoint.get('format')!r}")
+        _check_resumable(checkpoint["config"], config)
+        model_config = entry.model_config(checkpoint["model_config"])
+
+    device = runtime.choose_device(config.device)
+    runtime.seed_everything(config.seed)
+    data, class_names = load_data(config, entry.kind, device)
+    task = build_task(config, device, data, class_names, model_config)
+    last_saved: int | None = None
+    if checkpoint is not None:
+        if list(checkpoint["class_names"]) != list(class_names):
+            raise ConfigError("cannot resume: the data's classes differ from the checkpoint's")
+        task.load_state_dict(checkpoint["task"])
+        runtime.set_rng_state(checkpoint["rng"])
+        last_saved = checkpoint["step"]
+        run.truncate_log(last_saved)
+        del checkpoint  # the task holds copies; free the memory before training
+    else:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        (run.dir / CONFIG).write_text(dump_toml(config))
+        run.log.unlink(missing_ok=True)
+    start = last_saved or 0
+
+    def last_good() -> str:
+        if last_saved is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (step {last_saved}) is kept in {run.checkpoint}"
+
+    def save(step: int) -> None:
+        nonlocal last_saved
+        state = task.state_dict()
+        if not _all_finite(state):
+            raise DivergenceError(f"step {step}: the weights are not finite; {last_good()}")
+        runtime.save_checkpoint({
+            "format": CHECKPOINT_FORMAT, "step": step, "model": config.model,
+            "kind": entry.kind, "config": config.to_dict(),
+            "model_config": _plain(dataclasses.asdict(model_config)),
+            "class_names": list(class_names), "task": state, "rng": runtime.rng_state(),
+        }, run.checkpoint)
+        last_saved = step
+
+    grid_columns = max(1, round(config.grid_size ** 0.5))
+    labels = grid_labels(config.grid_size, len(class_names), grid_columns)
+
+    def save_grid(step: int) -> None:
+        from sketchgen.figures import save_grid as write_grid
+
+        noise = torch.Generator().manual_seed(runtime.derived_seed(config.seed, "grid"))
+        images = task.sample(config.grid_size, labels, noise).numpy()
+        write_grid(images, run.grid_path(step), grid_columns)
+
+    if start == 0:
+        save_grid(0)
+    metrics: dict[str, float] = {}
+    began = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, disable=not config.progress,
+               desc=config.model, dynamic_ncols=True, file=sys.stderr)
+    try:
+        with run.log.open("ab") as log:
+            for step in range(start + 1, config.steps + 1):
+                metrics = task.train_step(step)
+                bad = _first_non_finite(metrics)
+                if bad is not None:
+                    raise DivergenceError(f"step {step}: {bad} = {metrics[bad]}; "
+                                          f"{last_good()}")
+                record = {"step": step, **metrics}
+                if step % config.grad_norm_every == 0:
+                    record["grad_norms"] = task.grad_norms()
+                if step % config.log_every == 0 or "grad_norms" in record:
+                    record["time"] = round(time.perf_counter() - began, 3)
+                    log.write(orjson_line(record))
+                    log.flush()
+                if step % config.sample_every == 0 or step == config.steps:
+                    save_grid(step)
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    save(step)
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
+                                 if k.startswith("loss")}, refresh=False)
+    finally:
+        bar.close()
+        _finish_figures(run, config)
+    return RunResult(run.dir, config.steps, metrics)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively: what ``weights_only`` loading and TOML both accept."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _finish_figures(run: _Run, config: TrainConfig) -> None:
+    """The learning GIF from the grids so far and the loss curves (also after a divergence)."""
+    from sketchgen.figures import save_gif, training_curves
+
+    frames = sorted(run.samples.glob("step_*.png"))
+    frames = [f for f in frames if int(f.stem.split("_")[1]) <= config.steps]
+    if frames:
+        save_gif(frames, run.dir / GIF)
+    if run.log.exists() and run.log.stat().st_size:
+        training_curves(run.log, run.dir / CURVES, title=f"{config.model}: {run.dir.name}")

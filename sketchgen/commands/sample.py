@@ -1,0 +1,31 @@
+"""``sketchgen sample RUN --n 1000 [--category cat] [--seed S] -o samples.npy|grid.png``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "sample a trained run: .npy uint8 (n, size*size) white-on-black, or a .png grid"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="a `sketchgen train` run directory")
+    parser.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
+    parser.add_argument("--category", default=None,
+                        help="class to draw (conditional models); default: all classes in turn")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="same seed, same samples (default: 0)")
+    parser.add_argument("-o", "--out", required=True, metavar="FILE",
+                        help="samples.npy (uint8 (n, size*size), labels in FILE.json) or "
+                             "grid.png; strokes models also write FILE's stem .ndjson")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device, or auto (default: cpu, reproducible everywhere)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sketchgen.sample import check_request, load_run, write_samples
+
+    check_request(args.n, args.out)
+    loaded = load_run(args.run, args.device)
+    for path in write_samples(loaded, args.n, args.out, args.category, args.seed):
+        print(path)
+    return 0

@@ -1,0 +1,40 @@
+"""``sketchgen train MODEL --categories cat dog ... [--config run.toml] [--resume]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sketchgen.config import add_config_arguments, config_from_args
+
+HELP = "train a registered model (GAN presets, Sketch-RNN) on Quick, Draw! categories"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sketchgen.registry import MODELS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "models:\n" + "\n".join(
+        f"  {name:<14} {entry.summary}" for name, entry in MODELS.items())
+    parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                        help="registered model name (default: from --config, else sngan)")
+    parser.add_argument("--config", metavar="TOML",
+                        help="a TOML file of these settings; explicit flags override it")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint.pt if it exists (else start afresh)")
+    add_config_arguments(parser, skip=("model",))
+
+
+def run(args: argparse.Namespace) -> int:
+    from sketchgen.train import DivergenceError, train
+
+    config = config_from_args(args)
+    try:
+        result = train(config, resume=args.resume)
+    except DivergenceError as error:
+        print(f"sketchgen train: diverged at {error}", file=sys.stderr)
+        return 1
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+    print(f"{config.model}: step {result.step} done in {result.run_dir}"
+          + (f" ({losses})" if losses else ""))
+    return 0

@@ -1,0 +1,129 @@
+"""Sampling API: rebuild a trained task from its run directory and draw samples from it.
+
+Output layout (shared with the rasterizer CLI and Google's ``numpy_bitmap`` files, so every
+evaluator reads real and generated drawings alike): ``.npy`` holds uint8 ``(n, size*size)``,
+row-major bitmaps, white (255) strokes on black (0). Next to it, ``<file>.json`` records the
+run, checkpoint step, seed, class names and each row's label. ``.png`` writes one grid image.
+Models of kind "strokes" also write their drawings as simplified-format ``<stem>.ndjson``.
+The same run, seed, n and labels always give the same samples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sketchgen import registry, runtime
+from sketchgen.config import ConfigError, config_from_mapping
+from sketchgen.train import CHECKPOINT, Task, build_task
+
+SAMPLE_CHUNK = 250  # samples per forward pass: bounds memory for --n in the millions
+OUTPUT_SUFFIXES = (".npy", ".png")
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    task: Task
+    kind: str  # "bitmap" or "strokes"
+    size: int
+    class_names: tuple[str, ...]
+    step: int  # the checkpoint's step
+    run_dir: Path
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """The task of a run rebuilt from ``<run_dir>/checkpoint.pt`` (no training data needed)."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT}; is it a `sketchgen train` run directory?")
+    checkpoint = runtime.load_checkpoint(path)
+    config = config_from_mapping(checkpoint["config"])
+    entry = registry.get_model(checkpoint["model"])
+    model_config = entry.model_config(checkpoint["model_config"])
+    class_names = tuple(checkpoint["class_names"])
+    task = build_task(config, runtime.choose_device(device), None, class_names, model_config)
+    task.load_state_dict(checkpoint["task"])
+    return LoadedRun(task, entry.kind, config.size, class_names, checkpoint["step"],
+                     Path(run_dir))
+
+
+def sample_labels(run: LoadedRun, n: int, category: str | None = None) -> torch.Tensor:
+    """``category``'s index n times, or (no category) classes in turn: 0, 1, ..., 0, 1, ..."""
+    if category is None:
+        return torch.arange(n) % len(run.class_names)
+    if not run.task.conditional:
+        raise ConfigError(f"{run.run_dir} holds an unconditional model; it cannot be asked "
+                          "for a category (leave out --category)")
+    if category not in run.class_names:
+        raise ConfigError(f"category {category!r} is not one this run was trained on: "
+                          f"{', '.join(run.class_names)}")
+    return torch.full((n,), run.class_names.index(category), dtype=torch.int64)
+
+
+def _chunks(labels: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.split(labels, SAMPLE_CHUNK))
+
+
+def sample_images(run: LoadedRun, labels: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """uint8 (n, size, size) for the given labels; the same seed gives the same images."""
+    generator = torch.Generator().manual_seed(seed)
+    parts = [run.task.sample(len(part), part, generator).numpy() for part in _chunks(labels)]
+    return np.concatenate(parts) if parts else np.zeros((0, run.size, run.size), np.uint8)
+
+
+def sample_drawings(run: LoadedRun, labels: torch.Tensor, seed: int = 0) -> list[Any]:
+    """Drawings (strokes) from a "strokes" model; same seed, same drawings."""
+    generator = torch.Generator().manual_seed(seed)
+    return [drawing for part in _chunks(labels)
+            for drawing in run.task.sample_drawings(len(part), part, generator)]
+
+
+def check_request(n: int, out: str | Path) -> None:
+    """Refuse a bad count or output type before any work."""
+    if Path(out).suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"-o must end in {' or '.join(OUTPUT_SUFFIXES)}, got {Path(out).name!r}")
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+
+
+def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None = None,
+                  seed: int = 0) -> list[Path]:
+    """Sample ``n`` drawings and write them to ``out`` (.npy or .png); returns the files."""
+    from sketchgen.figures import save_grid
+
+    out = Path(out)
+    check_request(n, out)
+    labels = sample_labels(run, n, category)
+    written = []
+    if run.kind == "strokes":
+        from rasterize.drawings import write_ndjson
+        from rasterize.render import render
+
+        drawings = sample_drawings(run, labels, seed)
+        images = render(drawings, size=run.size)
+        ndjson = out.with_suffix(".ndjson")
+        written.append(runtime.atomic_write(ndjson, lambda tmp: write_ndjson(drawings, tmp)))
+    else:
+        images = sample_images(run, labels, seed)
+    if out.suffix == ".png":
+        written.insert(0, save_grid(images, out))
+        return written
+    flat = np.ascontiguousarray(images.reshape(len(images), -1))
+    written.insert(0, runtime.atomic_write(out, lambda tmp: _save_npy(tmp, flat)))
+    meta = {"run": str(run.run_dir), "step": run.step, "seed": seed, "size": run.size,
+            "layout": "uint8 (n, size*size), white strokes on black",
+            "class_names": list(run.class_names), "labels": labels.tolist()}
+    sidecar = out.with_name(out.name + ".json")
+    written.insert(1, runtime.atomic_write(
+        sidecar, lambda tmp: tmp.write_text(json.dumps(meta) + "\n")))
+    return written
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:  # a file object: np.save would append ".npy" to a name
+        np.save(handle, array)
