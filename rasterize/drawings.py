@@ -154,7 +154,9 @@ def parse_record(record: Any) -> Drawing:
         columns = [_coordinates(v, f"stroke {i} {'xyt'[k]}") for k, v in enumerate(stroke)]
         lengths = {len(c) for c in columns}
         if len(lengths) != 1:
-            raise _LineError("ragged", f"stroke {i} has x/y/t of different lengths {sorted(lengths)}")
+            raise _LineError(
+                "ragged", f"stroke {i} has x/y/t of different lengths {sorted(lengths)}"
+            )
         if not len(columns[0]):
             raise _LineError("empty-stroke", f"stroke {i} has no points")
         strokes.append(np.column_stack(columns[:2]))
@@ -171,7 +173,9 @@ def parse_record(record: Any) -> Drawing:
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and key == "key_id":
             value = str(value)  # some mirrors store key_id as a number
         elif not isinstance(value, str):
-            raise _LineError("bad-metadata", f"'{key}' is {type(value).__name__}, expected a string")
+            raise _LineError(
+                "bad-metadata", f"'{key}' is {type(value).__name__}, expected a string"
+            )
         meta[key] = value
     return Drawing(tuple(strokes), tuple(times) if arity == 3 else None, **meta)
 
@@ -183,6 +187,28 @@ def parse_line(line: bytes) -> Drawing:
     except orjson.JSONDecodeError as error:
         raise _LineError("bad-json", f"invalid JSON ({error})") from None
     return parse_record(record)
+
+
+def parse_file_line(raw: bytes, lineno: int) -> Drawing:
+    """Parse line ``lineno`` (1-based) exactly as read from a file, newline included:
+    a BOM on line 1 and CRLF are accepted, a blank line is an error, and a bad last line
+    without a newline is reported as a truncated file (raises ``_LineError``).
+
+    The one place that frames file lines, for :func:`read_ndjson` and any other reader
+    that splits files itself (e.g. worker processes handed raw lines).
+    """
+    if lineno == 1 and raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    line = raw.rstrip(b"\r\n")
+    if not line.strip():
+        raise _LineError("blank-line", "blank line")
+    try:
+        return parse_line(line)
+    except _LineError as error:
+        if not raw.endswith(b"\n") and error.kind == "bad-json":
+            hint = "; the last line has no newline: the file looks truncated"
+            raise _LineError(error.kind, error.reason + hint) from None
+        raise
 
 
 def _open_binary(path: Path) -> BinaryIO:
@@ -225,20 +251,10 @@ def read_ndjson(
                 fail(lineno + 1, "bad-gzip", f"compressed stream is corrupt or truncated ({error})")
                 return
             lineno += 1
-            if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM) :]
-            ends_with_newline = line.endswith(b"\n")
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
-                fail(lineno, "blank-line", "blank line")
-                continue
             try:
-                yield parse_line(line)
+                yield parse_file_line(line, lineno)
             except _LineError as error:
-                reason = error.reason
-                if not ends_with_newline and error.kind == "bad-json":
-                    reason += "; the last line has no newline: the file looks truncated"
-                fail(lineno, error.kind, reason)
+                fail(lineno, error.kind, error.reason)
 
 
 def write_ndjson(drawings: Iterable[Drawing], path: str | os.PathLike) -> int:
@@ -247,7 +263,7 @@ def write_ndjson(drawings: Iterable[Drawing], path: str | os.PathLike) -> int:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     count = 0
     try:
-        with (gzip.open(tmp, "wb") if path.suffix == ".gz" else open(tmp, "wb")) as out:
+        with gzip.open(tmp, "wb") if path.suffix == ".gz" else open(tmp, "wb") as out:
             for drawing in drawings:
                 out.write(orjson.dumps(drawing.to_json()) + b"\n")
                 count += 1
@@ -261,8 +277,12 @@ def write_ndjson(drawings: Iterable[Drawing], path: str | os.PathLike) -> int:
 def drawing_from_arrays(
     strokes: Iterable[np.ndarray], word: str | None = None, **metadata: Any
 ) -> Drawing:
-    """Build a drawing from ``(n, 2)`` stroke arrays (for generated samples)."""
-    arrays = tuple(np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes)
+    """Build a drawing from ``(n, 2)`` stroke arrays of ``(x, y)`` rows (for generated samples)."""
+    arrays = tuple(np.asarray(s, dtype=np.float64) for s in strokes)
+    # No reshape: Google's [[x...], [y...]] layout would silently turn into wrong points.
+    if any(a.ndim != 2 or a.shape[1] != 2 for a in arrays):
+        shapes = [a.shape for a in arrays if a.ndim != 2 or a.shape[1] != 2]
+        raise ValueError(f"strokes must be (n, 2) arrays of (x, y) rows, got shapes {shapes}")
     if not arrays or any(len(s) == 0 for s in arrays):
         raise ValueError("a drawing needs at least one stroke and no empty strokes")
     if not all(np.isfinite(s).all() for s in arrays):
@@ -276,6 +296,7 @@ __all__ = [
     "NdjsonError",
     "SkipLog",
     "drawing_from_arrays",
+    "parse_file_line",
     "parse_line",
     "parse_record",
     "read_ndjson",
