@@ -39,10 +39,14 @@ _BLUE_BYTE = 0 if sys.byteorder == "little" else 3  # ARGB32 pixels are native-e
 # -- input ---------------------------------------------------------------------------------
 
 
+def _off_grid(points: np.ndarray) -> np.ndarray:
+    """Per point: is it not on Google's simplified grid (integers in 0..255)?"""
+    return ((points < 0) | (points > 255) | (points != np.round(points))).any(axis=1)
+
+
 def is_simplified(drawing: Drawing) -> bool:
     """True if every coordinate is an integer in 0..255, as in Google's simplified files."""
-    points = drawing.points()
-    return bool(points.min() >= 0 and points.max() <= 255 and np.all(points == np.round(points)))
+    return not _off_grid(drawing.points()).any()
 
 
 def normalise(drawing: Drawing) -> Drawing:
@@ -173,7 +177,13 @@ def _concatenated(drawings: Sequence[Drawing]) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _starts(counts: np.ndarray) -> np.ndarray:
+    """Where each group of ``counts[i]`` items starts in their concatenation."""
     return np.cumsum(counts) - counts
+
+
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """Each item's index within its group: 0..c-1 for every group of c, concatenated."""
+    return np.arange(int(counts.sum())) - np.repeat(_starts(counts), counts)
 
 
 def _prepare(drawings: Sequence[Drawing], with_times: bool) -> _Batch:
@@ -181,8 +191,7 @@ def _prepare(drawings: Sequence[Drawing], with_times: bool) -> _Batch:
     points, lengths, per_drawing = _concatenated(drawings)
     points_per_drawing = np.add.reduceat(lengths, _starts(per_drawing))
     first_point = _starts(points_per_drawing)
-    off_grid = (points < 0) | (points > 255) | (points != np.round(points))
-    raw = np.logical_or.reduceat(off_grid.any(axis=1), first_point)
+    raw = np.logical_or.reduceat(_off_grid(points), first_point)
     if raw.any():
         drawings = [normalise(d) if r else d for d, r in zip(drawings, raw.tolist(), strict=True)]
         points = np.concatenate([stroke for drawing in drawings for stroke in drawing.strokes])
@@ -202,10 +211,7 @@ def _ink(batch: _Batch) -> _Polylines:
 def _order(batch: _Batch) -> _Polylines:
     """Stroke k of K at grey (K - k) / K: the first stroke 255, the last 255 / K."""
     count = np.repeat(batch.strokes_per_drawing, batch.strokes_per_drawing)
-    index = np.arange(len(count)) - np.repeat(
-        _starts(batch.strokes_per_drawing), batch.strokes_per_drawing
-    )
-    levels = (count - index) / count
+    levels = (count - _ranks(batch.strokes_per_drawing)) / count
     return _Polylines(batch.points, batch.stroke_lengths, levels, batch.strokes_per_drawing)
 
 
@@ -219,15 +225,9 @@ def _time(batch: _Batch) -> _Polylines:
     segments_per_stroke = np.maximum(lengths - 1, 1)
     segment_lengths = np.repeat(np.minimum(lengths, 2), segments_per_stroke)
     # a segment starts at every point but the last of its stroke (the only one of a dot)
-    stroke_first = _starts(lengths)
-    first = np.repeat(stroke_first, segments_per_stroke) + (
-        np.arange(int(segments_per_stroke.sum()))
-        - np.repeat(_starts(segments_per_stroke), segments_per_stroke)
-    )
+    first = np.repeat(_starts(lengths), segments_per_stroke) + _ranks(segments_per_stroke)
     last = first + segment_lengths - 1
-    source = np.repeat(first, segment_lengths) + (
-        np.arange(int(segment_lengths.sum())) - np.repeat(_starts(segment_lengths), segment_lengths)
-    )
+    source = np.repeat(first, segment_lengths) + _ranks(segment_lengths)
     stroke_drawing_starts = _starts(batch.strokes_per_drawing)
     points_per_drawing = np.add.reduceat(lengths, stroke_drawing_starts)
     first_point = _starts(points_per_drawing)
@@ -250,18 +250,16 @@ def _path_records(points: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, 
     LINE_TO header and point for every point -- the first one again, as the recipe does.
     Returns the ``(R, 2)`` buffer and each polyline's first record and record count.
     """
-    first_point = _starts(lengths)
-    owner = np.repeat(np.arange(len(lengths)), lengths + 1)
-    first_slot = first_point + np.arange(len(lengths))  # +1 slot per polyline: the move_to
-    position = np.arange(len(owner)) - first_slot[owner]
-    source = first_point[owner] + np.maximum(position - 1, 0)
-    records = np.zeros((2 * len(owner), 2), dtype=np.float64)
+    slots = lengths + 1  # the move_to, then a line_to per point
+    source = np.repeat(_starts(lengths), slots) + np.maximum(_ranks(slots) - 1, 0)
+    first_slot = _starts(slots)
+    records = np.zeros((2 * len(source), 2), dtype=np.float64)
     records[1::2] = points[source]
     headers = records.view(np.int32).reshape(len(records), 4)[0::2]
     headers[:, 0] = _constants.PATH_LINE_TO
     headers[:, 1] = 2  # records per element: its header and one point
     headers[first_slot, 0] = _constants.PATH_MOVE_TO
-    return records, (2 * first_slot).tolist(), (2 * (lengths + 1)).tolist()
+    return records, (2 * first_slot).tolist(), (2 * slots).tolist()
 
 
 class _Canvas:
