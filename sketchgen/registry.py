@@ -82,9 +82,10 @@ MODELS: dict[str, ModelEntry] = {
                    "preset: cGAN with soft labels, BN, LeakyReLU(0.02), separate G/D rates"),
         ModelEntry("sngan", "bitmap", "sketchgen.gan:SNGAN", _GAN_FACTORY,
                    "default: spectral-norm projection D, hinge loss, EMA generator"),
-        # Sketch-RNN (issue 4): its helper adds the one "strokes" entry here, e.g.
-        # ModelEntry("sketch-rnn", "strokes", "sketchgen.sketch_rnn:<CONFIG>",
-        #            "sketchgen.sketch_rnn:<factory>", "<one line>"),
+        ModelEntry("sketch-rnn", "strokes", "sketchgen.sketch_rnn:SKETCH_RNN",
+                   "sketchgen.sketch_rnn_task:build_sketch_rnn_task",
+                   "Sketch-RNN (Ha & Eck 2018), magenta's recipe; --set mode=vae|"
+                   "unconditional|class"),
     )
 }
 

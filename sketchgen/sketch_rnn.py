@@ -678,17 +678,20 @@ def sample_strokes5(
     return [out[i, : lengths[i] + 2].astype(np.float32) for i in range(n)]
 
 
-def strokes5_to_drawings(samples: Sequence[np.ndarray], word: str | None = None,
-                         words: Sequence[str] | None = None) -> list[Drawing]:
-    """Sampled stroke-5 sequences as drawings in Google's simplified format: aligned to the
+def simplified_drawing(stroke3: np.ndarray, word: str | None = None) -> Drawing:
+    """A stroke-3 sketch (any units) as a drawing in Google's simplified format: aligned to the
     top-left, scaled so the larger side is 255, rounded to integers -- what
     ``rasterize.render.render`` and ``rasterize.drawings.write_ndjson`` expect."""
-    drawings = []
-    for i, sample in enumerate(samples):
-        canvas = stroke3_to_canvas(stroke5_to_stroke3(sample))
-        strokes = tuple(np.round(s) for s in canvas.strokes)
-        drawings.append(Drawing(strokes, None, word=words[i] if words is not None else word))
-    return drawings
+    canvas = stroke3_to_canvas(stroke3)
+    return Drawing(tuple(np.round(s) for s in canvas.strokes), None, word=word)
+
+
+def strokes5_to_drawings(samples: Sequence[np.ndarray],
+                         words: Sequence[str | None] | None = None) -> list[Drawing]:
+    """Sampled stroke-5 sequences as simplified-format drawings (:func:`simplified_drawing`)."""
+    words = [None] * len(samples) if words is None else words
+    return [simplified_drawing(stroke5_to_stroke3(sample), word)
+            for sample, word in zip(samples, words, strict=True)]
 
 
 # -- figures: reconstructions and latent interpolation --------------------------------------------
@@ -761,6 +764,7 @@ __all__ = [
     "reconstruct",
     "reconstruction_loss",
     "sample_strokes5",
+    "simplified_drawing",
     "slerp",
     "strokes5_to_drawings",
 ]

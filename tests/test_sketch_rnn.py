@@ -239,7 +239,7 @@ def test_samples_are_finite_end_and_rasterize(mode):
         pens = sample[1:-1, 2:]
         np.testing.assert_array_equal(pens.sum(axis=1), 1)
         assert not pens[:, 2].any()  # the end state appears only in the last row
-    drawings = strokes5_to_drawings(samples, word="face")
+    drawings = strokes5_to_drawings(samples, words=["face"] * 8)
     images = render(drawings, size=28)
     assert images.shape == (8, 28, 28) and images.dtype == np.uint8
     assert (images.reshape(8, -1).max(axis=1) > 0).all()
@@ -283,3 +283,89 @@ def test_reconstruction_and_interpolation_decode_codes(sketches):
     again = sample_strokes5(model, 2, torch.Generator().manual_seed(0), 0.2, 30, z=codes)
     for a, b in zip(recon, again, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# -- the harness task ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled(mirror):
+    from sketchgen.data import load_drawings
+
+    return load_drawings(["face", "cat"], per_class=25, mirror=mirror)
+
+
+def _task(labelled, data=True, **options):
+    from sketchgen.config import TrainConfig
+    from sketchgen.sketch_rnn_task import build_sketch_rnn_task
+    from sketchgen.train import TaskInputs
+
+    config = TrainConfig(model="sketch-rnn", categories=("face", "cat"), batch_size=8, seed=5,
+                         size=28)
+    model = SketchRNNConfig(**(SMALL | options))
+    torch.manual_seed(0)  # the harness seeds the global RNG before building a task
+    return build_sketch_rnn_task(TaskInputs(config, model, tuple(labelled.class_names),
+                                            torch.device("cpu"), labelled if data else None))
+
+
+def test_task_splits_by_seed_and_normalises_by_train_std(labelled):
+    from sketchgen.data import split_indices
+
+    task = _task(labelled)
+    data = task.data
+    train, valid, test = split_indices(50, 5, (0.9, 0.05, 0.05))
+    assert [len(data.sketches[s]) for s in ("train", "valid", "test")] == [45, 3, 2]
+    assert [len(train), len(valid), len(test)] == [45, 3, 2]  # none over max_seq_len
+    np.testing.assert_array_equal(data.labels["test"], labelled.labels[test])
+    raw_train = [drawing_to_stroke3(labelled.drawings[i]) for i in train]
+    assert data.scale_factor == pytest.approx(
+        np.std(np.concatenate([s[:, :2].ravel() for s in raw_train])))
+    np.testing.assert_allclose(data.sketches["valid"][0][:, :2],
+                               drawing_to_stroke3(labelled.drawings[valid[0]])[:, :2]
+                               / data.scale_factor, rtol=1e-6)
+    assert data.padded_length == max(d.num_points for d in labelled.drawings) + 1
+
+
+def test_task_resumes_exactly_and_samples_without_side_effects(labelled, tmp_path):
+    from sketchgen.runtime import load_checkpoint, save_checkpoint
+
+    options = dict(enc_model="layer_norm", dec_model="layer_norm", use_recurrent_dropout=True,
+                   mode="class")
+    straight = _task(labelled, **options)
+    for step in (1, 2, 3, 4):
+        straight.train_step(step)
+
+    first = _task(labelled, **options)
+    for step in (1, 2):
+        first.train_step(step)
+    save_checkpoint(first.state_dict(), tmp_path / "task.pt")
+    labels = torch.tensor([0, 1, 1, 0])
+    before = first.sample(4, labels, torch.Generator().manual_seed(9))  # must change nothing
+    resumed = _task(labelled, **options)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "task.pt"))
+    for step in (3, 4):
+        metrics = resumed.train_step(step)
+    assert set(metrics) >= {"loss", "loss_recon", "loss_offset", "loss_pen", "kl_weight", "lr"}
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+    # sampling: a task rebuilt without data samples the same images, equal to its drawings
+    sampler = _task(labelled, data=False, **options)
+    sampler.load_state_dict(load_checkpoint(tmp_path / "task.pt"))
+    again = sampler.sample(4, labels, torch.Generator().manual_seed(9))
+    assert before.dtype == torch.uint8 and before.shape == (4, 28, 28)
+    assert torch.equal(before, again)
+    drawings = sampler.sample_drawings(4, labels, torch.Generator().manual_seed(9))
+    assert [d.word for d in drawings] == ["face", "cat", "cat", "face"]
+    np.testing.assert_array_equal(render(drawings, size=28), before.numpy())
+    assert sampler.model.training
+
+
+def test_task_figures_and_validation_cost(labelled):
+    task = _task(labelled)
+    originals, decoded = task.reconstruction_drawings(2, torch.Generator().manual_seed(0))
+    assert len(originals) == len(decoded) == 2
+    assert len(task.interpolation_drawings(4, torch.Generator().manual_seed(0))) == 4
+    costs = task.evaluate("valid")
+    assert costs == task.evaluate("valid")  # its own noise: same weights, same numbers
+    assert set(costs) == {"loss_recon", "loss_kl"} and all(np.isfinite(list(costs.values())))

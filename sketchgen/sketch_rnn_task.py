@@ -1,0 +1,220 @@
+"""Sketch-RNN as a task of the shared training harness (``sketchgen.train.StrokeTask``).
+
+Data: the harness hands over ``sketchgen.data.load_drawings`` output. Each drawing becomes
+stroke-3 (``rasterize.strokes``); ``sketchgen.data.split_indices`` splits them by the run's
+seed into train / valid / test; ``rasterize.strokes.normalize_splits`` drops sketches over
+``max_seq_len`` (the counts are printed once, and kept in the checkpoint) and divides every
+split by the training std. Everything random in training -- batch choice, augmentation, the
+VAE's noise, recurrent-dropout masks -- comes from the task's own CPU ``torch.Generator``
+(drawn on the CPU, moved to the device), so a resumed run continues bit for bit on CPU.
+
+Log keys per step: ``loss`` (what is minimised), ``loss_recon`` = ``loss_offset`` +
+``loss_pen`` (L_R), ``loss_kl`` (L_KL before the tolerance; vae mode), ``kl_weight``, ``lr``;
+every ``eval_every`` steps also ``loss_recon_valid`` and ``loss_kl_valid``, magenta's
+validation cost: no augmentation, no dropout, the same unmasked pen term.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from rasterize.drawings import Drawing
+from rasterize.render import render
+from rasterize.strokes import drawing_to_stroke3, normalize_splits
+from sketchgen import runtime
+from sketchgen.data import split_indices
+from sketchgen.sketch_rnn import (
+    SketchRNN,
+    SketchRNNConfig,
+    StrokeBatch,
+    interpolate,
+    learning_rate_at,
+    loss_terms,
+    make_batch,
+    padded_length_for,
+    random_batch,
+    reconstruct,
+    sample_strokes5,
+    simplified_drawing,
+    strokes5_to_drawings,
+)
+from sketchgen.train import TaskInputs
+
+SPLITS = ("train", "valid", "test")
+
+
+class SketchData:
+    """Normalised stroke-3 sketches and labels per split, and the constants derived from them."""
+
+    def __init__(self, drawings: Sequence[Drawing], labels: np.ndarray, seed: int,
+                 config: SketchRNNConfig):
+        fractions = (1.0 - config.valid_fraction - config.test_fraction,
+                     config.valid_fraction, config.test_fraction)
+        parts = dict(zip(SPLITS, split_indices(len(drawings), seed, fractions), strict=True))
+        stroke3 = {name: [drawing_to_stroke3(drawings[i]) for i in index]
+                   for name, index in parts.items()}
+        normalised = normalize_splits(stroke3, config.max_seq_len)
+        if not normalised.splits["train"]:
+            raise ValueError(f"no training sketch has <= max_seq_len={config.max_seq_len} points")
+        self.sketches = normalised.splits
+        labels = np.asarray(labels, dtype=np.int64)
+        self.labels = {name: labels[parts[name][normalised.kept[name]]] for name in SPLITS}
+        self.scale_factor = normalised.scale_factor
+        self.dropped = normalised.dropped
+        self.padded_length = padded_length_for(*self.sketches.values())
+
+    def summary(self) -> str:
+        counts = " / ".join(f"{len(self.sketches[s])} {s}" for s in SPLITS)
+        dropped = " / ".join(str(self.dropped[s]) for s in SPLITS)
+        return (f"{counts} sketches; dropped {dropped} over max_seq_len; scale factor "
+                f"{self.scale_factor:.4g}; padded length {self.padded_length}")
+
+    def batches(self, split: str, size: int) -> list[StrokeBatch]:
+        """The whole split in order, un-augmented, in batches of ``size``."""
+        sketches, labels = self.sketches[split], self.labels[split]
+        return [make_batch(sketches[i : i + size], labels[i : i + size], self.padded_length)
+                for i in range(0, len(sketches), size)]
+
+
+class SketchRNNTask:
+    """Trains one Sketch-RNN (see ``sketchgen.train.Task`` and ``StrokeTask``)."""
+
+    def __init__(self, inputs: TaskInputs) -> None:
+        self.config = inputs.config
+        self.cfg: SketchRNNConfig = inputs.model
+        self.device = inputs.device
+        self.class_names = tuple(inputs.class_names)
+        self.conditional = self.cfg.mode == "class"
+        self.model = SketchRNN(self.cfg, num_classes=len(self.class_names)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate)
+        self.generator = torch.Generator().manual_seed(
+            runtime.derived_seed(self.config.seed, "task"))
+        self.data: SketchData | None = None
+        self.scale_factor: float | None = None
+        if inputs.data is not None:
+            self.data = SketchData(inputs.data.drawings, inputs.data.labels, self.config.seed,
+                                   self.cfg)
+            self.scale_factor = self.data.scale_factor
+            print(f"sketch-rnn: {self.data.summary()}", file=sys.stderr)
+
+    # -- training -------------------------------------------------------------------------
+
+    def train_step(self, step: int) -> dict[str, float]:
+        if self.data is None:
+            raise RuntimeError("this task was built without data: it can only sample")
+        schedule_step = step - 1  # magenta's global_step counts from 0
+        lr = learning_rate_at(self.cfg, schedule_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = random_batch(self.data.sketches["train"], self.data.labels["train"],
+                             self.config.batch_size, self.data.padded_length, self.cfg,
+                             self.generator).to(self.device)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = loss_terms(self.model, batch, schedule_step, self.generator)
+        terms.loss.backward()
+        torch.nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        values = torch.stack([terms.loss, terms.offset + terms.pen, terms.offset, terms.pen,
+                              terms.kl]).tolist()
+        metrics = dict(zip(("loss", "loss_recon", "loss_offset", "loss_pen", "loss_kl"), values,
+                           strict=True))
+        if self.cfg.mode != "vae":
+            del metrics["loss_kl"]
+        metrics |= {"kl_weight": terms.kl_weight, "lr": lr}
+        if self.cfg.eval_every and step % self.cfg.eval_every == 0 and self.data.sketches["valid"]:
+            metrics |= {f"{k}_valid": v for k, v in self.evaluate("valid").items()}
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "valid") -> dict[str, float]:
+        """magenta's evaluation cost on a whole split: ``loss_recon`` and (vae) ``loss_kl``.
+
+        The VAE's noise comes from a generator seeded for this purpose, so evaluating changes
+        no training state and gives the same numbers for the same weights."""
+        noise = torch.Generator().manual_seed(runtime.derived_seed(self.config.seed, "eval"))
+        totals, count = np.zeros(2), 0
+        with runtime.eval_mode(self.model):
+            for batch in self.data.batches(split, self.config.batch_size):
+                terms = loss_terms(self.model, batch.to(self.device), 0, noise)
+                totals += len(batch.lengths) * np.array(
+                    [(terms.offset + terms.pen).item(), terms.kl.item()])
+                count += len(batch.lengths)
+        result = {"loss_recon": float(totals[0] / count)}
+        if self.cfg.mode == "vae":
+            result["loss_kl"] = float(totals[1] / count)
+        return result
+
+    def grad_norms(self) -> dict[str, float]:
+        named = [(f"model.{name}", p.grad) for name, p in self.model.named_parameters()
+                 if p.grad is not None]
+        if not named:
+            return {}
+        norms = torch.stack([grad.norm() for _, grad in named]).tolist()
+        return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(), "scale_factor": self.scale_factor,
+        }
+        if self.data is not None:
+            state["dropped"] = dict(self.data.dropped)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        self.scale_factor = state["scale_factor"]
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    def _words(self, labels: torch.Tensor) -> list[str | None]:
+        if self.conditional:
+            return [self.class_names[i] for i in labels.tolist()]
+        only = self.class_names[0] if len(self.class_names) == 1 else None
+        return [only] * len(labels)
+
+    def sample_drawings(self, n: int, labels: torch.Tensor,
+                        generator: torch.Generator) -> list[Drawing]:
+        samples = sample_strokes5(self.model, n, generator, self.cfg.sample_temperature,
+                                  self.cfg.sample_max_len,
+                                  labels=labels if self.conditional else None)
+        return strokes5_to_drawings(samples, words=self._words(labels))
+
+    def sample(self, n: int, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        drawings = self.sample_drawings(n, labels, generator)
+        return torch.from_numpy(render(drawings, size=self.config.size))
+
+    # -- figures (vae mode, held-out test sketches) -------------------------------------------
+
+    def reconstruction_drawings(self, count: int, generator: torch.Generator,
+                                temperature: float = 0.2) -> tuple[list[Drawing], list[Drawing]]:
+        """The first ``count`` test sketches and their reconstructions from ``mu``."""
+        originals = self._test_sketches(count)
+        decoded = reconstruct(self.model, originals, generator, temperature,
+                              self.cfg.sample_max_len)
+        return [simplified_drawing(s) for s in originals], strokes5_to_drawings(decoded)
+
+    def interpolation_drawings(self, steps: int, generator: torch.Generator,
+                               temperature: float = 0.2) -> list[Drawing]:
+        """Decodings along the latent slerp between the first two test sketches."""
+        first, last = self._test_sketches(2)
+        return strokes5_to_drawings(interpolate(self.model, first, last, steps, generator,
+                                                temperature, self.cfg.sample_max_len))
+
+    def _test_sketches(self, count: int) -> list[np.ndarray]:
+        if self.data is None or len(self.data.sketches["test"]) < count:
+            raise ValueError(f"need {count} held-out test sketches (build the task with data)")
+        return self.data.sketches["test"][:count]
+
+
+def build_sketch_rnn_task(inputs: TaskInputs) -> SketchRNNTask:
+    """The registry factory of the ``sketch-rnn`` entry."""
+    return SketchRNNTask(inputs)
