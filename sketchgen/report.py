@@ -18,6 +18,7 @@ the baseline measured in the same run, device).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +46,15 @@ class Metric:
 
     column: str  # column name in the results frame
     label: str  # table header
-    digits: int  # decimals printed
+    # None: 3 significant digits (FID and KID scale with the feature space, so no fixed
+    # number of decimals suits every classifier); else this many decimals (values in [0, 1])
+    decimals: int | None = None
     scale: float = 1.0  # printed value = stored value x scale (label says so)
 
 
 METRICS = (
-    Metric("fid", "FID ↓", 2),
-    Metric("kid", "KID×10³ ↓", 2, scale=1e3),
+    Metric("fid", "FID ↓"),
+    Metric("kid", "KID×10³ ↓", scale=1e3),
     Metric("precision", "Precision ↑", 3),
     Metric("recall", "Recall ↑", 3),
     Metric("recognizability", "Recognizability ↑", 3),
@@ -109,21 +112,37 @@ def read_results(path: Path) -> pd.DataFrame:
 # -- cell formatting -------------------------------------------------------------------------
 
 
-def format_number(value: float, digits: int) -> str:
-    """Fixed decimals; missing or non-finite values print as an en dash."""
-    if value is None or pd.isna(value) or not math.isfinite(float(value)):
+def format_number(value, decimals: int | None = None) -> str:
+    """``decimals`` fixed, or (None) integers exactly and floats to 3 significant digits,
+    thousands separated, an exponent only below 0.001; missing or non-finite numbers print as
+    an en dash, anything else (text, lists) as ``str``."""
+    if value is None:
         return "–"
-    return f"{float(value):.{digits}f}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    if isinstance(value, numbers.Integral) and decimals is None:
+        return f"{value:,}"  # counts stay exact
+    value = float(value)
+    if not math.isfinite(value):
+        return "–"
+    if decimals is not None:
+        return f"{value:.{decimals}f}"
+    if value == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(value)))
+    if exponent < -3:
+        return f"{value:.2e}"
+    return f"{value:,.{max(2 - exponent, 0)}f}"
 
 
 def metric_cell(row: pd.Series, metric: Metric) -> str:
     """``value [low, high]`` when the row carries a bootstrap interval, else ``value``."""
-    value = format_number(row[metric.column] * metric.scale, metric.digits)
+    value = format_number(row[metric.column] * metric.scale, metric.decimals)
     low, high = row.get(f"{metric.column}_low"), row.get(f"{metric.column}_high")
     if low is None or high is None or pd.isna(low) or pd.isna(high):
         return value
-    low_text = format_number(low * metric.scale, metric.digits)
-    high_text = format_number(high * metric.scale, metric.digits)
+    low_text = format_number(low * metric.scale, metric.decimals)
+    high_text = format_number(high * metric.scale, metric.decimals)
     return f"{value} [{low_text}, {high_text}]"
 
 
@@ -259,22 +278,6 @@ def load_benchmarks(path: Path) -> pd.DataFrame:
     )
 
 
-def format_quantity(value) -> str:
-    """About 3 significant digits, thousands separated; exponents only below 0.001."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if not math.isfinite(value):
-        return "–"
-    magnitude = abs(value)
-    if magnitude >= 100 or (isinstance(value, int) and magnitude >= 1):
-        return f"{value:,.0f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    if magnitude >= 1e-3 or magnitude == 0:
-        return f"{value:.3g}"
-    return f"{value:.2e}"
-
-
 THROUGHPUT_CAPTION = "Throughput (pytest-benchmark); ratios are against baselines run alongside."
 
 
@@ -284,9 +287,9 @@ def throughput_table(benchmarks: pd.DataFrame) -> Table:
         (
             row.name,
             row.group,
-            format_quantity(row.mean_s),
-            format_quantity(row.ops),
-            "; ".join(f"{key} = {format_quantity(value)}" for key, value in row.extra_info.items()),
+            format_number(row.mean_s),
+            format_number(row.ops),
+            "; ".join(f"{key} = {format_number(value)}" for key, value in row.extra_info.items()),
         )
         for row in benchmarks.itertuples(index=False)
     )

@@ -30,7 +30,7 @@ def result_row(model, category, fid, kid=0.0125, recognizability=0.5, steps=40, 
         "recognizability": recognizability,
     }
     if ci:
-        row |= {"fid_low": fid - 0.5, "fid_high": fid + 1.25, "kid_low": 0.01, "kid_high": 0.02}
+        row |= {"fid_low": fid - 0.5, "fid_high": fid + 1.3, "kid_low": 0.01, "kid_high": 0.02}
     return row
 
 
@@ -102,14 +102,14 @@ def test_main_table_markdown_is_exact(results):
         "| Model | Category | N | FID ↓ | KID×10³ ↓ | Precision ↑ | Recall ↑ "
         "| Recognizability ↑ |",
         "|:---|:---|---:|---:|---:|---:|---:|---:|",
-        "| real-vs-real | eye | 200 | 1.50 [1.00, 2.75] | 12.50 [10.00, 20.00] "
+        "| real-vs-real | eye | 200 | 1.50 [1.00, 2.80] | 12.5 [10.0, 20.0] "
         "| 0.250 | 0.125 | 0.875 |",
-        "| dcgan | eye | 200 | 41.23 [40.73, 42.48] | 12.50 [10.00, 20.00] "
+        "| dcgan | eye | 200 | 41.2 [40.7, 42.5] | 12.5 [10.0, 20.0] "
         "| 0.250 | 0.125 | 0.500 |",
-        "| cgan | eye | 200 | 30.00 | 12.50 | 0.250 | 0.125 | – |",
-        "| real-vs-real | mouth | 200 | 2.00 [1.50, 3.25] | 12.50 [10.00, 20.00] "
+        "| cgan | eye | 200 | 30.0 | 12.5 | 0.250 | 0.125 | – |",
+        "| real-vs-real | mouth | 200 | 2.00 [1.50, 3.30] | 12.5 [10.0, 20.0] "
         "| 0.250 | 0.125 | 0.750 |",
-        "| dcgan | mouth | 200 | 50.00 [49.50, 51.25] | 12.50 [10.00, 20.00] "
+        "| dcgan | mouth | 200 | 50.0 [49.5, 51.3] | 12.5 [10.0, 20.0] "
         "| 0.250 | 0.125 | 0.500 |",
         "",
     ]
@@ -134,7 +134,7 @@ def test_main_table_latex_is_booktabs_with_escaped_cells(results, info):
         r"Precision $\uparrow$ & Recall $\uparrow$ & Recognizability $\uparrow$ \\"
     )
     assert lines[6] == r"\midrule"
-    assert lines[9] == r"cgan & eye & 200 & 30.00 & 12.50 & 0.250 & 0.125 & -- \\"
+    assert lines[9] == r"cgan & eye & 200 & 30.0 & 12.5 & 0.250 & 0.125 & -- \\"
     assert lines[-3:] == [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     assert len(lines) == 5 + 1 + 1 + len(results) + 3
     assert tex.endswith("\n")
@@ -158,7 +158,7 @@ def test_throughput_from_pytest_benchmark_json(tmp_path):
         (
             "test_render_fast",
             "render",
-            "0.0025",
+            "0.00250",
             "400",
             "drawings_per_s = 102,400; ratio_vs_reference = 3.25",
         ),
@@ -178,16 +178,23 @@ def test_benchmark_json_without_benchmarks_list_is_rejected(tmp_path):
     [
         (123456.7, "123,457"),
         (12, "12"),
+        (1234567, "1,234,567"),
+        (12.0, "12.0"),
         (3.14159, "3.14"),
-        (0.012345, "0.0123"),
+        (-0.012345, "-0.0123"),
+        (0.0025, "0.00250"),
         (2e-5, "2.00e-05"),
         (0.0, "0"),
         (math.inf, "–"),
+        (math.nan, "–"),
+        (None, "–"),
+        (True, "True"),
         ("cpu", "cpu"),
+        ([1, 2], "[1, 2]"),
     ],
 )
-def test_format_quantity(value, text):
-    assert report.format_quantity(value) == text
+def test_format_number_defaults_to_three_significant_digits(value, text):
+    assert report.format_number(value) == text
 
 
 def test_write_report_writes_every_file_and_an_index_that_links_them(results, info, tmp_path):
@@ -222,9 +229,9 @@ def test_write_report_writes_every_file_and_an_index_that_links_them(results, in
         "- Wall time: 1.5 min",
         "- 3 sketches over max_seq_len dropped",
         "| dcgan | 40 | 16 |\n| cgan | 60 | 16 |\n",
-        "- eye: FID 1.50 [1.00, 2.75], KID×10³ 12.50 [10.00, 20.00]",
-        "- mouth: FID 2.00 [1.50, 3.25]",
-        "| test_render_fast | render | 0.0025 | 400 |",
+        "- eye: FID 1.50 [1.00, 2.80], KID×10³ 12.5 [10.0, 20.0]",
+        "- mouth: FID 2.00 [1.50, 3.30]",
+        "| test_render_fast | render | 0.00250 | 400 |",
         "![dcgan samples, eye](grids/dcgan-eye.png)",
         "[results.csv](results.csv)",
         "[throughput.tex](throughput.tex)",
