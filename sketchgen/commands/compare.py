@@ -1,0 +1,34 @@
+"""``sketchgen compare CONFIG.toml [--benchmarks reports/benchmarks.json] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+HELP = "train or load every model of a config, sample, score alike, and write the report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG.toml",
+                        help="comparison config (see configs/cpu-small.toml)")
+    parser.add_argument("--benchmarks", type=Path, default=None, metavar="JSON",
+                        help="pytest-benchmark JSON (--benchmark-json) rendered as the "
+                             "throughput table")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="report folder (default: the config's `out`, else reports/NAME)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sketchgen.compare import load_config, run_comparison
+    from sketchgen.report import INDEX, TABLE_MD
+
+    config = load_config(args.config)
+    if args.out is not None:
+        config = dataclasses.replace(config, out=args.out)
+    outcome = run_comparison(config, args.benchmarks)
+    print((config.out_dir / TABLE_MD).read_text(encoding="utf-8"))
+    print(f"report: {config.out_dir / INDEX} ({outcome.info.elapsed_s / 60:.1f} min)",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,642 @@
+"""The comparison run behind ``sketchgen compare CONFIG.toml``.
+
+Every model is trained (or loaded) on the same categories, sampled, and scored identically:
+the same real reference drawings, the same rasterizer, the same classifier features.
+
+The config (TOML)::
+
+    name = "cpu-small"                 # report folder reports/<name>/ unless `out` is given
+    label = "Small CPU budget"         # one line stating what kind of run this is
+    categories = ["eye", "mouth"]      # Google names, or ndjson/npy paths ($VARS expanded)
+    size = 28
+    per_class = 2000                   # training drawings per category: the first N
+    n_samples = 500                    # N: generated (and real reference) drawings per row
+    seed = 0
+
+    [classifier]                       # see ClassifierSettings
+    width = 16
+
+    [[models]]                         # see ModelSpec; one table per compared model
+    model = "dcgan"
+    steps = 300
+    batch_size = 64
+    [models.options]                   # the model's own config fields
+    width = 32
+
+Data: per category the first ``per_class`` drawings are the training data (exactly what
+``sketchgen train`` reads); the next ``2 * n_samples`` are held out and split at random into
+the reference set (compared with every model's samples) and a second real set of the same
+size (the real-vs-real floor). The classifier is trained on the training drawings (early
+stopping on a part of them) and tested on the held-out ones.
+
+Class-conditional models are trained once on all categories and asked for each category in
+turn; unconditional models are trained once per category. Working files (training runs, the
+classifier) go to ``<out>/_work/``; a killed comparison resumes its runs when started again,
+and a run whose settings changed is trained afresh.
+
+Validation happens before any training: unknown model, category or option, an impossible
+size, a ``load`` directory without a fitting checkpoint, too few drawings for the held-out
+sets -- each is a one-line :class:`sketchgen.cli.UsageError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import tomllib
+from tqdm import tqdm
+
+from sketchgen import report
+from sketchgen.cli import UsageError
+from sketchgen.config import TrainConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from sketchgen.classifier import Classifier, Evaluation
+    from sketchgen.sample import LoadedRun
+
+WORK = "_work"  # under the report folder; git-ignored (reports/**/_work/)
+GRID_SAMPLES = 64  # drawings shown per sample grid (8 x 8)
+GRID_COLUMNS = 8
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One compared model: a registry entry with its budget."""
+
+    model: str  # registry name, e.g. "dcgan", "sngan", "sketch-rnn"
+    steps: int  # optimiser steps of training
+    batch_size: int  # images (or sketches) per step
+    label: str = ""  # row name in the tables; "" = the model name (labels must be unique)
+    options: dict[str, Any] = field(default_factory=dict)  # the model config's fields
+    # A `sketchgen train` run directory to use instead of training; for an unconditional
+    # model, a directory holding one run per category, named by its class name.
+    load: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """The evaluator and feature space: sketchgen.classifier's width-k CNN."""
+
+    width: int = 16  # k: 8k = 128 features, fewer than N so covariances are full rank
+    max_epochs: int = 15  # early stopping usually ends sooner
+    patience: int = 2  # epochs without a better validation loss before stopping
+    batch_size: int = 128  # the classifier module's default
+    valid_fraction: float = 0.1  # share of the training drawings used for early stopping
+    load: str | None = None  # a saved classifier to use instead of training one
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A whole comparison; see the module docstring for the TOML form."""
+
+    name: str  # names the report folder and its title
+    categories: tuple[str, ...]  # Quick, Draw! names or data file paths; one class each
+    models: tuple[ModelSpec, ...]
+    label: str = "Comparison run"  # one line for the report, e.g. how small the budget is
+    size: int = 28  # bitmap side; 28 = Google's numpy_bitmap size
+    per_class: int = 2000  # training drawings per category (the first ones in the file)
+    n_samples: int = 500  # N per model and category, and per real set
+    seed: int = 0  # training, sampling, held-out split and bootstrap
+    device: str = "auto"  # CUDA, then MPS, then CPU; or a torch device string
+    bootstrap: int = 200  # bootstrap replicates behind every interval
+    ci_level: float = 0.95  # coverage of the intervals
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    out: str | None = None  # report folder; None = reports/<name>
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("reports") / self.name
+
+    @property
+    def work_dir(self) -> Path:
+        return self.out_dir / WORK
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _check_keys(table: dict, cls, where: str, required: tuple[str, ...] = ()) -> None:
+    known = _fields(cls)
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(known)}")
+    missing = [key for key in required if key not in table]
+    if missing:
+        raise UsageError(f"{where}: missing {', '.join(missing)}")
+
+
+_SCALARS = {"int": int, "float": (int, float), "str": str, "str | None": str}
+
+
+def _check_types(table: dict, cls, where: str) -> None:
+    """Scalars must have their field's type (TOML already distinguishes them)."""
+    for key, value in table.items():
+        expected = _SCALARS.get(str(_fields(cls)[key].type))
+        wrong_bool = isinstance(value, bool)
+        if expected is not None and (wrong_bool or not isinstance(value, expected)):
+            raise UsageError(f"{where}: {key} must be {_fields(cls)[key].type}, got {value!r}")
+
+
+def _model_spec(table: Any, index: int) -> ModelSpec:
+    where = f"models[{index}]"
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: expected a [[models]] table")
+    _check_keys(table, ModelSpec, where, required=("model", "steps", "batch_size"))
+    _check_types(table, ModelSpec, where)
+    if not isinstance(table.get("options", {}), dict):
+        raise UsageError(f"{where}: options must be a table")
+    return ModelSpec(**table)
+
+
+def config_from_dict(data: dict) -> CompareConfig:
+    """A CompareConfig from parsed TOML; structure and types checked, one-line errors."""
+    _check_keys(data, CompareConfig, "config", required=("name", "categories", "models"))
+    scalars = {k: v for k, v in data.items() if k not in ("categories", "models", "classifier")}
+    _check_types(scalars, CompareConfig, "config")
+    categories = data["categories"]
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise UsageError("config: categories must be a list of strings")
+    models = data["models"]
+    if not isinstance(models, list) or not models:
+        raise UsageError("config: give at least one [[models]] table")
+    classifier = data.get("classifier", {})
+    if not isinstance(classifier, dict):
+        raise UsageError("config: [classifier] must be a table")
+    _check_keys(classifier, ClassifierSettings, "classifier")
+    _check_types(classifier, ClassifierSettings, "classifier")
+    return CompareConfig(
+        **scalars,
+        categories=tuple(os.path.expandvars(c) for c in categories),
+        models=tuple(_model_spec(table, i) for i, table in enumerate(models)),
+        classifier=ClassifierSettings(**classifier),
+    )
+
+
+def load_config(path: str | Path) -> CompareConfig:
+    """Read and structurally check a comparison TOML file."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path}: {error}") from None
+    return config_from_dict(data)
+
+
+# -- the plan: which training runs, checked before any work --------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run (or loaded run) and the categories it is scored on."""
+
+    spec: ModelSpec
+    train: TrainConfig  # what `sketchgen train` would be given
+    categories: tuple[str, ...]  # class names scored from this run
+    conditional: bool  # asked for each category by label
+    load_dir: Path | None  # an existing run to sample instead of training
+
+    @property
+    def run_dir(self) -> Path:
+        return self.load_dir or Path(self.train.out)
+
+
+def _check_settings(config: CompareConfig) -> None:
+    positive = {"size": config.size, "per_class": config.per_class,
+                "bootstrap": config.bootstrap}
+    for key, value in positive.items():
+        if value < 1:
+            raise UsageError(f"config: {key} must be >= 1, got {value}")
+    if config.n_samples < 10:
+        raise UsageError(f"config: n_samples must be >= 10, got {config.n_samples}")
+    if not 0 < config.ci_level < 1:
+        raise UsageError(f"config: ci_level must be in (0, 1), got {config.ci_level}")
+    if not 0 < config.classifier.valid_fraction < 1:
+        raise UsageError("classifier: valid_fraction must be in (0, 1)")
+    names = [spec.name for spec in config.models]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"models: {', '.join(twice)} listed twice; give each a distinct label")
+    if report.REAL_FLOOR in names:
+        raise UsageError(f"models: {report.REAL_FLOOR!r} is reserved for the real-vs-real floor")
+
+
+def class_names_of(categories: tuple[str, ...]) -> tuple[str, ...]:
+    """Class name per source (the category, or a file's name without suffix), checked unique."""
+    from sketchgen.data import check_category
+
+    names = []
+    for source in categories:
+        try:
+            names.append(check_category(source))
+        except ValueError:
+            names.append(_file_class_name(source))
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"config: category {', '.join(twice)} given twice")
+    return tuple(names)
+
+
+def _file_class_name(source: str) -> str:
+    from sketchgen.data import DATA_SUFFIXES
+
+    suffix = next((s for s in DATA_SUFFIXES if source.endswith(s)), "")
+    return Path(source).name[: len(Path(source).name) - len(suffix)]
+
+
+def _train_config(config: CompareConfig, spec: ModelSpec, categories: tuple[str, ...],
+                  out: Path) -> TrainConfig:
+    from sketchgen.config import config_from_mapping
+
+    return config_from_mapping({
+        "model": spec.model, "categories": categories, "size": config.size,
+        "per_class": config.per_class, "steps": spec.steps, "batch_size": spec.batch_size,
+        "seed": config.seed, "out": str(out), "device": config.device,
+        "model_options": dict(spec.options),
+    })
+
+
+def is_conditional(train_config: TrainConfig) -> bool:
+    """Whether the model samples by label: asked of the task itself, built without data."""
+    import torch
+
+    from sketchgen.train import build_task
+
+    names = tuple(str(i) for i in range(len(train_config.categories)))
+    return bool(build_task(train_config, torch.device("cpu"), None, names).conditional)
+
+
+def plan_runs(config: CompareConfig) -> list[PlannedRun]:
+    """Every training run of the comparison, each validated; raises UsageError on the first
+    problem, before anything is trained."""
+    from sketchgen import registry
+    from sketchgen.train import check_categories
+
+    _check_settings(config)
+    check_categories(TrainConfig(categories=config.categories))
+    class_names = class_names_of(config.categories)
+    if len(class_names) < 2:
+        raise UsageError("config: give at least two categories (the classifier needs them)")
+    runs_dir = config.work_dir / "runs"
+    plans = []
+    for spec in config.models:
+        everything = _train_config(config, spec, config.categories, runs_dir / spec.name)
+        check_categories(everything)
+        registry.resolve(everything)  # unknown model or option, impossible size
+        if is_conditional(everything):
+            plans.append(_planned(spec, everything, class_names, True))
+            continue
+        for source, name in zip(config.categories, class_names, strict=True):
+            one = _train_config(config, spec, (source,), runs_dir / spec.name / name)
+            plans.append(_planned(spec, one, (name,), False))
+    return plans
+
+
+def _planned(spec: ModelSpec, train_config: TrainConfig, categories: tuple[str, ...],
+             conditional: bool) -> PlannedRun:
+    load_dir = None
+    if spec.load is not None:
+        load_dir = Path(spec.load) if conditional else Path(spec.load) / categories[0]
+        _check_loadable(spec, load_dir, categories)
+    return PlannedRun(spec, train_config, categories, conditional, load_dir)
+
+
+def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...]) -> None:
+    """The run exists, holds this model and was trained on these categories."""
+    from sketchgen import runtime
+    from sketchgen.train import CHECKPOINT
+
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise UsageError(f"models: {spec.name}: load = {spec.load!r} but {path} does not exist")
+    checkpoint = runtime.load_checkpoint(path)
+    if checkpoint.get("model") != spec.model:
+        raise UsageError(f"models: {spec.name}: {path} holds model "
+                         f"{checkpoint.get('model')!r}, not {spec.model!r}")
+    missing = [name for name in categories if name not in checkpoint.get("class_names", [])]
+    if missing:
+        raise UsageError(f"models: {spec.name}: {path} was not trained on {', '.join(missing)}")
+    budget = (checkpoint["step"], checkpoint["config"]["batch_size"])
+    if budget != (spec.steps, spec.batch_size):
+        raise UsageError(f"models: {spec.name}: {path} was trained for {budget[0]} steps of "
+                         f"batch {budget[1]}; the config says {spec.steps} of {spec.batch_size}")
+
+
+# -- real data ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RealData:
+    """Per class: the training drawings and the two held-out sets of N."""
+
+    class_names: tuple[str, ...]
+    train_images: np.ndarray  # uint8 (M, size, size): the first per_class of every class
+    train_labels: np.ndarray  # int64 (M,)
+    reference: dict[str, np.ndarray]  # class -> N held-out bitmaps compared with samples
+    second: dict[str, np.ndarray]  # class -> N other held-out bitmaps (the floor)
+
+
+def load_real(config: CompareConfig) -> RealData:
+    """Bitmaps of every category, split as the module docstring says; too few is an error."""
+    from sketchgen.data import load_bitmaps, split_indices
+
+    held_out = 2 * config.n_samples
+    try:
+        loaded = load_bitmaps(config.categories, config.size,
+                              per_class=config.per_class + held_out)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    train_parts, label_parts, reference, second = [], [], {}, {}
+    for index, name in enumerate(loaded.class_names):
+        images = loaded.bitmaps[loaded.labels == index]
+        if len(images) < config.per_class + held_out:
+            raise UsageError(
+                f"category {name!r} has {len(images)} drawings; per_class + 2 * n_samples = "
+                f"{config.per_class + held_out} are needed (lower per_class or n_samples)")
+        train_parts.append(images[: config.per_class])
+        label_parts.append(np.full(config.per_class, index, dtype=np.int64))
+        first, other = split_indices(held_out, config.seed, (0.5, 0.5))
+        rest = images[config.per_class:]
+        reference[name], second[name] = rest[first], rest[other]
+    return RealData(tuple(loaded.class_names), np.concatenate(train_parts),
+                    np.concatenate(label_parts), reference, second)
+
+
+# -- classifier ---------------------------------------------------------------------------------
+
+
+def get_classifier(config: CompareConfig, real: RealData, device: torch.device) -> Classifier:
+    """Load the configured classifier (checked against the data) or train one on the
+    training drawings, with early stopping on ``valid_fraction`` of them."""
+    from sketchgen import classifier as qd
+    from sketchgen.data import split_indices
+
+    settings = config.classifier
+    if settings.load is not None:
+        loaded = qd.load_classifier(settings.load, device)
+        _check_classifier(loaded, config, real)
+        return loaded
+    train, valid = split_indices(len(real.train_images), config.seed,
+                                 (1 - settings.valid_fraction, settings.valid_fraction))
+    classifier_config = qd.ClassifierConfig(
+        width=settings.width, size=config.size, batch_size=settings.batch_size,
+        max_epochs=settings.max_epochs, patience=settings.patience, seed=config.seed)
+    with tqdm(total=settings.max_epochs, desc="classifier", unit="epoch", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+
+        def log(entry: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(valid_accuracy=f"{entry['valid_accuracy']:.3f}", refresh=False)
+
+        trained = qd.train_classifier(
+            real.train_images[train], real.train_labels[train], real.train_images[valid],
+            real.train_labels[valid], real.class_names, classifier_config, device, log)
+    qd.save_classifier(trained, config.work_dir / "classifier.pt")
+    return trained
+
+
+def _check_classifier(loaded: Classifier, config: CompareConfig, real: RealData) -> None:
+    from sketchgen.classifier import ClassifierConfig
+
+    defaults = ClassifierConfig()
+    if list(loaded.class_names) != list(real.class_names):
+        raise UsageError(f"classifier: {config.classifier.load} knows classes "
+                         f"{loaded.class_names}, the config has {list(real.class_names)}")
+    rendered_like_models = (loaded.config.size == config.size and not loaded.config.channels
+                            and loaded.config.line_width == defaults.line_width
+                            and loaded.config.padding == defaults.padding)
+    if not rendered_like_models:
+        raise UsageError(f"classifier: {config.classifier.load} was trained on other bitmaps "
+                         f"than the models make ({loaded.config}); train one with this config")
+
+
+def evaluate_classifier(classifier: Classifier, real: RealData) -> Evaluation:
+    """Accuracy on every held-out real drawing (never trained on)."""
+    from sketchgen.classifier import evaluate
+
+    images = np.concatenate([np.concatenate([real.reference[n], real.second[n]])
+                             for n in real.class_names])
+    labels = np.repeat(np.arange(len(real.class_names)),
+                       [len(real.reference[n]) + len(real.second[n]) for n in real.class_names])
+    return evaluate(classifier, images, labels)
+
+
+# -- scoring ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Scores a set of drawings of one category against that category's reference set."""
+
+    classifier: Classifier
+    reference: dict[str, np.ndarray]  # class -> reference features (N, D), float64
+    bootstrap: int
+    alpha: float  # 1 - ci_level
+    seed: int
+
+    def score(self, category: str, images: np.ndarray) -> dict[str, float]:
+        from sketchgen import metrics
+        from sketchgen.classifier import recognizability
+
+        reference = self.reference[category]
+        features = metrics.extract_features(self.classifier.features, images)
+        row: dict[str, float] = {}
+        for name in ("fid", "kid"):
+            interval = metrics.bootstrap_ci(metrics.METRICS[name].compute, reference, features,
+                                            self.bootstrap, self.seed, self.alpha)
+            row |= {name: interval.value, f"{name}_low": interval.low,
+                    f"{name}_high": interval.high}
+        precision, recall = metrics.precision_recall(reference, features)
+        row |= {"precision": precision, "recall": recall}
+        row["recognizability"] = recognizability(self.classifier, images, category).accuracy
+        return row
+
+
+def make_scorer(config: CompareConfig, classifier: Classifier, real: RealData) -> Scorer:
+    from sketchgen.metrics import extract_features
+
+    reference = {name: extract_features(classifier.features, images)
+                 for name, images in real.reference.items()}
+    return Scorer(classifier, reference, config.bootstrap, 1 - config.ci_level, config.seed)
+
+
+# -- training and sampling ----------------------------------------------------------------------
+
+
+def train_or_resume(plan: PlannedRun) -> None:
+    """Train the planned run in its work folder; a finished or killed run with the same
+    settings is resumed (a finished one returns at once), one with other settings redone."""
+    from sketchgen.config import load_toml
+    from sketchgen.train import CONFIG, train
+
+    run_dir = Path(plan.train.out)
+    stored = run_dir / CONFIG
+    if stored.exists() and load_toml(stored) != plan.train:
+        shutil.rmtree(run_dir)
+    train(plan.train, resume=True)
+
+
+def sample_category(loaded: LoadedRun, plan: PlannedRun, category: str, n: int,
+                    seed: int) -> np.ndarray:
+    """N drawings meant to be ``category`` (by label, or from a one-category run)."""
+    from sketchgen.runtime import derived_seed
+    from sketchgen.sample import sample_images, sample_labels
+
+    labels = sample_labels(loaded, n, category if plan.conditional else None)
+    stream = derived_seed(seed, f"compare:{plan.spec.name}:{category}")
+    return sample_images(loaded, labels, stream)
+
+
+def describe_device(device: torch.device) -> str:
+    """The device as the report states it: CUDA's card name, or the CPU thread count."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
+
+
+# -- the whole run ------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a comparison produced; the report is written from it."""
+
+    results: pd.DataFrame
+    figures: list[report.Figure]
+    info: report.RunInfo
+    written: list[Path]
+
+
+GENERATED = (report.INDEX, report.RESULTS_CSV, report.RESULTS_JSON, report.TABLE_MD,
+             report.TABLE_TEX, report.THROUGHPUT_MD, report.THROUGHPUT_TEX, "confusion.png")
+GENERATED_DIRS = ("grids", "curves")
+
+
+def clear_previous_report(out_dir: Path) -> None:
+    """Remove what an earlier comparison wrote there (never `_work` or other files), so the
+    folder holds no figure or table of a model that is no longer in the config."""
+    for name in GENERATED:
+        (out_dir / name).unlink(missing_ok=True)
+    for name in GENERATED_DIRS:
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+def _row(config: CompareConfig, model: str, category: str, steps: int, batch_size: int,
+         device: str, feature_space: str, scores: dict[str, float]) -> dict[str, Any]:
+    return {"model": model, "category": category, "n": config.n_samples, "seed": config.seed,
+            "steps": steps, "batch_size": batch_size, "device": device,
+            "feature_space": feature_space, **scores}
+
+
+def _grid(images: np.ndarray, out_dir: Path, name: str, caption: str) -> report.Figure:
+    from sketchgen.figures import save_grid
+
+    relative = f"grids/{name}.png"
+    save_grid(images[:GRID_SAMPLES], out_dir / relative, columns=GRID_COLUMNS)
+    return report.Figure(relative, caption)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def run_comparison(config: CompareConfig, benchmarks: Path | None = None) -> Outcome:
+    """Validate, train or load, sample, score and write the report; see the module doc."""
+    from sketchgen.classifier import plot_confusion
+    from sketchgen.figures import training_curves
+    from sketchgen.runtime import choose_device
+    from sketchgen.sample import load_run
+    from sketchgen.train import LOG
+
+    began = time.perf_counter()
+    if benchmarks is not None and not benchmarks.is_file():
+        raise UsageError(f"--benchmarks {benchmarks}: no such file")
+    plans = plan_runs(config)
+    device = choose_device(config.device)
+    real = load_real(config)
+    classifier = get_classifier(config, real, device)
+    out_dir = config.out_dir
+    clear_previous_report(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    test = evaluate_classifier(classifier, real)
+    figures = [report.Figure(
+        plot_confusion(test, out_dir / "confusion.png",
+                       f"{classifier.feature_name}: test accuracy {test.accuracy:.3f} on "
+                       f"{test.n} held-out drawings").name,
+        "Classifier confusion on held-out real drawings")]
+    scorer = make_scorer(config, classifier, real)
+    device_name = describe_device(device)
+    rows = []
+    for name in real.class_names:
+        rows.append(_row(config, report.REAL_FLOOR, name, 0, 0, device_name,
+                         classifier.feature_name, scorer.score(name, real.second[name])))
+        figures.append(_grid(real.reference[name], out_dir, f"real-{_slug(name)}",
+                             f"Real drawings: {name}"))
+
+    for number, plan in enumerate(plans, 1):
+        what = f"{plan.spec.name}" + ("" if plan.conditional else f" on {plan.categories[0]}")
+        print(f"[{number}/{len(plans)}] {what}", file=sys.stderr)
+        if plan.load_dir is None:
+            train_or_resume(plan)
+        loaded = load_run(plan.run_dir, str(device))
+        curve_name = _slug(plan.spec.name + ("" if plan.conditional else f"-{plan.categories[0]}"))
+        if (plan.run_dir / LOG).is_file():
+            path = training_curves(plan.run_dir / LOG, out_dir / "curves" / f"{curve_name}.png",
+                                   title=what)
+            figures.append(report.Figure(f"curves/{path.name}", f"Training curves: {what}"))
+        for category in tqdm(plan.categories, desc=f"sample+score {plan.spec.name}",
+                             file=sys.stderr, dynamic_ncols=True, leave=False):
+            images = sample_category(loaded, plan, category, config.n_samples, config.seed)
+            rows.append(_row(config, plan.spec.name, category, loaded.step, plan.spec.batch_size,
+                             device_name, classifier.feature_name,
+                             scorer.score(category, images)))
+            figures.append(_grid(images, out_dir, f"{_slug(plan.spec.name)}-{_slug(category)}",
+                                 f"Samples: {plan.spec.name}, {category}"))
+
+    results = pd.DataFrame(rows)
+    info = report.RunInfo(
+        name=config.name, label=config.label, categories=real.class_names, size=config.size,
+        classifier=_classifier_line(classifier, test), ci_level=config.ci_level,
+        elapsed_s=time.perf_counter() - began, notes=_notes(test))
+    written = report.write_report(results, out_dir, info, figures, benchmarks)
+    return Outcome(results, figures, info, written)
+
+
+def _classifier_line(classifier: Classifier, test: Evaluation) -> str:
+    per_class = ", ".join(f"{name} {accuracy:.3f}"
+                          for name, accuracy in test.per_class_accuracy.items())
+    epochs = f", best epoch {classifier.best_epoch}" if classifier.best_epoch else ""
+    return (f"{classifier.feature_name} (width-{classifier.config.width} CNN{epochs}); "
+            f"test accuracy {test.accuracy:.3f} on {test.n} held-out drawings ({per_class})")
+
+
+def _notes(test: Evaluation) -> tuple[str, ...]:
+    pairs = "; ".join(f"{true} → {predicted} {rate:.3f}"
+                      for true, predicted, rate in test.most_confused(3))
+    return (f"Most confused (true → predicted, share of true): {pairs}",) if pairs else ()

@@ -1,0 +1,209 @@
+"""`sketchgen compare` end to end on a tiny config with real mirror data, and bad configs.
+
+The comparison runs once per session (module fixture): two categories, an unconditional
+bitmap GAN (trained once per category) and a class-conditional Sketch-RNN (strokes, trained
+once), a few steps each. Assertions cover what must hold at any budget; model quality at a
+few steps is not one of them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import orjson
+import pandas as pd
+import pytest
+from PIL import Image
+
+from sketchgen import compare, report
+from sketchgen.cli import UsageError, main
+
+CATEGORIES = ["eye", "mouth"]
+N = 60
+STEPS = {"dcgan": 3, "sketch-rnn": 2}
+TINY_SKETCH_RNN = {"mode": "class", "enc_rnn_size": 16, "dec_rnn_size": 32, "z_size": 8,
+                   "class_embedding_size": 8, "num_mixture": 3, "sample_max_len": 60}
+
+BENCHMARKS = {"benchmarks": [{"name": "test_fid_eigh", "group": "metrics",
+                              "stats": {"mean": 0.5, "ops": 2.0},
+                              "extra_info": {"ratio_vs_sqrtm": 4.0}}]}
+
+
+def tiny_config(out, **changes) -> dict:
+    config = {
+        "name": "tiny",
+        "label": "Tiny test budget",
+        "categories": CATEGORIES,
+        "per_class": 160,
+        "n_samples": N,
+        "seed": 0,
+        "device": "cpu",
+        "bootstrap": 10,
+        "out": str(out),
+        "classifier": {"width": 8, "max_epochs": 2},
+        "models": [
+            {"model": "dcgan", "steps": STEPS["dcgan"], "batch_size": 8,
+             "options": {"width": 8}},
+            {"model": "sketch-rnn", "steps": STEPS["sketch-rnn"], "batch_size": 8,
+             "options": TINY_SKETCH_RNN},
+        ],
+    }
+    return config | changes
+
+
+def write_toml(path, config: dict) -> str:
+    """The few TOML shapes these configs need: scalars, string lists, tables, [[models]]."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return orjson.dumps(v).decode()
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in config.items() if k not in ("models", "classifier")]
+    if "classifier" in config:
+        lines += ["[classifier]"] + [f"{k} = {value(v)}" for k, v in config["classifier"].items()]
+    for model in config.get("models", []):
+        lines += ["[[models]]"] + [f"{k} = {value(v)}" for k, v in model.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Run the comparison through the CLI once; return its report folder and results."""
+    root = tmp_path_factory.mktemp("compare")
+    benchmarks = root / "benchmarks.json"
+    benchmarks.write_bytes(orjson.dumps(BENCHMARKS))
+    config = write_toml(root / "tiny.toml", tiny_config(root / "report"))
+    assert main(["compare", config, "--benchmarks", str(benchmarks)]) == 0
+    out = root / "report"
+    return out, pd.read_csv(out / "results.csv"), config
+
+
+def test_every_report_file_is_written(finished):
+    out, _, _ = finished
+    expected = ["README.md", "results.csv", "results.json", "results.md", "results.tex",
+                "throughput.md", "throughput.tex", "confusion.png",
+                "grids/real-eye.png", "grids/real-mouth.png",
+                "grids/dcgan-eye.png", "grids/dcgan-mouth.png",
+                "grids/sketch-rnn-eye.png", "grids/sketch-rnn-mouth.png",
+                "curves/dcgan-eye.png", "curves/dcgan-mouth.png", "curves/sketch-rnn.png"]
+    assert [name for name in expected if not (out / name).is_file()] == []
+
+
+def test_results_hold_one_row_per_model_and_category_with_sane_values(finished):
+    _, results, _ = finished
+    assert sorted(zip(results["model"], results["category"], strict=True)) == sorted(
+        (model, category) for model in (report.REAL_FLOOR, "dcgan", "sketch-rnn")
+        for category in CATEGORIES)
+    assert set(results["n"]) == {N}
+    assert set(results["seed"]) == {0}
+    assert set(results["feature_space"]) == {"qd-cnn-k8/dense"}
+    assert all(device.startswith("cpu") for device in results["device"])
+    budget = dict(zip(results["model"], results["steps"], strict=True))
+    assert budget == {report.REAL_FLOOR: 0, **STEPS}
+    for column in ("fid", "fid_low", "fid_high", "kid", "kid_low", "kid_high"):
+        assert results[column].map(math.isfinite).all(), column
+    assert (results["fid"] >= 0).all()
+    assert (results["fid_low"] <= results["fid_high"]).all()
+    assert (results["kid_low"] <= results["kid_high"]).all()
+    for column in ("precision", "recall", "recognizability"):
+        assert results[column].between(0, 1).all(), column
+
+
+def test_json_and_tables_agree_with_the_csv(finished):
+    out, results, _ = finished
+    from_json = report.read_results(out / "results.json")
+    pd.testing.assert_frame_equal(from_json, results, check_dtype=False)
+    table = (out / "results.md").read_text(encoding="utf-8")
+    assert table.count("\n") == 2 + len(results)
+    tex = (out / "results.tex").read_text(encoding="utf-8")
+    assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 1
+
+
+def test_sample_grids_show_8_by_8_drawings(finished):
+    out, _, _ = finished
+    side = 2 * (8 * (28 + 2) + 2)  # 8 tiles of 28 px, 2 px gaps and border, drawn at scale 2
+    with Image.open(out / "grids" / "sketch-rnn-eye.png") as grid:
+        assert grid.size == (side, side)
+
+
+def test_index_states_the_setup_and_links_only_existing_files(finished):
+    out, results, _ = finished
+    index = (out / "README.md").read_text(encoding="utf-8")
+    for fact in ("**Tiny test budget.**", "- Device: cpu", f"N = {N}", "- Seeds: 0",
+                 "qd-cnn-k8/dense", "## Real-vs-real floor", "- eye: FID ", "- mouth: FID ",
+                 "| test_fid_eigh | metrics |", "ratio_vs_sqrtm = 4.00",
+                 f"| dcgan | {STEPS['dcgan']} | 8 |"):
+        assert fact in index, fact
+    links = re.findall(r"\]\(([^)]+)\)", index)
+    # confusion, 2 real grids, 2 x 2 model grids, curves of 3 runs
+    assert len([link for link in links if link.endswith(".png")]) == 10
+    assert [link for link in links if not (out / link).is_file()] == []
+
+
+def test_a_second_run_reuses_the_trained_models_and_gives_the_same_numbers(finished):
+    out, results, config = finished
+    runs = out / compare.WORK / "runs"
+    checkpoints = sorted(runs.rglob("checkpoint.pt"))
+    assert len(checkpoints) == 3  # dcgan per category, one class-conditional sketch-rnn
+    stamps = [path.stat().st_mtime_ns for path in checkpoints]
+    assert main(["compare", config]) == 0
+    assert [path.stat().st_mtime_ns for path in checkpoints] == stamps  # nothing retrained
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)
+    assert not (out / "throughput.md").exists()  # no --benchmarks this time: no stale table
+
+
+# -- bad configs fail in one line before anything is trained -----------------------------------
+
+
+def check_refused(tmp_path, config: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        compare.run_comparison(compare.config_from_dict(config))
+    assert not (tmp_path / "report" / compare.WORK / "runs").exists()
+
+
+def test_unknown_model_is_refused(tmp_path):
+    config = tiny_config(tmp_path / "report")
+    config["models"] = [*config["models"], {"model": "stylegan", "steps": 1, "batch_size": 2}]
+    check_refused(tmp_path, config, "unknown model 'stylegan'")
+
+
+def test_unknown_category_is_refused(tmp_path):
+    check_refused(tmp_path, tiny_config(tmp_path / "report", categories=["eye", "mouht"]),
+                  "'mouht'.*did you mean 'mouth'")
+
+
+def test_unknown_model_option_is_refused(tmp_path):
+    config = tiny_config(tmp_path / "report")
+    config["models"][0]["options"] = {"widht": 8}
+    check_refused(tmp_path, config, "no option.*widht")
+
+
+def test_missing_checkpoint_of_a_load_entry_is_refused(tmp_path):
+    config = tiny_config(tmp_path / "report")
+    config["models"][1]["load"] = str(tmp_path / "never-trained")
+    check_refused(tmp_path, config, "never-trained/checkpoint.pt does not exist")
+
+
+def test_too_few_drawings_for_the_held_out_sets_is_refused(tmp_path):
+    # 'anvil' has 25 drawings in the mirror: 10 to train + 2 x 10 held out do not fit.
+    config = tiny_config(tmp_path / "report", categories=["eye", "anvil"], per_class=10,
+                         n_samples=10)
+    check_refused(tmp_path, config, "'anvil' has 25 drawings; .* 30 are needed")
+
+
+def test_unknown_key_is_a_one_line_cli_error(tmp_path, capsys):
+    config = write_toml(tmp_path / "bad.toml", tiny_config(tmp_path / "report", sampels=5))
+    assert main(["compare", config]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "unknown key(s) sampels" in error
+    assert not (tmp_path / "report").exists()
