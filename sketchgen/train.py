@@ -223,6 +223,12 @@ class _Run:
     def grid_path(self, step: int) -> Path:
         return self.samples / f"step_{step:06d}.png"
 
+    def remove_temporaries(self) -> None:
+        """Temp files of writes a kill interrupted (the real files are intact)."""
+        for folder in (self.dir, self.samples):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+
     def truncate_log(self, last_step: int) -> None:
         """Drop records after ``last_step``: a killed run may have logged past its checkpoint."""
         from sketchgen.figures import read_jsonl
@@ -301,6 +307,7 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     entry, model_config = registry.resolve(config)
     check_categories(config)
     run = _Run(config.out)
+    run.remove_temporaries()
     checkpoint = None
     if run.checkpoint.exists():
         if not resume:

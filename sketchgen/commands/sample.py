@@ -8,7 +8,7 @@ HELP = "sample a trained run: .npy uint8 (n, size*size) white-on-black, or a .pn
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="a `sketchgen train` run directory")
+    parser.add_argument("run_dir", metavar="RUN", help="a `sketchgen train` run directory")
     parser.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
     parser.add_argument("--category", default=None,
                         help="class to draw (conditional models); default: all classes in turn")
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from sketchgen.sample import check_request, load_run, write_samples
 
     check_request(args.n, args.out)
-    loaded = load_run(args.run, args.device)
+    loaded = load_run(args.run_dir, args.device)
     for path in write_samples(loaded, args.n, args.out, args.category, args.seed):
         print(path)
     return 0

@@ -1,0 +1,155 @@
+"""GAN models: every registered GAN builds at its sizes with the right shapes and ranges, the
+presets have the layers the reference write-ups describe, and bad sizes fail early."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sketchgen import gan, registry
+from sketchgen.config import ConfigError, TrainConfig
+from sketchgen.train import BitmapData, TaskInputs
+
+CLASSES = ("cat", "dog", "apple")
+SIZES = {  # each model at the sizes it supports (presets: the references' 28 px and 64 px)
+    "dcgan": (28, 64), "cgan": (28, 64), "sngan": (28, 64), "superdeep": (28,),
+    "tf-dcgan": (28, 64), "brownlee-cgan": (28, 64), "smooth-cgan": (28, 64),
+}
+CASES = [(model, size) for model, sizes in SIZES.items() for size in sizes]
+
+
+def make_task(model: str, size: int, **options) -> gan.GanTask:
+    config = TrainConfig(model=model, categories=CLASSES, size=size, batch_size=4,
+                         device="cpu", model_options=options)
+    entry, model_config = registry.resolve(config)
+    images = torch.randint(0, 256, (6, size, size), dtype=torch.uint8)
+    data = BitmapData(images, torch.arange(6) % len(CLASSES), CLASSES)
+    return entry.build(TaskInputs(config, model_config, CLASSES, torch.device("cpu"), data))
+
+
+def test_every_gan_in_the_registry_is_tested():
+    assert {name for name, e in registry.MODELS.items() if e.kind == "bitmap"} == set(SIZES)
+
+
+@pytest.mark.parametrize(("model", "size"), CASES)
+def test_shapes_and_output_ranges(model, size):
+    torch.manual_seed(0)
+    task = make_task(model, size)
+    z = 3 * torch.randn(8, task.cfg.latent_dim)  # large z: reach into the activation's tails
+    labels = torch.arange(8) % len(CLASSES)
+    images = task.G(z, labels)
+    assert images.shape == (8, 1, size, size)
+    low, high = (-1.0, 1.0) if task.cfg.output == "tanh" else (0.0, 1.0)
+    assert low <= images.min() and images.max() <= high
+    assert images.min() < (low + high) / 2 < images.max()  # the whole range is in use
+    assert task.D(images, labels).shape == (8,)
+    samples = task.sample(5, labels[:5], torch.Generator().manual_seed(0))
+    assert samples.shape == (5, size, size) and samples.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("model", ["cgan", "sngan", "brownlee-cgan", "smooth-cgan"])
+def test_conditional_generators_use_the_label(model):
+    task = make_task(model, 28)
+    task.G.eval()
+    z = torch.randn(1, task.cfg.latent_dim).repeat(len(CLASSES), 1)
+    images = task.G(z, torch.arange(len(CLASSES)))
+    assert not torch.allclose(images[0], images[1])
+
+
+@pytest.mark.parametrize("model", ["dcgan", "superdeep", "tf-dcgan"])
+def test_unconditional_generators_ignore_the_label(model):
+    task = make_task(model, 28)
+    task.G.eval()
+    z = torch.randn(1, task.cfg.latent_dim).repeat(2, 1)
+    images = task.G(z, torch.tensor([0, 1]))
+    assert torch.equal(images[0], images[1])
+
+
+def layers(module: nn.Module, kind: type) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, kind)]
+
+
+def test_superdeep_matches_the_reference():
+    task = make_task("superdeep", 28)
+    convs = layers(task.G, nn.ConvTranspose2d)
+    assert [c.out_channels for c in convs] == [256, 128, 64, 1]  # 4 layers, halving, then 1
+    assert len(layers(task.G, nn.Dropout)) == 3  # on all but the last layer
+    assert [c.out_channels for c in layers(task.D, nn.Conv2d)] == [64, 128, 256, 512]
+    assert len(layers(task.D, nn.BatchNorm2d)) == 4
+    assert [(lin.in_features, lin.out_features) for lin in layers(task.D, nn.Linear)] == [
+        (512, 100), (100, 1)]
+    assert task.cfg.output == "sigmoid" and task.cfg.loss == "bce"
+
+
+def test_tf_dcgan_matches_the_reference():
+    task = make_task("tf-dcgan", 28)
+    dense, = layers(task.G, nn.Linear)
+    assert (dense.in_features, dense.out_features) == (100, 7 * 7 * 256)
+    convs = layers(task.G, nn.ConvTranspose2d)
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (128, (5, 5), (1, 1)), (64, (5, 5), (2, 2)), (1, (5, 5), (2, 2))]
+    d_convs = layers(task.D, nn.Conv2d)
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in d_convs] == [
+        (64, (5, 5), (2, 2)), (128, (5, 5), (2, 2))]
+    assert [d.p for d in layers(task.D, nn.Dropout)] == [0.3, 0.3]
+    assert task.opt_g.defaults["lr"] == task.opt_d.defaults["lr"] == 1e-3
+    assert task.cfg.output == "tanh"  # images scaled to [-1, 1]
+
+
+def test_brownlee_label_maps_are_an_extra_channel():
+    task = make_task("brownlee-cgan", 28)
+    g_map, d_map = task.G.stem.label_map, task.D.label_map
+    assert g_map.embed.embedding_dim == d_map.embed.embedding_dim == 50
+    assert g_map.dense.out_features == 7 * 7 and d_map.dense.out_features == 28 * 28
+    assert layers(task.G, nn.ConvTranspose2d)[0].in_channels == 128 + 1
+    assert layers(task.D, nn.Conv2d)[0].in_channels == 1 + 1
+
+
+def test_smooth_cgan_soft_labels_and_rates():
+    task = make_task("smooth-cgan", 28)
+    real = task._targets(4000, task.cfg.real_target)
+    fake = task._targets(4000, task.cfg.fake_target)
+    assert 0.7 <= real.min() < 0.72 and 1.18 < real.max() <= 1.2
+    assert 0.0 <= fake.min() < 0.02 and 0.28 < fake.max() <= 0.3
+    assert {m.negative_slope for m in layers(task.G, nn.LeakyReLU)} == {0.02}
+    assert layers(task.D, nn.BatchNorm2d) and layers(task.G, nn.BatchNorm2d)
+    assert task.opt_g.defaults["lr"] != task.opt_d.defaults["lr"]
+
+
+def test_sngan_spectral_norm_bounds_each_discriminator_layer():
+    task = make_task("sngan", 28)
+    weighted = layers(task.D, nn.Conv2d) + layers(task.D, nn.Linear)
+    assert weighted and all(nn.utils.parametrize.is_parametrized(m) for m in weighted)
+    assert not layers(task.D, nn.BatchNorm2d)
+    for _ in range(30):  # power iteration converges as D runs in training mode
+        task.D(torch.randn(4, 1, 28, 28), torch.arange(4) % 3)
+    linear = layers(task.D, nn.Linear)[0]
+    with torch.no_grad():
+        assert torch.linalg.matrix_norm(linear.weight, ord=2).item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_losses_at_known_logits():
+    hinge, bce = make_task("sngan", 28), make_task("dcgan", 28)
+    zero = torch.zeros(3)
+    assert hinge._d_loss(zero, real=True).item() == pytest.approx(1.0)
+    assert hinge._d_loss(torch.full((3,), 2.0), real=False).item() == pytest.approx(3.0)
+    assert hinge._g_loss(torch.full((3,), 2.0)).item() == pytest.approx(-2.0)
+    assert bce._d_loss(zero, real=True).item() == pytest.approx(math.log(2))
+    assert bce._g_loss(zero).item() == pytest.approx(math.log(2))
+
+
+@pytest.mark.parametrize(("model", "size"), [
+    ("dcgan", 30), ("dcgan", 100), ("dcgan", 8), ("superdeep", 64), ("tf-dcgan", 30),
+    ("brownlee-cgan", 4), ("sngan", 27)])
+def test_impossible_sizes_fail_before_any_work(model, size):
+    with pytest.raises(ConfigError, match=f"cannot make {size} px images"):
+        registry.resolve(TrainConfig(model=model, categories=("cat",), size=size))
+
+
+@pytest.mark.parametrize(("size", "levels"), [(28, (7, 2)), (64, (4, 4)), (48, (6, 3)),
+                                              (16, (4, 2)), (30, None), (8, None)])
+def test_dcgan_levels(size, levels):
+    assert gan.dcgan_levels(size) == levels

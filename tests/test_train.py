@@ -1,0 +1,197 @@
+"""The training harness on real data: learning, logs and figures, the divergence guard,
+configs (TOML, CLI, errors before any work) and the sampling API/CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sketchgen import cli, gan, runtime
+from sketchgen.config import ConfigError, TrainConfig, dump_toml, load_toml
+from sketchgen.figures import read_jsonl
+from sketchgen.sample import load_run, sample_images, sample_labels
+from sketchgen.train import CHECKPOINT, DivergenceError, build_task, load_data, train
+
+CATEGORIES = ("dog", "face")  # 250 real drawings each in the shared mirror
+
+
+def small(out, **changes) -> TrainConfig:
+    """A seconds-long CPU run: a narrow network on a few real drawings."""
+    settings = dict(model="sngan", categories=CATEGORIES, per_class=40, steps=6, batch_size=8,
+                    out=str(out), checkpoint_every=2, sample_every=3, grad_norm_every=3,
+                    device="cpu", progress=False, model_options={"width": 8})
+    return TrainConfig(**(settings | changes))
+
+
+def mean_image_distance(samples: torch.Tensor, real: torch.Tensor) -> float:
+    """RMS difference of the mean images (0-255 scale)."""
+    return (samples.float().mean(0) - real.float().mean(0)).pow(2).mean().sqrt().item()
+
+
+def test_training_moves_samples_toward_the_data(tmp_path):
+    """Why this measure: an untrained G paints grey noise with the wrong amount of ink and no
+    layout; matching the data's mean image needs both the amount of ink and where drawings
+    put it (Google's centring and scaling). Per class, samples must also be closer to their
+    own class's mean than to the other one's, which only a working conditioning achieves."""
+    config = small(tmp_path / "run", per_class=250, steps=200, batch_size=32,
+                   checkpoint_every=200, sample_every=100, grad_norm_every=50,
+                   model_options={"width": 16})
+    device = torch.device("cpu")
+    data, class_names = load_data(config, "bitmap", device)
+    runtime.seed_everything(config.seed)  # the state train() starts from
+    untrained = build_task(config, device, None, class_names)
+    train(config)
+    trained = load_run(config.out)
+
+    labels = sample_labels(trained, 256)
+    noise = torch.Generator().manual_seed(1)
+    before = untrained.sample(256, labels, noise)
+    after = torch.from_numpy(sample_images(trained, labels, seed=1))
+    distance_before = mean_image_distance(before, data.images)
+    distance_after = mean_image_distance(after, data.images)
+    assert distance_after < 0.6 * distance_before, (distance_before, distance_after)
+    for k in range(2):
+        own = mean_image_distance(after[labels == k], data.images[data.labels == k])
+        other = mean_image_distance(after[labels == k], data.images[data.labels != k])
+        assert own < other, (class_names[k], own, other)
+
+
+def test_logs_grids_gif_and_curves(tmp_path):
+    config = small(tmp_path / "run")
+    train(config)
+    records = read_jsonl(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 7))
+    assert {"loss_d", "loss_g", "d_real", "d_fake"} <= set(records[0])
+    with_norms = [r for r in records if "grad_norms" in r]
+    assert [r["step"] for r in with_norms] == [3, 6]
+    norms = with_norms[0]["grad_norms"]
+    assert any(k.startswith("G.") for k in norms) and any(k.startswith("D.") for k in norms)
+    assert all(v >= 0 for v in norms.values())
+    grids = sorted(p.name for p in (tmp_path / "run" / "samples").iterdir())
+    assert grids == ["step_000000.png", "step_000003.png", "step_000006.png"]
+    assert Image.open(tmp_path / "run" / "learning.gif").n_frames == 3
+    assert Image.open(tmp_path / "run" / "losses.png").size[0] > 0
+    assert load_toml(tmp_path / "run" / "config.toml") == config
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    real_step = gan.GanTask.train_step
+
+    def diverging(self, step):
+        metrics = real_step(self, step)
+        return metrics | ({"loss_d": float("nan")} if step == 5 else {})
+
+    monkeypatch.setattr(gan.GanTask, "train_step", diverging)
+    out = tmp_path / "run"
+    status = cli.main(["train", "sngan", "--categories", *CATEGORIES, "--per-class", "40",
+                       "--steps", "8", "--batch-size", "8", "--checkpoint-every", "2",
+                       "--set", "width=8", "--out", str(out), "--device", "cpu",
+                       "--no-progress"])
+    message = capsys.readouterr().err.strip()
+    assert status == 1
+    assert "step 5: loss_d = nan" in message and "checkpoint (step 4)" in message
+    assert runtime.load_checkpoint(out / CHECKPOINT)["step"] == 4
+    assert (out / "losses.png").exists()  # the curves up to the divergence, for diagnosis
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
+    real_step = gan.GanTask.train_step
+
+    def poisoning(self, step):
+        metrics = real_step(self, step)
+        if step == 4:  # a checkpoint step: the loss was still finite, the update was not
+            with torch.no_grad():
+                next(self.G.parameters()).fill_(float("inf"))
+        return metrics
+
+    monkeypatch.setattr(gan.GanTask, "train_step", poisoning)
+    with pytest.raises(DivergenceError, match="step 4: the weights are not finite"):
+        train(small(tmp_path / "run", steps=8))
+    assert runtime.load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 2
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["nosuchgan"], "unknown model 'nosuchgan'"),
+    (["dcgan", "--categories", "dgo"], "'dgo'.*did you mean .*'dog'"),
+    (["superdeep", "--size", "64"], "cannot make 64 px images; it supports 28 px only"),
+    (["dcgan", "--size", "30"], "cannot make 30 px images"),
+    (["dcgan", "--set", "lr=1"], "has no option"),
+    (["dcgan", "--batch-size", "0"], "batch_size must be >= 1"),
+    (["dcgan", "--categories"], None),  # argparse: CATEGORIES needs a value
+])
+def test_bad_train_arguments_fail_in_one_line_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    if "--categories" not in argv:
+        argv = [*argv, "--categories", "dog"]
+    try:
+        status = cli.main(["train", *argv, "--out", str(out)])
+    except SystemExit as exit_:  # argparse's own usage errors
+        status = exit_.code
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    if message:
+        assert len(error.splitlines()) == 1
+        assert re.search(message, error), error
+    assert not out.exists()
+
+
+def test_existing_run_needs_resume(tmp_path, capsys):
+    config = small(tmp_path / "run", steps=2)
+    train(config)
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train(config)
+    with pytest.raises(ConfigError, match="cannot resume.*batch_size"):
+        train(small(tmp_path / "run", steps=4, batch_size=4), resume=True)
+
+
+def test_toml_config_and_flags_share_defaults(tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text(dump_toml(small(tmp_path / "from_toml", steps=3, seed=7,
+                                    model_options={"width": 8, "lr_g": 1e-4})))
+    assert load_toml(toml).model_options == {"width": 8, "lr_g": 1e-4}
+    status = cli.main(["train", "--config", str(toml), "--steps", "2",
+                       "--out", str(tmp_path / "flags_win")])
+    assert status == 0
+    ran = load_toml(tmp_path / "flags_win" / "config.toml")
+    assert (ran.steps, ran.seed, ran.model_options["lr_g"]) == (2, 7, 1e-4)
+    assert TrainConfig().batch_size == 64  # defaults come from the dataclass alone
+    toml.write_text('model = "dcgan"\nlearning_rate = 3\n')
+    with pytest.raises(ConfigError, match="unknown config field.*learning_rate"):
+        load_toml(toml)
+
+
+def test_sample_cli_is_reproducible_and_in_the_rasterizer_layout(tmp_path, capsys):
+    train(small(tmp_path / "run", steps=2))
+    run = str(tmp_path / "run")
+    for name, seed in (("a.npy", "3"), ("b.npy", "3"), ("c.npy", "4")):
+        assert cli.main(["sample", run, "--n", "300", "--seed", seed,
+                         "-o", str(tmp_path / name)]) == 0
+    a, b, c = (np.load(tmp_path / name) for name in ("a.npy", "b.npy", "c.npy"))
+    assert a.shape == (300, 28 * 28) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    meta = json.loads((tmp_path / "a.npy.json").read_text())
+    assert meta["class_names"] == list(CATEGORIES) and meta["labels"][:3] == [0, 1, 0]
+
+    assert cli.main(["sample", run, "--n", "5", "--category", "face",
+                     "-o", str(tmp_path / "face.npy")]) == 0
+    assert json.loads((tmp_path / "face.npy.json").read_text())["labels"] == [1] * 5
+    assert cli.main(["sample", run, "--n", "16", "-o", str(tmp_path / "grid.png")]) == 0
+    assert Image.open(tmp_path / "grid.png").mode == "L"
+
+    capsys.readouterr()
+    assert cli.main(["sample", run, "--category", "cat", "-o", str(tmp_path / "x.npy")]) == 2
+    assert "not one this run was trained on" in capsys.readouterr().err
+    assert cli.main(["sample", run, "-o", str(tmp_path / "x.txt")]) == 2
+
+
+def test_unconditional_runs_refuse_a_category(tmp_path, capsys):
+    train(small(tmp_path / "run", model="dcgan", steps=2))
+    status = cli.main(["sample", str(tmp_path / "run"), "--category", "dog",
+                       "-o", str(tmp_path / "x.npy")])
+    assert status == 2 and "unconditional" in capsys.readouterr().err
