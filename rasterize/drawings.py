@@ -72,10 +72,13 @@ class Drawing:
 
 
 def _json_numbers(values: np.ndarray) -> list[int | float]:
-    """Integers stay integers in the output (simplified files hold ints); others stay floats."""
-    if np.all(values == np.round(values)) and np.all(np.abs(values) < 2**53):
+    """Whole numbers are written as integers, others as floats, value by value -- as Google's
+    files do (JavaScript numbers: a raw stroke mixes ``129`` and ``128.679...``), so
+    rewriting a Google file reproduces it byte for byte."""
+    whole = (values == np.round(values)) & (np.abs(values) < 2**53)
+    if whole.all():  # simplified files: one vectorised conversion
         return values.astype(np.int64).tolist()
-    return values.tolist()
+    return [int(v) if w else v for v, w in zip(values.tolist(), whole.tolist(), strict=True)]
 
 
 class NdjsonError(ValueError):
@@ -125,7 +128,10 @@ def _coordinates(values: Any, what: str) -> np.ndarray:
     if not all(type(v) is int or type(v) is float for v in values):
         bad = next(v for v in values if not (type(v) is int or type(v) is float))
         raise _LineError("non-numeric", f"{what} holds non-numeric value {bad!r:.40}")
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except OverflowError:  # a Python int beyond float range (parse_record of a dict)
+        raise _LineError("non-finite", f"{what} holds a value that is not finite") from None
     if not np.isfinite(array).all():
         raise _LineError("non-finite", f"{what} holds a value that is not finite")
     return array
@@ -211,8 +217,28 @@ def parse_file_line(raw: bytes, lineno: int) -> Drawing:
         raise
 
 
+class _GzipLines(gzip.GzipFile):
+    """A gzip reader that reports an empty file as truncated.
+
+    Python reads a 0-byte ``.gz`` as an empty stream, but every gzip file has at least a
+    10-byte header: an empty one is a cut download, and reading it as no lines would drop
+    them silently. Its first line read raises EOFError instead, like any other truncated
+    stream, so every reader that iterates lines reports it (``bad-gzip``).
+    """
+
+    def __init__(self, path: Path):
+        super().__init__(path, "rb")
+        self._empty_file = path.stat().st_size == 0
+
+    def readline(self, size: int | None = -1) -> bytes:  # iteration reads through this
+        line = super().readline(size)
+        if not line and self._empty_file:
+            raise EOFError("the compressed file is empty")
+        return line
+
+
 def _open_binary(path: Path) -> BinaryIO:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return _GzipLines(path) if path.suffix == ".gz" else open(path, "rb")
 
 
 def read_ndjson(

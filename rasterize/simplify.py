@@ -28,6 +28,7 @@ and Google's code broke the tie by a floating-point accident we cannot see.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -230,13 +231,16 @@ def matched_pairs(
             yield raw, simplified[raw.key_id]
 
 
-def mirror_pairs(full_dir: str | os.PathLike) -> Iterator[tuple[Drawing, Drawing]]:
-    """Matched pairs of every category of a mirror's ``full/`` folder, categories sorted."""
+def mirror_pairs(
+    full_dir: str | os.PathLike, per_category: int | None = None
+) -> Iterator[tuple[Drawing, Drawing]]:
+    """Matched pairs of every category of a mirror's ``full/`` folder, categories sorted;
+    ``per_category`` takes only the first that many of each category."""
     full_dir = Path(full_dir)
     for raw_file in sorted((full_dir / "raw").glob("*.ndjson")):
         simplified_file = full_dir / "simplified" / raw_file.name
         if simplified_file.exists():
-            yield from matched_pairs(raw_file, simplified_file)
+            yield from itertools.islice(matched_pairs(raw_file, simplified_file), per_category)
 
 
 __all__ = [
