@@ -253,7 +253,7 @@ def bootstrap_ci(
 ) -> BootstrapCI:
     """Percentile bootstrap interval: both sets resampled with replacement, independently.
 
-    Resampled sets repeat samples, which biases FID upwards and shrinks k-NN radii, so the
+    Resampled sets repeat samples, which biases FID and KID upwards and shrinks k-NN radii, so the
     interval describes the spread of the estimate, not an unbiased range around ``value``.
     """
     if n_boot < 1 or not 0.0 < alpha < 1.0:
