@@ -121,6 +121,7 @@ def rdp_numpy(stroke: np.ndarray, epsilon: float) -> np.ndarray:
 
 def rdp_rust(stroke: np.ndarray, epsilon: float) -> np.ndarray:
     """Ramer-Douglas-Peucker of the ``simplification`` package (distance to the segment)."""
+    # imported on use: loading rasterize needs only numpy and cairocffi
     from simplification.cutil import simplify_coords_idx
 
     return stroke[np.asarray(simplify_coords_idx(np.ascontiguousarray(stroke), epsilon))]
