@@ -13,7 +13,7 @@ from rasterize.drawings import (
     write_ndjson,
 )
 from rasterize.parallel import RasterizeOptions, RasterizeResult, rasterize_files
-from rasterize.simplify import SimplifyConfig, align_and_scale, simplify
+from rasterize.simplify import SimplifyConfig, align_and_scale
 from rasterize.strokes import (
     NormalizedSplits,
     drawing_to_stroke3,
@@ -38,7 +38,6 @@ __all__ = [
     "rasterize_files",
     "SimplifyConfig",
     "align_and_scale",
-    "simplify",
     "NormalizedSplits",
     "drawing_to_stroke3",
     "normalize_splits",
