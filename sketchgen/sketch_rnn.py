@@ -271,7 +271,7 @@ def _init_lstm_weights(weight_ih: torch.Tensor, weight_hh: torch.Tensor) -> None
 
 
 class FusedLSTM(nn.Module):
-    """A plain LSTM: one ``nn.LSTM`` call per sequence (cuDNN on GPU, one C++ loop on CPU)."""
+    """A plain LSTM: one ``nn.LSTM`` call per sequence (cuDNN on GPU, oneDNN on CPU)."""
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -288,6 +288,18 @@ class FusedLSTM(nn.Module):
         h, c = state
         out, (h, c) = self.lstm(x, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
         return out, (h[0], c[0])
+
+    def input_projection(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(W_ih, bias)``: :meth:`step` takes ``x @ W_ih.T + bias`` as its input."""
+        return self.lstm.weight_ih_l0, self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0
+
+    def step(self, gates_x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        """One step from precomputed input gates (sampling): the same function as forward."""
+        h, c = state
+        i, f, g, o = torch.addmm(gates_x, h, self.lstm.weight_hh_l0.t()).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
 
 
 class StepLSTM(nn.Module):
@@ -312,30 +324,38 @@ class StepLSTM(nn.Module):
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
                 generator: torch.Generator | None = None):
         batch, steps, _ = x.shape
-        hidden = self.hidden_size
-        h, c = state
-        gates_x = F.linear(x, self.weight_ih, None if self.layer_norm else self.bias)
+        weight, bias = self.input_projection()
+        gates_x = F.linear(x, weight, bias)  # the input part of every step in one product
         masks = None
         if self.training and self.keep_prob < 1.0:
-            draws = torch.rand((steps, batch, hidden), generator=generator,
+            draws = torch.rand((steps, batch, self.hidden_size), generator=generator,
                                device=_generator_device(generator)).to(x.device)
             masks = (draws < self.keep_prob).to(x.dtype) / self.keep_prob
         outputs = []
         for t in range(steps):
-            gates = gates_x[:, t] + h @ self.weight_hh.t()
-            if self.layer_norm:
-                gates = F.layer_norm(gates.view(batch, 4, hidden), (hidden,), eps=LN_EPSILON)
-                gates = (gates * self.gates_gamma + self.gates_beta).view(batch, 4 * hidden)
-            i, f, g, o = gates.chunk(4, dim=1)
-            g = torch.tanh(g) if masks is None else torch.tanh(g) * masks[t]
-            c = c * torch.sigmoid(f + FORGET_BIAS) + torch.sigmoid(i) * g
-            if self.layer_norm:
-                shown = F.layer_norm(c, (hidden,), self.cell_gamma, self.cell_beta, LN_EPSILON)
-            else:
-                shown = c
-            h = torch.tanh(shown) * torch.sigmoid(o)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1), (h, c)
+            state = self.step(gates_x[:, t], state, None if masks is None else masks[t])
+            outputs.append(state[0])
+        return torch.stack(outputs, dim=1), state
+
+    def input_projection(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight_ih, None if self.layer_norm else self.bias
+
+    def step(self, gates_x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+             mask: torch.Tensor | None = None):
+        h, c = state
+        batch, hidden = h.shape
+        gates = torch.addmm(gates_x, h, self.weight_hh.t())
+        if self.layer_norm:
+            gates = F.layer_norm(gates.view(batch, 4, hidden), (hidden,), eps=LN_EPSILON)
+            gates = (gates * self.gates_gamma + self.gates_beta).view(batch, 4 * hidden)
+        i, f, g, o = gates.chunk(4, dim=1)
+        g = torch.tanh(g) if mask is None else torch.tanh(g) * mask
+        c = c * torch.sigmoid(f + FORGET_BIAS) + torch.sigmoid(i) * g
+        if self.layer_norm:
+            shown = F.layer_norm(c, (hidden,), self.cell_gamma, self.cell_beta, LN_EPSILON)
+        else:
+            shown = c
+        return torch.tanh(shown) * torch.sigmoid(o), c
 
 
 def _generator_device(generator: torch.Generator | None) -> torch.device:
@@ -427,6 +447,25 @@ class Decoder(nn.Module):
             return _zero_state(batch, self.size, like)
         h, c = torch.tanh(self.initial(condition)).chunk(2, dim=1)
         return h.contiguous(), c.contiguous()
+
+    def stepper(self, condition: torch.Tensor | None, batch: int):
+        """``(fixed, step)`` for decoding one row at a time: ``fixed`` (B, 4H) is the input
+        gates' constant part (condition and bias, computed once instead of every step) and
+        ``step(rows, fixed, state) -> (MixtureParams of (B, ...), state)``; rows are (B, 5)."""
+        weight, bias = self.rnn.input_projection()
+        weight_rows = weight[:, :5].t().contiguous()
+        if condition is not None:
+            fixed = F.linear(condition, weight[:, 5:], bias)
+        elif bias is not None:
+            fixed = bias.expand(batch, -1)
+        else:
+            fixed = weight.new_zeros(batch, weight.shape[0])
+
+        def step(rows: torch.Tensor, fixed: torch.Tensor, state):
+            state = self.rnn.step(torch.addmm(fixed, rows, weight_rows), state)
+            return MixtureParams.split(self.output(state[0]), self.num_mixture), state
+
+        return fixed, step
 
     def forward(self, inputs: torch.Tensor, condition: torch.Tensor | None, state,
                 generator: torch.Generator | None = None):
@@ -656,11 +695,11 @@ def sample_strokes5(
     with eval_mode(model):
         condition = model.condition(z, labels)
         state = decoder.initial_state(condition, n, torch.empty(0, device=device))
+        fixed, step = decoder.stepper(condition, n)
         previous = torch.as_tensor(START_TOKEN, device=device).expand(n, 5)
         alive = torch.arange(n, device=device)
         for t in range(max_len):
-            params, state = decoder(previous.unsqueeze(1), condition, state)
-            params = MixtureParams(*(p[:, 0] for p in params))
+            params, state = step(previous, fixed, state)
             rows = sample_step(params, temperature, generator, allow_end=t > 0)
             rows_np = rows.cpu().numpy()
             alive_np = alive.cpu().numpy()
@@ -671,9 +710,8 @@ def sample_strokes5(
                 live = torch.from_numpy(np.flatnonzero(~ended)).to(device)
                 if len(live) == 0:
                     break
-                alive, rows = alive[live], rows[live]
+                alive, rows, fixed = alive[live], rows[live], fixed[live]
                 state = tuple(s[live] for s in state)
-                condition = None if condition is None else condition[live]
             previous = rows
     return [out[i, : lengths[i] + 2].astype(np.float32) for i in range(n)]
 

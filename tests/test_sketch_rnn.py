@@ -151,6 +151,23 @@ def test_step_cell_without_extras_equals_fused_lstm():
     torch.testing.assert_close(c_s, c_f)
 
 
+@pytest.mark.parametrize("mode, cell", [("vae", "lstm"), ("class", "layer_norm"),
+                                         ("unconditional", "lstm")])
+def test_sampling_steps_equal_the_teacher_forced_decoder(sketches, mode, cell):
+    config = SketchRNNConfig(**SMALL, mode=mode, dec_model=cell, use_recurrent_dropout=True)
+    torch.manual_seed(0)
+    model = SketchRNN(config, num_classes=2).eval()
+    batch = make_batch(sketches.splits["train"][:3], np.array([0, 1, 1]), 90)
+    condition = model.condition(torch.randn(3, config.z_size), batch.labels)
+    state = model.decoder.initial_state(condition, 3, batch.strokes5)
+    params, _ = model.decoder(batch.strokes5[:, :-1], condition, state)
+    fixed, step = model.decoder.stepper(condition, 3)
+    for t in range(batch.strokes5.shape[1] - 1):
+        stepped, state = step(batch.strokes5[:, t], fixed, state)
+        for a, b in zip(stepped, params, strict=True):
+            torch.testing.assert_close(a, b[:, t], rtol=1e-4, atol=1e-5)
+
+
 def _magenta_augment_loop(stroke3, uniform, prob):
     """magenta's augment_strokes, step by step, with given uniforms (the reference)."""
     result, prev, count = [], [0, 0, 1], 0
