@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rasterize.render import render
+from sketchgen.data import load_bitmaps, load_drawings, split_indices
 from sketchgen.runtime import atomic_write, choose_device, load_checkpoint, save_checkpoint
 
 CHECKPOINT_FORMAT = "sketchgen.classifier/1"
@@ -166,8 +168,6 @@ class Classifier:
 
     def render(self, drawings: Sequence) -> np.ndarray:
         """Rasterize drawings (e.g. generated strokes) exactly as the training data were."""
-        from rasterize.render import render
-
         return render(
             drawings,
             size=self.config.size,
@@ -292,9 +292,6 @@ def training_images(
     variant renders simplified drawings, or raw ones when it needs the ``time`` channel.
     Returns ``(images, labels, class_names)``.
     """
-    from rasterize.render import render
-    from sketchgen.data import load_bitmaps, load_drawings
-
     render_settings = {"line_width": config.line_width, "padding": config.padding}
     if not config.channels:
         data = load_bitmaps(
@@ -317,8 +314,6 @@ def fit_and_evaluate(
 ) -> tuple[Classifier, Evaluation]:
     """Split with ``sketchgen.data.split_indices`` (80/10/10, ``config.seed``), train on the
     first part with early stopping on the second, and evaluate on the held-out third."""
-    from sketchgen.data import split_indices
-
     train, valid, test = split_indices(len(images), seed=config.seed)
     classifier = train_classifier(
         images[train],

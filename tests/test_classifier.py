@@ -104,7 +104,8 @@ def test_features_are_the_named_dense_layer_and_batch_independent(plain_data, tr
     classifier, _ = trained
     assert classifier.feature_name == "qd-cnn-k8/dense"
     features = classifier.features(images, batch_size=1000)
-    assert features.shape == (300, 64) and (features >= 0).all()  # post-ReLU activations
+    assert features.shape == (300, classifier.num_features) == (300, 64)
+    assert (features >= 0).all()  # post-ReLU activations
     np.testing.assert_allclose(classifier.features(images, batch_size=7), features, rtol=1e-6)
     halves = [
         extract_features(classifier.features, part, 1000) for part in (images[:150], images[150:])
@@ -153,6 +154,8 @@ def test_inputs_that_do_not_fit_are_refused(trained):
         classifier.predict(np.zeros((2, 28, 28), np.float32))
     with pytest.raises(ValueError, match=r"expected \(N, 28, 28\)"):
         classifier.predict(np.zeros((2, 64, 64), np.uint8))
+    with pytest.raises(ValueError, match="at least 16"):
+        ClassifierConfig(size=8)  # four 2x2 poolings need 16 px
 
 
 def test_stroke_aware_variant_trains_on_order_channels(mirror):
