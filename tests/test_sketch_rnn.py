@@ -125,10 +125,14 @@ def test_encoder_ignores_padding_and_decoder_is_causal(sketches):
     mu2, presig2 = model.encoder(noisy[:, 1:], batch.lengths)
     torch.testing.assert_close(mu, mu2, rtol=0, atol=0)
     torch.testing.assert_close(presig, presig2, rtol=0, atol=0)
-    # reading one sketch alone or padded inside a batch gives the same code
-    alone = make_batch(sketches.splits["train"][1:2], np.zeros(1), int(batch.lengths[1]) + 1)
-    mu_alone, _ = model.encoder(alone.strokes5[:, 1:], alone.lengths)
-    torch.testing.assert_close(mu_alone[0], mu[1], rtol=1e-5, atol=1e-6)
+    # reading a sketch alone or inside a batch (read in length buckets) gives the same code
+    many = sketches.splits["train"][:35]
+    big = make_batch(many, np.zeros(35), padded_length_for(many))
+    mu_many, _ = model.encoder(big.strokes5[:, 1:], big.lengths)
+    for i in (0, 7, 21, 34):
+        alone = make_batch(many[i : i + 1], np.zeros(1), len(many[i]) + 1)
+        mu_alone, _ = model.encoder(alone.strokes5[:, 1:], alone.lengths)
+        torch.testing.assert_close(mu_alone[0], mu_many[i], rtol=1e-5, atol=1e-6)
 
 
 def test_step_cell_without_extras_equals_fused_lstm():
