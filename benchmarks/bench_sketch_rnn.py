@@ -4,7 +4,8 @@ Both sides are the same model at magenta's sizes (encoder 256 x 2, decoder 512, 
 20 mixtures) with the same weights, data (real sketches of ``sketchrnn/face.npz``, padded to
 the data set's longest + 1 as in training) and batch size (100, magenta's); only the
 recurrent layers differ. The baseline replaces every ``nn.LSTM`` by a Python loop over an
-``nn.LSTMCell`` (checked to compute the same loss).
+``nn.LSTMCell`` (checked to compute the same loss), so its encoder also reads each batch
+whole instead of in length buckets.
 
 * training: steps/s of a whole step (batch + augmentation, forward, backward, clip, Adam);
 * sampling: drawings/s. Ours decodes 100 sketches per step; the baseline decodes one

@@ -112,7 +112,7 @@ class SketchRNNConfig:
     # on runs the per-step StepLSTM, with or without layer norm.
     use_recurrent_dropout: bool = False
     recurrent_dropout_keep: float = 0.90  # keep probability of the candidate-update dropout
-    max_seq_len: int = 250  # sketches with more points are dropped (counted in the log)
+    max_seq_len: int = 250  # longer sketches are dropped (counts printed, kept in checkpoint)
     random_scale_factor: float = 0.15  # x and y scaled by independent U(1 - f, 1 + f)
     augment_stroke_prob: float = 0.10  # probability of dropping an interior point
     learning_rate: float = 1e-3  # Adam's starting rate
