@@ -110,9 +110,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, no tuples) for TOML/JSON and ``weights_only`` checkpoints."""
-        data = dataclasses.asdict(self)
-        data["categories"] = list(self.categories)
-        return data
+        return plain(dataclasses.asdict(self))
+
+
+def plain(value: Any) -> Any:
+    """Tuples -> lists, recursively: a value as it comes back from TOML or JSON."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -297,117 +297,143 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     without it, a run directory that already holds a checkpoint is refused.
     Raises ConfigError (bad settings, before any work) or DivergenceError.
     """
-    import dataclasses
-
-    import torch
-
     from sketchgen import registry, runtime
-    from sketchgen.config import ConfigError, dump_toml
 
     entry, model_config = registry.resolve(config)
     check_categories(config)
     run = _Run(config.out)
     run.remove_temporaries()
-    checkpoint = None
-    if run.checkpoint.exists():
-        if not resume:
-            raise ConfigError(f"{run.checkpoint} exists; pass --resume to continue that run "
-                              "or choose another --out")
-        checkpoint = runtime.load_checkpoint(run.checkpoint)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"{run.checkpoint}: unknown checkpoint format "
-                              f"{checkpoint.get('format')!r}")
-        _check_resumable(checkpoint["config"], config)
+    checkpoint = _checkpoint_to_resume(run, config, resume)
+    if checkpoint is not None:
         model_config = entry.model_config(checkpoint["model_config"])
-
     device = runtime.choose_device(config.device)
     runtime.seed_everything(config.seed)
     data, class_names = load_data(config, entry.kind, device)
     task = build_task(config, device, data, class_names, model_config)
-    last_saved: int | None = None
+    session = _Session(config, model_config, class_names, task, run)
     if checkpoint is not None:
-        if list(checkpoint["class_names"]) != list(class_names):
-            raise ConfigError("cannot resume: the data's classes differ from the checkpoint's")
-        task.load_state_dict(checkpoint["task"])
-        runtime.set_rng_state(checkpoint["rng"])
-        last_saved = checkpoint["step"]
-        run.truncate_log(last_saved)
-        del checkpoint  # the task holds copies; free the memory before training
+        session.restore(checkpoint)
     else:
-        run.dir.mkdir(parents=True, exist_ok=True)
-        (run.dir / CONFIG).write_text(dump_toml(config))
-        run.log.unlink(missing_ok=True)
-    start = last_saved or 0
+        session.start_afresh()
+    del checkpoint  # the task holds copies; free the memory before training
+    return session.loop()
 
-    def last_good() -> str:
-        if last_saved is None:
+
+def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict | None:
+    """The run's checkpoint if ``resume`` and compatible; refuse to overwrite one otherwise."""
+    from sketchgen import runtime
+    from sketchgen.config import ConfigError
+
+    if not run.checkpoint.exists():
+        return None
+    if not resume:
+        raise ConfigError(f"{run.checkpoint} exists; pass --resume to continue that run "
+                          "or choose another --out")
+    checkpoint = runtime.load_checkpoint(run.checkpoint)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{run.checkpoint}: unknown checkpoint format "
+                          f"{checkpoint.get('format')!r}")
+    _check_resumable(checkpoint["config"], config)
+    return checkpoint
+
+
+class _Session:
+    """One training session of a run: the loop, its checkpoints, grids and log."""
+
+    def __init__(self, config: TrainConfig, model_config: Any, class_names: tuple[str, ...],
+                 task: Task, run: _Run) -> None:
+        self.config, self.model_config, self.class_names = config, model_config, class_names
+        self.task, self.run = task, run
+        self.last_saved: int | None = None  # step of the checkpoint on disk
+        self.grid_columns = max(1, round(config.grid_size ** 0.5))
+        self.grid_labels = grid_labels(config.grid_size, len(class_names), self.grid_columns)
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        from sketchgen import runtime
+        from sketchgen.config import ConfigError
+
+        if list(checkpoint["class_names"]) != list(self.class_names):
+            raise ConfigError("cannot resume: the data's classes differ from the checkpoint's")
+        self.task.load_state_dict(checkpoint["task"])
+        runtime.set_rng_state(checkpoint["rng"])
+        self.last_saved = checkpoint["step"]
+        self.run.truncate_log(self.last_saved)
+
+    def start_afresh(self) -> None:
+        from sketchgen.config import dump_toml
+
+        self.run.dir.mkdir(parents=True, exist_ok=True)
+        (self.run.dir / CONFIG).write_text(dump_toml(self.config))
+        self.run.log.unlink(missing_ok=True)
+        self.save_grid(0)
+
+    def last_good(self) -> str:
+        if self.last_saved is None:
             return "no checkpoint was written yet"
-        return f"the last good checkpoint (step {last_saved}) is kept in {run.checkpoint}"
+        return f"the last good checkpoint (step {self.last_saved}) is kept in {self.run.checkpoint}"
 
-    def save(step: int) -> None:
-        nonlocal last_saved
-        state = task.state_dict()
+    def save(self, step: int) -> None:
+        """An atomic checkpoint, unless the weights went non-finite (then DivergenceError)."""
+        import dataclasses
+
+        from sketchgen import runtime
+        from sketchgen.config import plain
+
+        state = self.task.state_dict()
         if not _all_finite(state):
-            raise DivergenceError(f"step {step}: the weights are not finite; {last_good()}")
+            raise DivergenceError(f"step {step}: the weights are not finite; {self.last_good()}")
         runtime.save_checkpoint({
-            "format": CHECKPOINT_FORMAT, "step": step, "model": config.model,
-            "kind": entry.kind, "config": config.to_dict(),
-            "model_config": _plain(dataclasses.asdict(model_config)),
-            "class_names": list(class_names), "task": state, "rng": runtime.rng_state(),
-        }, run.checkpoint)
-        last_saved = step
+            "format": CHECKPOINT_FORMAT, "step": step, "model": self.config.model,
+            "config": self.config.to_dict(),
+            "model_config": plain(dataclasses.asdict(self.model_config)),
+            "class_names": list(self.class_names), "task": state, "rng": runtime.rng_state(),
+        }, self.run.checkpoint)
+        self.last_saved = step
 
-    grid_columns = max(1, round(config.grid_size ** 0.5))
-    labels = grid_labels(config.grid_size, len(class_names), grid_columns)
+    def save_grid(self, step: int) -> None:
+        """Samples from the fixed noise batch (same seed every time): one GIF frame."""
+        import torch
 
-    def save_grid(step: int) -> None:
-        from sketchgen.figures import save_grid as write_grid
+        from sketchgen.figures import save_grid
+        from sketchgen.runtime import derived_seed
 
-        noise = torch.Generator().manual_seed(runtime.derived_seed(config.seed, "grid"))
-        images = task.sample(config.grid_size, labels, noise).numpy()
-        write_grid(images, run.grid_path(step), grid_columns)
+        noise = torch.Generator().manual_seed(derived_seed(self.config.seed, "grid"))
+        images = self.task.sample(self.config.grid_size, self.grid_labels, noise).numpy()
+        save_grid(images, self.run.grid_path(step), self.grid_columns)
 
-    if start == 0:
-        save_grid(0)
-    metrics: dict[str, float] = {}
-    began = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, disable=not config.progress,
-               desc=config.model, dynamic_ncols=True, file=sys.stderr)
-    try:
-        with run.log.open("ab") as log:
-            for step in range(start + 1, config.steps + 1):
-                metrics = task.train_step(step)
-                bad = _first_non_finite(metrics)
-                if bad is not None:
-                    raise DivergenceError(f"step {step}: {bad} = {metrics[bad]}; "
-                                          f"{last_good()}")
-                record = {"step": step, **metrics}
-                if step % config.grad_norm_every == 0:
-                    record["grad_norms"] = task.grad_norms()
-                if step % config.log_every == 0 or "grad_norms" in record:
-                    record["time"] = round(time.perf_counter() - began, 3)
-                    log.write(orjson_line(record))
-                    log.flush()
-                if step % config.sample_every == 0 or step == config.steps:
-                    save_grid(step)
-                if step % config.checkpoint_every == 0 or step == config.steps:
-                    save(step)
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
-                                 if k.startswith("loss")}, refresh=False)
-    finally:
-        bar.close()
-        _finish_figures(run, config)
-    return RunResult(run.dir, config.steps, metrics)
-
-
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively: what ``weights_only`` loading and TOML both accept."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    def loop(self) -> RunResult:
+        config = self.config
+        metrics: dict[str, float] = {}
+        began = time.perf_counter()
+        bar = tqdm(total=config.steps, initial=self.last_saved or 0, desc=config.model,
+                   disable=not config.progress, dynamic_ncols=True, file=sys.stderr)
+        try:
+            with self.run.log.open("ab") as log:
+                for step in range((self.last_saved or 0) + 1, config.steps + 1):
+                    metrics = self.task.train_step(step)
+                    record = {"step": step, **metrics}
+                    bad = _first_non_finite(metrics)
+                    if bad is not None:
+                        log.write(orjson_line(record))  # NaN/inf are written as null
+                        raise DivergenceError(f"step {step}: {bad} = {metrics[bad]}; "
+                                              f"{self.last_good()}")
+                    if step % config.grad_norm_every == 0:
+                        record["grad_norms"] = self.task.grad_norms()
+                    if step % config.log_every == 0 or "grad_norms" in record:
+                        record["time"] = round(time.perf_counter() - began, 3)
+                        log.write(orjson_line(record))
+                        log.flush()
+                    if step % config.sample_every == 0 or step == config.steps:
+                        self.save_grid(step)
+                    if step % config.checkpoint_every == 0 or step == config.steps:
+                        self.save(step)
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
+                                     if k.startswith("loss")}, refresh=False)
+        finally:
+            bar.close()
+            _finish_figures(self.run, config)
+        return RunResult(self.run.dir, config.steps, metrics)
 
 
 def _finish_figures(run: _Run, config: TrainConfig) -> None:
