@@ -12,7 +12,10 @@ SHARED_MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "quickdr
 
 def pytest_configure(config):
     # Tests read the local mirror unless the caller points elsewhere, and never a real bucket.
-    os.environ.setdefault("QUICKDRAW_MIRROR", str(SHARED_MIRROR))
+    mirror = os.environ.setdefault("QUICKDRAW_MIRROR", str(SHARED_MIRROR))
+    if "://" not in mirror:
+        # tox passes "{toxinidir}/../shared/quickdraw"; the loaders report normalised paths.
+        os.environ["QUICKDRAW_MIRROR"] = os.path.normpath(mirror)
     # Two xdist workers on two cores: one torch thread each avoids oversubscription.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
