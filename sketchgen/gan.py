@@ -81,6 +81,9 @@ class GanConfig:
     adam_eps: float = 1e-8  # torch default (Keras: 1e-7)
     weight_decay: float = 0.0  # L2 on both nets; superdeep used 1e-5
     g_dropout: float = 0.0  # dropout in G (superdeep: "to combat mode collapse")
+    # batch norm in the dcgan builder's G (DCGAN paper); off gives a G whose output does not
+    # depend on the batch, e.g. to check data-parallel runs on CPUs, which lack SyncBatchNorm
+    g_batch_norm: bool = True
     spectral_norm: bool = False  # spectral norm on every D layer, replacing D's batch norm
     ema_decay: float = 0.0  # EMA of G's weights used for sampling; 0 = sample G itself
     output: str = "tanh"  # "tanh": data scaled to [-1, 1]; "sigmoid": to [0, 1]
@@ -107,8 +110,11 @@ class GanConfig:
         if not size_supported(self.architecture, config.size):
             raise ConfigError(f"model {config.model!r} cannot make {config.size} px images; "
                               f"it supports {SIZE_RULES[self.architecture]}")
-        if self.d_update == "separate" and config.batch_size < 2:
-            raise ConfigError("d_update 'separate' needs batch_size >= 2 (two half batches)")
+        real_batch = config.batch_size // 2 if self.d_update == "separate" else config.batch_size
+        _, world_size = runtime.world()
+        if real_batch < 1 or real_batch % world_size:
+            raise ConfigError(f"batch_size {config.batch_size} does not split into "
+                              f"{world_size} equal shards per D update ({self.d_update} update)")
 
 
 SIZE_RULES = {
@@ -240,7 +246,8 @@ def build_dcgan(cfg: GanConfig, size: int, num_classes: int) -> tuple[Generator,
     top = cfg.width * 2 ** (upsamplings - 1)
 
     def g_block(channels: int) -> list[nn.Module]:
-        return [nn.BatchNorm2d(channels), nn.ReLU(), *_dropout(cfg.g_dropout)]
+        norm = [nn.BatchNorm2d(channels)] if cfg.g_batch_norm else []
+        return [*norm, nn.ReLU(), *_dropout(cfg.g_dropout)]
 
     stem = ConvStem(cfg.latent_dim, top, base, classes, cfg.embed_dim, nn.Sequential(*g_block(top)))
     layers: list[nn.Module] = []
@@ -440,7 +447,15 @@ def _frozen(module: nn.Module) -> Iterator[None]:
 
 
 class GanTask:
-    """Trains one G/D pair by the recipe in its GanConfig (see ``sketchgen.train.Task``)."""
+    """Trains one G/D pair by the recipe in its GanConfig (see ``sketchgen.train.Task``).
+
+    Data parallel under torchrun: every rank draws the global batch, noise and targets from
+    its identically seeded generator and trains on its shard; gradients are averaged before
+    each optimizer step (``sketchgen.runtime``). Batch norm becomes SyncBatchNorm on CUDA; on
+    CPU (gloo) it normalises per shard, since torch's SyncBatchNorm is GPU-only.
+    """
+
+    supports_distributed = True
 
     def __init__(self, inputs: TaskInputs) -> None:
         self.config: TrainConfig = inputs.config
@@ -450,6 +465,9 @@ class GanTask:
         self.num_classes = len(inputs.class_names)
         self.conditional = self.cfg.conditional
         self.G, self.D = build_networks(self.cfg, self.config.size, self.num_classes)
+        if runtime.world()[1] > 1 and self.device.type == "cuda":
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
         self.G.to(self.device)
         self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval() if self.cfg.ema_decay > 0 else None
@@ -464,25 +482,27 @@ class GanTask:
         self.generator = torch.Generator(self.device).manual_seed(
             runtime.derived_seed(self.config.seed, "task"))
 
-    # batches and noise, all from the task's generator
+    # batches and noise, all from the task's generator: n is the global count, the result
+    # this rank's shard (all of it on one process)
 
     def _real_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(len(self.data.labels), (n,), generator=self.generator,
-                              device=self.device)
+        index = runtime.shard(torch.randint(len(self.data.labels), (n,),
+                                            generator=self.generator, device=self.device))
         return _to_unit(self.data.images[index], self.cfg.output)[:, None], self.data.labels[index]
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.randn(n, self.cfg.latent_dim, generator=self.generator, device=self.device)
         labels = torch.randint(self.num_classes, (n,), generator=self.generator,
                                device=self.device)
-        return z, labels
+        return runtime.shard(z), runtime.shard(labels)
 
-    def _targets(self, n: int, bounds: tuple[float, float]) -> torch.Tensor:
+    def _targets(self, shard_size: int, bounds: tuple[float, float]) -> torch.Tensor:
         low, high = bounds
         if low == high:
-            return torch.full((n,), low, device=self.device)
-        uniform = torch.rand(n, generator=self.generator, device=self.device)
-        return low + (high - low) * uniform
+            return torch.full((shard_size,), low, device=self.device)
+        count = shard_size * runtime.world()[1]
+        uniform = torch.rand(count, generator=self.generator, device=self.device)
+        return low + (high - low) * runtime.shard(uniform)
 
     # losses
 
@@ -506,6 +526,7 @@ class GanTask:
               scaler: torch.amp.GradScaler) -> None:
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        runtime.average_gradients(p for group in optimizer.param_groups for p in group["params"])
         scaler.step(optimizer)
         scaler.update()
 

@@ -10,7 +10,7 @@ import hashlib
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,3 +158,86 @@ def derived_seed(seed: int, purpose: str) -> int:
     Generator().manual_seed(s) would otherwise produce identical numbers)."""
     digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+# --- data parallelism (torchrun) -------------------------------------------------------------
+# Every rank draws the same *global* batch, noise and labels from identically seeded
+# generators and trains on its shard (``shard``); gradients are averaged across ranks after
+# each backward (``average_gradients``) before the optimizer step. With equal shards this is
+# the gradient of the global batch's mean loss, so N processes follow the single-process run
+# with the same global batch. Gradients are reduced by hand, as StyleGAN2-ADA does, rather
+# than through the DistributedDataParallel wrapper: GAN steps run D several times per
+# backward (real, fake) and through a frozen D for G's step, which the wrapper's one-forward-
+# one-backward bookkeeping does not allow.
+
+
+def init_distributed(device_name: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process. Under ``torchrun`` (WORLD_SIZE > 1) the
+    process group is initialised: NCCL with one GPU per local rank when CUDA is available,
+    else gloo on the CPU. Without torchrun: (0, 1, choose_device(device_name))."""
+    import torch
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, choose_device(device_name)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and device_name in ("auto", "cuda"):
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside an initialised process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch (the whole batch on one process)."""
+    rank, size = world()
+    if size == 1:
+        return tensor
+    if len(tensor) % size:
+        raise ValueError(f"a batch of {len(tensor)} does not split evenly over {size} ranks")
+    return tensor.chunk(size)[rank]
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Replace each gradient by its mean over ranks (one all-reduce of a flat buffer)."""
+    import torch
+    import torch.distributed as dist
+
+    _, size = world()
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if size == 1 or not grads:
+        return
+    flat = torch.cat([grad.reshape(-1) for grad in grads])
+    dist.all_reduce(flat)
+    flat /= size
+    for grad, reduced in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(reduced.view_as(grad))
+
+
+def average_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Means over ranks of per-rank means (equal shards: the global batch's means)."""
+    import torch
+    import torch.distributed as dist
+
+    _, size = world()
+    if size == 1 or not metrics:
+        return metrics
+    values = torch.tensor(list(metrics.values()), dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        values = values.cuda()
+    dist.all_reduce(values)
+    return dict(zip(metrics, (values / size).tolist(), strict=True))

@@ -74,6 +74,12 @@ class Task(Protocol):
     The task seeds its own ``torch.Generator`` from ``inputs.config.seed`` and uses it for
     batch indices, noise and augmentation. On CUDA it may use ``runtime.autocast(config,
     device)`` and ``runtime.maybe_compile(module, config, device)``; both are no-ops elsewhere.
+
+    Data parallel (torchrun): a task that sets ``supports_distributed = True`` draws each
+    *global* batch from its generator (identical on every rank), trains on
+    ``runtime.shard(batch)`` and calls ``runtime.average_gradients(params)`` between backward
+    and optimizer step; the harness averages the returned metrics over ranks. The harness
+    refuses torchrun for tasks without the attribute.
     """
 
     conditional: bool  # True if sample() honours labels (class-conditional model)
@@ -297,20 +303,37 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     without it, a run directory that already holds a checkpoint is refused.
     Raises ConfigError (bad settings, before any work) or DivergenceError.
     """
+    from sketchgen import runtime
+
+    rank, world_size, device = runtime.init_distributed(config.device)
+    try:
+        return _train(config, resume, device, is_main=rank == 0)
+    finally:
+        if world_size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: bool
+           ) -> RunResult:
     from sketchgen import registry, runtime
+    from sketchgen.config import ConfigError
 
     entry, model_config = registry.resolve(config)
     check_categories(config)
     run = _Run(config.out)
-    run.remove_temporaries()
+    if is_main:
+        run.remove_temporaries()
     checkpoint = _checkpoint_to_resume(run, config, resume)
     if checkpoint is not None:
         model_config = entry.model_config(checkpoint["model_config"])
-    device = runtime.choose_device(config.device)
     runtime.seed_everything(config.seed)
     data, class_names = load_data(config, entry.kind, device)
     task = build_task(config, device, data, class_names, model_config)
-    session = _Session(config, model_config, class_names, task, run)
+    if runtime.world()[1] > 1 and not getattr(task, "supports_distributed", False):
+        raise ConfigError(f"model {config.model!r} does not support torchrun yet")
+    session = _Session(config, model_config, class_names, task, run, is_main)
     if checkpoint is not None:
         session.restore(checkpoint)
     else:
@@ -338,12 +361,14 @@ def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict 
 
 
 class _Session:
-    """One training session of a run: the loop, its checkpoints, grids and log."""
+    """One training session of a run: the loop, its checkpoints, grids and log.
+
+    Under torchrun every rank runs the loop; only the main rank (0) writes files."""
 
     def __init__(self, config: TrainConfig, model_config: Any, class_names: tuple[str, ...],
-                 task: Task, run: _Run) -> None:
+                 task: Task, run: _Run, is_main: bool = True) -> None:
         self.config, self.model_config, self.class_names = config, model_config, class_names
-        self.task, self.run = task, run
+        self.task, self.run, self.is_main = task, run, is_main
         self.last_saved: int | None = None  # step of the checkpoint on disk
         self.grid_columns = max(1, round(config.grid_size ** 0.5))
         self.grid_labels = grid_labels(config.grid_size, len(class_names), self.grid_columns)
@@ -357,11 +382,14 @@ class _Session:
         self.task.load_state_dict(checkpoint["task"])
         runtime.set_rng_state(checkpoint["rng"])
         self.last_saved = checkpoint["step"]
-        self.run.truncate_log(self.last_saved)
+        if self.is_main:
+            self.run.truncate_log(self.last_saved)
 
     def start_afresh(self) -> None:
         from sketchgen.config import dump_toml
 
+        if not self.is_main:
+            return
         self.run.dir.mkdir(parents=True, exist_ok=True)
         (self.run.dir / CONFIG).write_text(dump_toml(self.config))
         self.run.log.unlink(missing_ok=True)
@@ -380,15 +408,17 @@ class _Session:
         from sketchgen.config import plain
 
         state = self.task.state_dict()
-        if not _all_finite(state):
+        if not _all_finite(state):  # on every rank (same weights), so all stop together
             raise DivergenceError(f"step {step}: the weights are not finite; {self.last_good()}")
+        self.last_saved = step
+        if not self.is_main:
+            return
         runtime.save_checkpoint({
             "format": CHECKPOINT_FORMAT, "step": step, "model": self.config.model,
             "config": self.config.to_dict(),
             "model_config": plain(dataclasses.asdict(self.model_config)),
             "class_names": list(self.class_names), "task": state, "rng": runtime.rng_state(),
         }, self.run.checkpoint)
-        self.last_saved = step
 
     def save_grid(self, step: int) -> None:
         """Samples from the fixed noise batch (same seed every time): one GIF frame."""
@@ -398,41 +428,48 @@ class _Session:
         from sketchgen.runtime import derived_seed
 
         noise = torch.Generator().manual_seed(derived_seed(self.config.seed, "grid"))
-        images = self.task.sample(self.config.grid_size, self.grid_labels, noise).numpy()
-        save_grid(images, self.run.grid_path(step), self.grid_columns)
+        if self.is_main:
+            images = self.task.sample(self.config.grid_size, self.grid_labels, noise).numpy()
+            save_grid(images, self.run.grid_path(step), self.grid_columns)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.is_main:
+            with self.run.log.open("ab") as log:
+                log.write(orjson_line(record))
 
     def loop(self) -> RunResult:
+        from sketchgen.runtime import average_metrics
+
         config = self.config
         metrics: dict[str, float] = {}
         began = time.perf_counter()
         bar = tqdm(total=config.steps, initial=self.last_saved or 0, desc=config.model,
-                   disable=not config.progress, dynamic_ncols=True, file=sys.stderr)
+                   disable=not (config.progress and self.is_main), dynamic_ncols=True,
+                   file=sys.stderr)
         try:
-            with self.run.log.open("ab") as log:
-                for step in range((self.last_saved or 0) + 1, config.steps + 1):
-                    metrics = self.task.train_step(step)
-                    record = {"step": step, **metrics}
-                    bad = _first_non_finite(metrics)
-                    if bad is not None:
-                        log.write(orjson_line(record))  # NaN/inf are written as null
-                        raise DivergenceError(f"step {step}: {bad} = {metrics[bad]}; "
-                                              f"{self.last_good()}")
-                    if step % config.grad_norm_every == 0:
-                        record["grad_norms"] = self.task.grad_norms()
-                    if step % config.log_every == 0 or "grad_norms" in record:
-                        record["time"] = round(time.perf_counter() - began, 3)
-                        log.write(orjson_line(record))
-                        log.flush()
-                    if step % config.sample_every == 0 or step == config.steps:
-                        self.save_grid(step)
-                    if step % config.checkpoint_every == 0 or step == config.steps:
-                        self.save(step)
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
-                                     if k.startswith("loss")}, refresh=False)
+            for step in range((self.last_saved or 0) + 1, config.steps + 1):
+                metrics = average_metrics(self.task.train_step(step))
+                record = {"step": step, **metrics}
+                bad = _first_non_finite(metrics)
+                if bad is not None:
+                    self.log(record)  # NaN/inf are written as null
+                    raise DivergenceError(f"step {step}: {bad} = {metrics[bad]}; "
+                                          f"{self.last_good()}")
+                if step % config.grad_norm_every == 0 and self.is_main:
+                    record["grad_norms"] = self.task.grad_norms()
+                if step % config.log_every == 0 or "grad_norms" in record:
+                    self.log(record | {"time": round(time.perf_counter() - began, 3)})
+                if step % config.sample_every == 0 or step == config.steps:
+                    self.save_grid(step)
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    self.save(step)
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
+                                 if k.startswith("loss")}, refresh=False)
         finally:
             bar.close()
-            _finish_figures(self.run, config)
+            if self.is_main:
+                _finish_figures(self.run, config)
         return RunResult(self.run.dir, config.steps, metrics)
 
 

@@ -1,4 +1,12 @@
-"""``sketchgen train MODEL --categories cat dog ... [--config run.toml] [--resume]``."""
+"""``sketchgen train MODEL --categories cat dog ... [--config run.toml] [--resume]``.
+
+Data parallel with torchrun (``--batch-size`` is the global batch, split evenly over ranks;
+NCCL with one GPU per process when CUDA is available, gloo on CPU; rank 0 writes the run)::
+
+    torchrun --standalone --nproc_per_node 4 -m sketchgen train sngan --categories cat dog
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \
+        -m sketchgen train sngan --categories cat dog --out /shared/runs/sngan
+"""
 
 from __future__ import annotations
 
@@ -26,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from sketchgen.train import DivergenceError, train
 
     config = config_from_args(args)
@@ -34,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     except DivergenceError as error:
         print(f"sketchgen train: diverged at {error}", file=sys.stderr)
         return 1
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        return 0
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     print(f"{config.model}: step {result.step} done in {result.run_dir}"
           + (f" ({losses})" if losses else ""))
