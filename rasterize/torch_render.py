@@ -201,6 +201,8 @@ def _pieces(batch: PolylineBatch, config: TorchRenderConfig, geometry: _Geometry
     points, mask = batch.points.float(), batch.mask
     if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
         raise ValueError("mask must be a prefix in every row: padding only after the points")
+    if not bool(torch.isfinite(points[mask]).all()):
+        raise ValueError("points must be finite")
     high = torch.where(mask[..., None], points, -torch.inf).amax(dim=1, keepdim=True)
     shift = (ORIGINAL_SIDE - high) / 2.0 + (2.0 * config.padding + config.line_width) / 2.0
     device_points = (points + shift) * geometry.scale
@@ -397,5 +399,5 @@ def render_drawings(
     config: TorchRenderConfig = TorchRenderConfig(),
     device: torch.device | str | None = None,
 ) -> np.ndarray:
-    """Drop-in for ``rasterize.render.render``: ``uint8`` ``(N, size, size)`` numpy images."""
+    """Like ``rasterize.render.render`` (the ink channel): ``uint8`` ``(N, size, size)`` numpy."""
     return render(PolylineBatch.from_drawings(drawings, device), config).cpu().numpy()
