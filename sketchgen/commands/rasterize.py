@@ -20,6 +20,10 @@ HELP = "Render ndjson drawings to a uint8 .npy of shape (N, size*size), Google's
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Interrupted? Rerun the same command: shards finished in .OUT.npy.parts next to the "
+        "output are reused, and OUT.npy is replaced only once every row is written."
+    )
     parser.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT.ndjson", help="ndjson files (or .gz)"
     )
