@@ -113,59 +113,65 @@ class SkipLog:
         return f"skipped {len(self)} lines ({kinds}); first: " + "; ".join(self.examples)
 
 
-class _LineError(Exception):
-    """Raised inside parsing; the reader adds file and line."""
+class LineError(Exception):
+    """A bad line, without file context: readers turn it into an :class:`NdjsonError`."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
         self.kind, self.reason = kind, reason
 
 
-def _coordinates(values: Any, what: str) -> np.ndarray:
+_NUMBER_TYPES = {int, float}  # exact types: bool is an int subclass and must not pass
+
+
+def _check_numbers(values: Any, what: str) -> None:
     if not isinstance(values, list):
-        raise _LineError("bad-stroke", f"{what} is {type(values).__name__}, expected a list")
-    # bool is a subclass of int: reject it, and strings, before numpy coerces them
-    if not all(type(v) is int or type(v) is float for v in values):
-        bad = next(v for v in values if not (type(v) is int or type(v) is float))
-        raise _LineError("non-numeric", f"{what} holds non-numeric value {bad!r:.40}")
+        raise LineError("bad-stroke", f"{what} is {type(values).__name__}, expected a list")
+    if not set(map(type, values)) <= _NUMBER_TYPES:  # one C-level pass over the values
+        bad = next(v for v in values if type(v) not in _NUMBER_TYPES)
+        raise LineError("non-numeric", f"{what} holds non-numeric value {bad!r:.40}")
+
+
+def _stroke_columns(stroke: list, i: int) -> np.ndarray:
+    """A validated stroke as a float64 ``(2 or 3, n)`` array of its x, y (and t) lists."""
+    for k, values in enumerate(stroke):
+        _check_numbers(values, f"stroke {i} {'xyt'[k]}")
+    lengths = sorted({len(values) for values in stroke})
+    if len(lengths) != 1:
+        raise LineError("ragged", f"stroke {i} has x/y/t of different lengths {lengths}")
+    if not lengths[0]:
+        raise LineError("empty-stroke", f"stroke {i} has no points")
     try:
-        array = np.asarray(values, dtype=np.float64)
+        columns = np.array(stroke, dtype=np.float64)
     except OverflowError:  # a Python int beyond float range (parse_record of a dict)
-        raise _LineError("non-finite", f"{what} holds a value that is not finite") from None
-    if not np.isfinite(array).all():
-        raise _LineError("non-finite", f"{what} holds a value that is not finite")
-    return array
+        columns = None
+    if columns is None or not np.isfinite(columns).all():
+        raise LineError("non-finite", f"stroke {i} holds a value that is not finite")
+    return columns
 
 
 def parse_record(record: Any) -> Drawing:
-    """Validate one decoded JSON record and build a :class:`Drawing` (raises ``_LineError``)."""
+    """Validate one decoded JSON record and build a :class:`Drawing` (raises ``LineError``)."""
     if not isinstance(record, dict):
-        raise _LineError("not-an-object", f"expected a JSON object, got {type(record).__name__}")
+        raise LineError("not-an-object", f"expected a JSON object, got {type(record).__name__}")
     if "drawing" not in record:
-        raise _LineError("missing-drawing", "record has no 'drawing' key")
+        raise LineError("missing-drawing", "record has no 'drawing' key")
     raw_strokes = record["drawing"]
     if not isinstance(raw_strokes, list):
-        raise _LineError("bad-drawing", "'drawing' is not a list of strokes")
+        raise LineError("bad-drawing", "'drawing' is not a list of strokes")
     if not raw_strokes:
-        raise _LineError("empty-drawing", "'drawing' has no strokes")
+        raise LineError("empty-drawing", "'drawing' has no strokes")
     arity = None
     strokes, times = [], []
     for i, stroke in enumerate(raw_strokes):
         if not isinstance(stroke, list) or len(stroke) not in (2, 3):
-            raise _LineError("bad-stroke", f"stroke {i} is not [[x...], [y...]] or [[x], [y], [t]]")
+            raise LineError("bad-stroke", f"stroke {i} is not [[x...], [y...]] or [[x], [y], [t]]")
         if arity is None:
             arity = len(stroke)
         elif len(stroke) != arity:
-            raise _LineError("ragged", f"stroke {i} has {len(stroke)} lists, stroke 0 has {arity}")
-        columns = [_coordinates(v, f"stroke {i} {'xyt'[k]}") for k, v in enumerate(stroke)]
-        lengths = {len(c) for c in columns}
-        if len(lengths) != 1:
-            raise _LineError(
-                "ragged", f"stroke {i} has x/y/t of different lengths {sorted(lengths)}"
-            )
-        if not len(columns[0]):
-            raise _LineError("empty-stroke", f"stroke {i} has no points")
-        strokes.append(np.column_stack(columns[:2]))
+            raise LineError("ragged", f"stroke {i} has {len(stroke)} lists, stroke 0 has {arity}")
+        columns = _stroke_columns(stroke, i)
+        strokes.append(np.ascontiguousarray(columns[:2].T))
         if arity == 3:
             times.append(columns[2])
     meta = {}
@@ -175,11 +181,11 @@ def parse_record(record: Any) -> Drawing:
             continue
         if key == "recognized":
             if not isinstance(value, bool):
-                raise _LineError("bad-metadata", f"'recognized' is {value!r:.40}, expected a bool")
+                raise LineError("bad-metadata", f"'recognized' is {value!r:.40}, expected a bool")
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and key == "key_id":
             value = str(value)  # some mirrors store key_id as a number
         elif not isinstance(value, str):
-            raise _LineError(
+            raise LineError(
                 "bad-metadata", f"'{key}' is {type(value).__name__}, expected a string"
             )
         meta[key] = value
@@ -187,18 +193,18 @@ def parse_record(record: Any) -> Drawing:
 
 
 def parse_line(line: bytes) -> Drawing:
-    """Parse one ndjson line (no file context; raises ``_LineError``)."""
+    """Parse one ndjson line (no file context; raises ``LineError``)."""
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as error:
-        raise _LineError("bad-json", f"invalid JSON ({error})") from None
+        raise LineError("bad-json", f"invalid JSON ({error})") from None
     return parse_record(record)
 
 
 def parse_file_line(raw: bytes, lineno: int) -> Drawing:
     """Parse line ``lineno`` (1-based) exactly as read from a file, newline included:
     a BOM on line 1 and CRLF are accepted, a blank line is an error, and a bad last line
-    without a newline is reported as a truncated file (raises ``_LineError``).
+    without a newline is reported as a truncated file (raises ``LineError``).
 
     The one place that frames file lines, for :func:`read_ndjson` and any other reader
     that splits files itself (e.g. worker processes handed raw lines).
@@ -207,13 +213,13 @@ def parse_file_line(raw: bytes, lineno: int) -> Drawing:
         raw = raw[len(_BOM) :]
     line = raw.rstrip(b"\r\n")
     if not line.strip():
-        raise _LineError("blank-line", "blank line")
+        raise LineError("blank-line", "blank line")
     try:
         return parse_line(line)
-    except _LineError as error:
+    except LineError as error:
         if not raw.endswith(b"\n") and error.kind == "bad-json":
             hint = "; the last line has no newline: the file looks truncated"
-            raise _LineError(error.kind, error.reason + hint) from None
+            raise LineError(error.kind, error.reason + hint) from None
         raise
 
 
@@ -237,7 +243,12 @@ class _GzipLines(gzip.GzipFile):
         return line
 
 
-def _open_binary(path: Path) -> BinaryIO:
+# What reading a line can raise when a compressed stream is truncated or corrupt.
+STREAM_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """Lines of a plain or ``.gz`` file, as bytes (an empty ``.gz`` reads as truncated)."""
     return _GzipLines(path) if path.suffix == ".gz" else open(path, "rb")
 
 
@@ -264,7 +275,7 @@ def read_ndjson(
             raise error
         log.add(error)
 
-    with _open_binary(path) as stream:
+    with open_binary(path) as stream:
         lineno = 0
         lines = iter(stream)
         while True:
@@ -272,14 +283,14 @@ def read_ndjson(
                 line = next(lines)
             except StopIteration:
                 return
-            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as error:
+            except STREAM_ERRORS as error:
                 # A truncated or corrupt gzip tail: nothing after it can be read.
                 fail(lineno + 1, "bad-gzip", f"compressed stream is corrupt or truncated ({error})")
                 return
             lineno += 1
             try:
                 yield parse_file_line(line, lineno)
-            except _LineError as error:
+            except LineError as error:
                 fail(lineno, error.kind, error.reason)
 
 
@@ -318,10 +329,13 @@ def drawing_from_arrays(
 
 __all__ = [
     "ON_ERROR_MODES",
+    "STREAM_ERRORS",
+    "LineError",
     "Drawing",
     "NdjsonError",
     "SkipLog",
     "drawing_from_arrays",
+    "open_binary",
     "parse_file_line",
     "parse_line",
     "parse_record",

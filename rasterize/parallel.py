@@ -20,11 +20,9 @@ one. The work directory is removed after success.
 
 from __future__ import annotations
 
-import gzip
 import json
 import multiprocessing
 import os
-import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -35,14 +33,13 @@ from typing import BinaryIO
 import numpy as np
 
 from rasterize.drawings import (
-    _BOM,
     ON_ERROR_MODES,
-    Drawing,
+    STREAM_ERRORS,
+    LineError,
     NdjsonError,
     SkipLog,
-    _LineError,
-    _open_binary,
-    parse_line,
+    open_binary,
+    parse_file_line,
 )
 from rasterize.render import render
 
@@ -96,22 +93,6 @@ class _Chunk:
     stream_error: str | None = None  # the compressed stream broke after these lines
 
 
-def _parse_raw_line(raw: bytes, lineno: int) -> Drawing:
-    """One raw line as ``read_ndjson`` frames it: BOM on line 1, CRLF, blank, truncation."""
-    if lineno == 1 and raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
-    line = raw.rstrip(b"\r\n")
-    if not line.strip():
-        raise _LineError("blank-line", "blank line")
-    try:
-        return parse_line(line)
-    except _LineError as error:
-        if not raw.endswith(b"\n") and error.kind == "bad-json":
-            hint = "; the last line has no newline: the file looks truncated"
-            raise _LineError(error.kind, error.reason + hint) from None
-        raise
-
-
 def _render_chunk(
     chunk: _Chunk, options: RasterizeOptions
 ) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
@@ -122,8 +103,8 @@ def _render_chunk(
     drawings, errors = [], []
     for lineno, raw in enumerate(chunk.lines, chunk.first_line):
         try:
-            drawings.append(_parse_raw_line(raw, lineno))
-        except _LineError as error:
+            drawings.append(parse_file_line(raw, lineno))
+        except LineError as error:
             errors.append((lineno, error.kind, error.reason))
             if options.on_error == "raise":
                 return np.empty((0, options.size**2), np.uint8), errors
@@ -156,7 +137,7 @@ def _read_lines(lines: Iterator[bytes], count: int) -> tuple[list[bytes], str | 
             batch.append(line)
             if len(batch) == count:
                 break
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as error:
+    except STREAM_ERRORS as error:
         # A truncated or corrupt gzip tail: nothing after it can be read.
         return batch, f"compressed stream is corrupt or truncated ({error})"
     return batch, None
@@ -164,7 +145,7 @@ def _read_lines(lines: Iterator[bytes], count: int) -> tuple[list[bytes], str | 
 
 def _file_chunks(path: Path, file_index: int, options: RasterizeOptions) -> Iterator[_Chunk]:
     """The file's raw lines in chunks; a chunk never straddles two shards."""
-    with _open_binary(path) as stream:
+    with open_binary(path) as stream:
         lines, lineno = iter(stream), 0
         while True:
             block, in_block = divmod(lineno, options.shard_lines)

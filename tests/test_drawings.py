@@ -11,9 +11,9 @@ import pytest
 
 from rasterize.drawings import (
     Drawing,
+    LineError,
     NdjsonError,
     SkipLog,
-    _LineError,
     drawing_from_arrays,
     parse_record,
     read_ndjson,
@@ -128,7 +128,7 @@ def test_non_finite_values_from_python_objects():
     """JSON has no NaN or inf (orjson rejects them as bad JSON), but parse_record also takes
     decoded records, where they and ints beyond float range can appear."""
     for value in (float("nan"), float("inf"), -float("inf"), 10**400):
-        with pytest.raises(_LineError) as caught:
+        with pytest.raises(LineError) as caught:
             parse_record({"drawing": [[[1, value], [3, 4]]]})
         assert caught.value.kind == "non-finite"
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from rasterize.drawings import (
     Drawing,
-    _LineError,
+    LineError,
     parse_line,
     parse_record,
     read_ndjson,
@@ -134,7 +134,7 @@ def _expected_validity(drawing) -> bool:
 def test_parse_line_yields_a_drawing_or_a_line_error(line):
     try:
         drawing = parse_line(line)
-    except _LineError as error:
+    except LineError as error:
         assert error.kind in ALL_KINDS | {"non-finite"} and error.reason
     else:
         assert drawing.strokes and all(s.ndim == 2 and s.shape[1] == 2 for s in drawing.strokes)
@@ -154,7 +154,7 @@ def test_parse_record_accepts_exactly_the_documented_format(drawing):
     valid = _expected_validity(drawing)
     try:
         parsed = parse_record({"drawing": drawing})
-    except _LineError:
+    except LineError:
         assert not valid
         return
     assert valid
@@ -202,6 +202,6 @@ def test_the_validity_oracle_rejects_each_bad_kind():
     }
     for kind, drawing in bad.items():
         assert not _expected_validity(drawing)
-        with pytest.raises(_LineError) as caught:
+        with pytest.raises(LineError) as caught:
             parse_record({"drawing": drawing})
         assert caught.value.kind == kind
