@@ -48,6 +48,7 @@ from tqdm import tqdm
 import rasterize
 from rasterize.drawings import ON_ERROR_MODES, Drawing, SkipLog, read_ndjson
 from rasterize.render import render
+from rasterize.strokes import read_sketch_npz, stroke3_to_drawing
 
 GOOGLE_BUCKET = "https://storage.googleapis.com/quickdraw_dataset/"
 FORMATS = {  # --format name -> path inside the bucket (or a mirror in its layout)
@@ -510,17 +511,23 @@ def load_drawings(
     on_error: str = "raise",
     mirror: str | os.PathLike | None = None,
 ) -> LabelledDrawings:
-    """Drawings of several categories / ndjson files with integer labels.
+    """Drawings of several categories / ndjson or Sketch-RNN ``.npz`` files with integer labels.
 
     Deterministic: the first ``per_class`` records of each class, in file order. ``fmt`` is
-    ``"raw"`` or ``"simplified"`` for category names; paths must be ndjson (plain or gzip).
+    ``"raw"``, ``"simplified"`` or ``"sketchrnn"`` for category names. An ``.npz`` gives its
+    stroke-3 sketches as drawings, splits in the order train, valid, test (the mirror's files
+    hold one split, ``sketches``); callers split them again by seed like any other source.
     """
-    _check_format(fmt, STROKE_FORMATS)
+    _check_format(fmt, (*STROKE_FORMATS, "sketchrnn"))
     _check_on_error(on_error)
-    plan, class_names = _plan(_source_list(sources), fmt, per_class, mirror, NDJSON_SUFFIXES)
+    suffixes = (*NDJSON_SUFFIXES, ".npz")
+    plan, class_names = _plan(_source_list(sources), fmt, per_class, mirror, suffixes)
     skipped = SkipLog()
 
     def read(path: Path, limit: int | None) -> list[Drawing]:
+        if path.name.endswith(".npz"):
+            sketches = itertools.chain.from_iterable(read_sketch_npz(path).values())
+            return [stroke3_to_drawing(s) for s in itertools.islice(sketches, limit)]
         return list(itertools.islice(read_ndjson(path, on_error, skipped), limit))
 
     drawings, counts = [], []

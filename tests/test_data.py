@@ -311,3 +311,18 @@ def test_split_rejects_bad_fractions(fractions):
 def test_split_needs_a_seed():
     with pytest.raises(ValueError, match="seed must be an integer"):
         data.split_indices(10, seed=None)
+
+
+def test_sketchrnn_npz_loads_as_drawings_by_category_and_by_path(mirror):
+    from rasterize.strokes import drawing_to_stroke3, read_sketch_npz
+
+    path = mirror / "sketchrnn" / "face.npz"
+    by_category = data.load_drawings(["face"], fmt="sketchrnn", per_class=30)
+    by_path = data.load_drawings([path, "pig"], fmt="sketchrnn", per_class=20)
+    assert len(by_category) == 30 and by_category.class_names == ["face"]
+    assert by_path.class_names == ["face", "pig"]
+    assert by_path.labels.tolist() == [0] * 20 + [1] * 20
+    originals = read_sketch_npz(path)["sketches"][:20]
+    for drawing, sketch in zip(by_path.drawings[:20], originals, strict=True):
+        # the absolute-point drawing gives back the file's stroke-3 offsets exactly
+        np.testing.assert_array_equal(drawing_to_stroke3(drawing), sketch)
