@@ -177,8 +177,9 @@ def test_load_drawings_rejects_bad_requests(kwargs, message):
 
 
 def test_load_drawings_rejects_non_stroke_files(mirror):
-    with pytest.raises(ValueError, match=r"face\.npz': expected a \.ndjson or \.ndjson\.gz file"):
-        data.load_drawings(["cat", mirror / "sketchrnn/face.npz"])
+    expected = r"apple\.npy': expected a \.ndjson or \.ndjson\.gz or \.npz"
+    with pytest.raises(ValueError, match=expected):
+        data.load_drawings(["cat", mirror / "full/numpy_bitmap/apple.npy"])
 
 
 # -- load_bitmaps ---------------------------------------------------------------------------
