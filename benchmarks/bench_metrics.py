@@ -11,22 +11,15 @@ Ratios and rates go to ``benchmark.extra_info`` (read by ``sketchgen.report``). 
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from bench_render import best_times, record  # the suite's alternating best-of-rounds timer
+from common import MIRROR, best_times, record
 
 from sketchgen.classifier import Classifier, ClassifierConfig, build_model
 from sketchgen.metrics import extract_features, feature_statistics, fid, frechet_distance
 
-MIRROR = Path(
-    os.environ.get("QUICKDRAW_MIRROR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
-)
 FEATURES, DIM = 10_000, 512
 TARGET_FID_SPEEDUP = 1.0  # issue 5: faster than scipy.linalg.sqrtm on 10k x 512
 

@@ -12,36 +12,20 @@ burst of load on a shared machine hits both alike. Run: ``pytest benchmarks/benc
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
 from pathlib import Path
 
 import ndjson
 import numpy as np
 import orjson
 import pytest
+from common import best_times, first_lines, record
 
 from rasterize.drawings import read_ndjson
 from rasterize.parallel import RasterizeOptions, rasterize_files
 from rasterize.render import render, render_reference
 
-MIRROR = Path(
-    os.environ.get("QUICKDRAW_MIRROR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
-)
-SIMPLIFIED = MIRROR / "full" / "simplified"
-ROUNDS = 5  # best of 5 alternating rounds per side
 TARGETS = {"exact_vs_loop": 1.0, "two_processes_vs_loop": 1.8, "streaming_vs_render": 0.8}
-
-
-def first_lines(per_category: int) -> list[bytes]:
-    """The first lines of every simplified category file: a varied, real mix."""
-    lines = []
-    for path in sorted(SIMPLIFIED.glob("*.ndjson")):
-        with open(path, "rb") as stream:
-            lines += itertools.islice(stream, per_category)
-    return lines
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +43,6 @@ def mix_file(lines, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def drawings(mix_file):
     return list(read_ndjson(mix_file))
-
-
-def best_times(*functions, rounds: int = ROUNDS) -> list[float]:
-    """Best wall time of each function, calling them in turn ``rounds`` times."""
-    best = [float("inf")] * len(functions)
-    for _ in range(rounds):
-        for i, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
-
-
-def record(benchmark, **info) -> None:
-    for key, value in info.items():
-        benchmark.extra_info[key] = round(value, 3) if isinstance(value, float) else value
 
 
 @pytest.mark.benchmark(group="render")

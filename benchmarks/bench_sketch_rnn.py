@@ -22,13 +22,11 @@ Run: ``pytest benchmarks/bench_sketch_rnn.py``.
 from __future__ import annotations
 
 import copy
-import os
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from common import MIRROR, best_times, record
 from torch import nn
 
 from rasterize.strokes import normalize_splits, read_sketch_npz
@@ -44,15 +42,10 @@ from sketchgen.sketch_rnn import (
     sample_strokes5,
 )
 
-MIRROR = Path(
-    os.environ.get("QUICKDRAW_MIRROR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
-)
 BATCH = 100  # magenta's batch size
 SAMPLE_LEN = 100  # points per sampled sketch on both sides
 SAMPLE_BATCH = 100  # sketches per decoding step in our sampler
 BASELINE_SAMPLES = 10  # sketches the one-at-a-time baseline draws per round
-ROUNDS = 3
 TARGET = 2.0  # issue 4: >= 2x the LSTMCell loop on CPU
 
 
@@ -96,21 +89,6 @@ def one_thread():
 def sketches():
     raw = read_sketch_npz(MIRROR / "sketchrnn" / "face.npz")["sketches"]
     return normalize_splits({"train": raw}).splits["train"]
-
-
-def best_times(*functions, rounds: int = ROUNDS) -> list[float]:
-    best = [float("inf")] * len(functions)
-    for _ in range(rounds):
-        for i, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
-
-
-def record(benchmark, **info) -> None:
-    for key, value in info.items():
-        benchmark.extra_info[key] = round(value, 3) if isinstance(value, float) else value
 
 
 def trainer(model: SketchRNN, sketches, config: SketchRNNConfig):

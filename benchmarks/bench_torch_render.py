@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from bench_render import best_times, first_lines, record
+from common import best_times, first_lines, record
 
 from rasterize.drawings import parse_line
 from rasterize.render import render_reference
