@@ -49,12 +49,11 @@ class Metric:
     # None: 3 significant digits (FID and KID scale with the feature space, so no fixed
     # number of decimals suits every classifier); else this many decimals (values in [0, 1])
     decimals: int | None = None
-    scale: float = 1.0  # printed value = stored value x scale (label says so)
 
 
 METRICS = (
     Metric("fid", "FID ↓"),
-    Metric("kid", "KID×10³ ↓", scale=1e3),
+    Metric("kid", "KID ↓"),
     Metric("precision", "Precision ↑", 3),
     Metric("recall", "Recall ↑", 3),
     Metric("recognizability", "Recognizability ↑", 3),
@@ -137,13 +136,12 @@ def format_number(value, decimals: int | None = None) -> str:
 
 def metric_cell(row: pd.Series, metric: Metric) -> str:
     """``value [low, high]`` when the row carries a bootstrap interval, else ``value``."""
-    value = format_number(row[metric.column] * metric.scale, metric.decimals)
+    value = format_number(row[metric.column], metric.decimals)
     low, high = row.get(f"{metric.column}_low"), row.get(f"{metric.column}_high")
     if low is None or high is None or pd.isna(low) or pd.isna(high):
         return value
-    low_text = format_number(low * metric.scale, metric.decimals)
-    high_text = format_number(high * metric.scale, metric.decimals)
-    return f"{value} [{low_text}, {high_text}]"
+    low, high = (format_number(bound, metric.decimals) for bound in (low, high))
+    return f"{value} [{low}, {high}]"
 
 
 @dataclass(frozen=True)
@@ -205,14 +203,12 @@ _LATEX_SPECIALS = {
     "^": r"\textasciicircum{}",
     "↓": r"$\downarrow$",
     "↑": r"$\uparrow$",
-    "×": r"$\times$",
-    "³": r"$^3$",
     "–": "--",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials; arrows, × and ³ from the headers become math."""
+    """Escape LaTeX specials; the headers' arrows become math."""
     return "".join(_LATEX_SPECIALS.get(char, char) for char in text)
 
 
@@ -336,7 +332,7 @@ def floor_lines(results: pd.DataFrame) -> list[str]:
     fid, kid = METRICS[0], METRICS[1]
     floor = results[results["model"] == REAL_FLOOR]
     return [
-        f"- {row['category']}: FID {metric_cell(row, fid)}, KID×10³ {metric_cell(row, kid)} "
+        f"- {row['category']}: FID {metric_cell(row, fid)}, KID {metric_cell(row, kid)} "
         f"(two disjoint real sets of N = {int(row['n'])})"
         for _, row in floor.iterrows()
     ]

@@ -207,3 +207,16 @@ def test_unknown_key_is_a_one_line_cli_error(tmp_path, capsys):
     assert error.count("\n") == 1
     assert "unknown key(s) sampels" in error
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("name", ["cpu-small", "gpu-paper"])
+def test_shipped_configs_are_valid(name):
+    """Both configs plan without error: models, options, categories and sizes all resolve."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml"
+    config = compare.load_config(path)
+    plans = compare.plan_runs(config)
+    conditional = {plan.spec.name for plan in plans if plan.conditional}
+    assert conditional == {"cgan", "brownlee-cgan", "smooth-cgan", "sngan", "sketch-rnn"}
+    assert len(plans) == len(conditional) + 3 * len(config.categories)  # 3 unconditional GANs

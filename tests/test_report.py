@@ -99,17 +99,17 @@ def test_missing_metric_column_is_rejected(results, tmp_path):
 
 def test_main_table_markdown_is_exact(results):
     expected = [
-        "| Model | Category | N | FID ↓ | KID×10³ ↓ | Precision ↑ | Recall ↑ "
+        "| Model | Category | N | FID ↓ | KID ↓ | Precision ↑ | Recall ↑ "
         "| Recognizability ↑ |",
         "|:---|:---|---:|---:|---:|---:|---:|---:|",
-        "| real-vs-real | eye | 200 | 1.50 [1.00, 2.80] | 12.5 [10.0, 20.0] "
+        "| real-vs-real | eye | 200 | 1.50 [1.00, 2.80] | 0.0125 [0.0100, 0.0200] "
         "| 0.250 | 0.125 | 0.875 |",
-        "| dcgan | eye | 200 | 41.2 [40.7, 42.5] | 12.5 [10.0, 20.0] "
+        "| dcgan | eye | 200 | 41.2 [40.7, 42.5] | 0.0125 [0.0100, 0.0200] "
         "| 0.250 | 0.125 | 0.500 |",
-        "| cgan | eye | 200 | 30.0 | 12.5 | 0.250 | 0.125 | – |",
-        "| real-vs-real | mouth | 200 | 2.00 [1.50, 3.30] | 12.5 [10.0, 20.0] "
+        "| cgan | eye | 200 | 30.0 | 0.0125 | 0.250 | 0.125 | – |",
+        "| real-vs-real | mouth | 200 | 2.00 [1.50, 3.30] | 0.0125 [0.0100, 0.0200] "
         "| 0.250 | 0.125 | 0.750 |",
-        "| dcgan | mouth | 200 | 50.0 [49.5, 51.3] | 12.5 [10.0, 20.0] "
+        "| dcgan | mouth | 200 | 50.0 [49.5, 51.3] | 0.0125 [0.0100, 0.0200] "
         "| 0.250 | 0.125 | 0.500 |",
         "",
     ]
@@ -130,11 +130,11 @@ def test_main_table_latex_is_booktabs_with_escaped_cells(results, info):
         r"\toprule",
     ]
     assert lines[5] == (
-        r"Model & Category & N & FID $\downarrow$ & KID$\times$10$^3$ $\downarrow$ & "
+        r"Model & Category & N & FID $\downarrow$ & KID $\downarrow$ & "
         r"Precision $\uparrow$ & Recall $\uparrow$ & Recognizability $\uparrow$ \\"
     )
     assert lines[6] == r"\midrule"
-    assert lines[9] == r"cgan & eye & 200 & 30.0 & 12.5 & 0.250 & 0.125 & -- \\"
+    assert lines[9] == r"cgan & eye & 200 & 30.0 & 0.0125 & 0.250 & 0.125 & -- \\"
     assert lines[-3:] == [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     assert len(lines) == 5 + 1 + 1 + len(results) + 3
     assert tex.endswith("\n")
@@ -229,7 +229,7 @@ def test_write_report_writes_every_file_and_an_index_that_links_them(results, in
         "- Wall time: 1.5 min",
         "- 3 sketches over max_seq_len dropped",
         "| dcgan | 40 | 16 |\n| cgan | 60 | 16 |\n",
-        "- eye: FID 1.50 [1.00, 2.80], KID×10³ 12.5 [10.0, 20.0]",
+        "- eye: FID 1.50 [1.00, 2.80], KID 0.0125 [0.0100, 0.0200]",
         "- mouth: FID 2.00 [1.50, 3.30]",
         "| test_render_fast | render | 0.00250 | 400 |",
         "![dcgan samples, eye](grids/dcgan-eye.png)",
