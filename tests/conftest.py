@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from rasterize.drawings import read_ndjson
 
 SHARED_MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
 
@@ -32,3 +36,23 @@ def mirror() -> Path:
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session gets its own cache dir so tests never share or leak cached files."""
     monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+# Rows of full/numpy_bitmap/<category>.npy whose simplified line is in the mirror (its README).
+BITMAP_ROWS = {"apple": 100, "eye": 250, "bicycle": 25, "cat": 25, "diamond": 25, "fish": 25}
+
+
+def head(path, count):
+    """The first ``count`` drawings of an ndjson file."""
+    return list(itertools.islice(read_ndjson(path), count))
+
+
+@pytest.fixture(scope="session")
+def google_pairs(mirror):
+    """(simplified drawings, Google's 28 px bitmaps) for the 450 rows that line up."""
+    drawings, bitmaps = [], []
+    for category, rows in BITMAP_ROWS.items():
+        drawings += head(mirror / "full" / "simplified" / f"{category}.ndjson", rows)
+        npy = np.load(mirror / "full" / "numpy_bitmap" / f"{category}.npy", mmap_mode="r")
+        bitmaps.append(np.asarray(npy[:rows]).reshape(rows, 28, 28))
+    return drawings, np.concatenate(bitmaps)

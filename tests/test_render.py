@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
+from conftest import head
 
-from rasterize.drawings import Drawing, read_ndjson
+from rasterize.drawings import Drawing
 from rasterize.render import is_simplified, render, render_reference
-
-# Rows of full/numpy_bitmap/<category>.npy whose simplified line is in the mirror (README).
-BITMAP_ROWS = {"apple": 100, "eye": 250, "bicycle": 25, "cat": 25, "diamond": 25, "fish": 25}
-
-
-def head(path, count):
-    return list(itertools.islice(read_ndjson(path), count))
-
-
-@pytest.fixture(scope="module")
-def google_pairs(mirror):
-    """(simplified drawings, Google's 28 px bitmaps) for the 450 rows that line up."""
-    drawings, bitmaps = [], []
-    for category, rows in BITMAP_ROWS.items():
-        drawings += head(mirror / "full" / "simplified" / f"{category}.ndjson", rows)
-        npy = np.load(mirror / "full" / "numpy_bitmap" / f"{category}.npy", mmap_mode="r")
-        bitmaps.append(np.asarray(npy[:rows]).reshape(rows, 28, 28))
-    return drawings, np.concatenate(bitmaps)
 
 
 @pytest.fixture(scope="module")

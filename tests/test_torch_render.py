@@ -7,37 +7,19 @@ to byte equality.
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import head
 
-from rasterize.drawings import Drawing, read_ndjson
+from rasterize.drawings import Drawing
 from rasterize.render import render
 from rasterize.strokes import drawing_to_stroke3, stroke3_to_canvas, stroke3_to_stroke5
 from rasterize.torch_render import PolylineBatch, TorchRenderConfig, coverage, render_drawings
 from rasterize.torch_render import render as torch_render
-
-# Rows of full/numpy_bitmap/<category>.npy whose simplified line is in the mirror (README).
-BITMAP_ROWS = {"apple": 100, "eye": 250, "bicycle": 25, "cat": 25, "diamond": 25, "fish": 25}
-
-
-def head(path, count):
-    return list(itertools.islice(read_ndjson(path), count))
-
-
-@pytest.fixture(scope="module")
-def google_pairs(mirror):
-    """(simplified drawings, Google's 28 px bitmaps) for the 450 rows that line up."""
-    drawings, bitmaps = [], []
-    for category, rows in BITMAP_ROWS.items():
-        drawings += head(mirror / "full" / "simplified" / f"{category}.ndjson", rows)
-        npy = np.load(mirror / "full" / "numpy_bitmap" / f"{category}.npy", mmap_mode="r")
-        bitmaps.append(np.asarray(npy[:rows]).reshape(rows, 28, 28))
-    return drawings, np.concatenate(bitmaps)
 
 
 def differences(images: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
