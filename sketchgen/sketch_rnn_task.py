@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from rasterize.render import render
 from rasterize.strokes import drawing_to_stroke3, normalize_splits
 from sketchgen import runtime
 from sketchgen.data import split_indices
+from sketchgen.figures import save_grid
 from sketchgen.sketch_rnn import (
     SketchRNN,
     SketchRNNConfig,
@@ -208,6 +210,19 @@ class SketchRNNTask:
         first, last = self._test_sketches(2)
         return strokes5_to_drawings(interpolate(self.model, first, last, steps, generator,
                                                 temperature, self.cfg.sample_max_len))
+
+    def save_figures(self, out_dir: Path, count: int = 8) -> None:
+        """``reconstructions.png`` (held-out sketches over their reconstructions) and
+        ``interpolation.png`` (a latent slerp), written at the end of a VAE run."""
+        if self.cfg.mode != "vae" or self.data is None or len(self.data.sketches["test"]) < 2:
+            return
+        count = min(count, len(self.data.sketches["test"]))
+        generator = torch.Generator().manual_seed(self.config.seed)  # same run, same figures
+        originals, decoded = self.reconstruction_drawings(count, generator)
+        size = self.config.size
+        save_grid(render(originals + decoded, size=size), out_dir / "reconstructions.png", count)
+        path = self.interpolation_drawings(count, generator)
+        save_grid(render(path, size=size), out_dir / "interpolation.png", count)
 
     def _test_sketches(self, count: int) -> list[np.ndarray]:
         if self.data is None or len(self.data.sketches["test"]) < count:

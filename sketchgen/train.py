@@ -80,6 +80,9 @@ class Task(Protocol):
     ``runtime.shard(batch)`` and calls ``runtime.average_gradients(params)`` between backward
     and optimizer step; the harness averages the returned metrics over ranks. The harness
     refuses torchrun for tasks without the attribute.
+
+    Optional: ``save_figures(out_dir)``, called once at the end of a run for figures beyond
+    the harness's grids and curves (Sketch-RNN: reconstructions and a latent interpolation).
     """
 
     conditional: bool  # True if sample() honours labels (class-conditional model)
@@ -470,6 +473,8 @@ class _Session:
             bar.close()
             if self.is_main:
                 _finish_figures(self.run, config)
+        if self.is_main and hasattr(self.task, "save_figures"):  # e.g. Sketch-RNN reconstructions
+            self.task.save_figures(self.run.dir)
         return RunResult(self.run.dir, config.steps, metrics)
 
 

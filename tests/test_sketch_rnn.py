@@ -390,3 +390,18 @@ def test_task_figures_and_validation_cost(labelled):
     costs = task.evaluate("valid")
     assert costs == task.evaluate("valid")  # its own noise: same weights, same numbers
     assert set(costs) == {"loss_recon", "loss_kl"} and all(np.isfinite(list(costs.values())))
+
+
+def test_task_saves_reconstruction_and_interpolation_figures(labelled, tmp_path):
+    from PIL import Image
+
+    task = _task(labelled)
+    task.save_figures(tmp_path, count=2)  # the test split holds 2 sketches
+    grids = {name: np.asarray(Image.open(tmp_path / f"{name}.png"))
+             for name in ("reconstructions", "interpolation")}
+    # 2 columns; reconstructions: originals over decodings (2 rows), interpolation: 1 row
+    assert grids["reconstructions"].shape[0] > grids["interpolation"].shape[0]
+    assert all(grid.max() > 0 for grid in grids.values())  # ink was drawn
+    unconditional = _task(labelled, mode="unconditional")
+    unconditional.save_figures(tmp_path / "none")  # no encoder: nothing to reconstruct
+    assert not (tmp_path / "none").exists()
