@@ -10,9 +10,10 @@ Tables are written by hand (no ``tabulate``, no ``Styler``/jinja2) so the output
 depends on this module: Markdown pipes, and LaTeX ``booktabs`` rules.
 
 The throughput table reads pytest-benchmark's JSON (``--benchmark-json``): for every entry of
-its ``benchmarks`` list the name, ``stats.mean`` (seconds per call), ``stats.ops`` (calls per
-second) and every ``extra_info`` entry the benchmark recorded (item rates, ratios against
-the baseline measured in the same run, device).
+its ``benchmarks`` list the name, ``stats.mean`` (seconds per call) and every ``extra_info``
+entry, sorted into columns by the benchmarks' naming convention (:data:`THROUGHPUT_COLUMNS`):
+rates ``*_per_s``, ratios against the baseline timed in the same run (``speedup*``,
+``*_vs_*``), ``*_seconds``, targets, and the setup (sizes, batch, device, threads).
 """
 
 from __future__ import annotations
@@ -112,9 +113,10 @@ def read_results(path: Path) -> pd.DataFrame:
 
 
 def format_number(value, decimals: int | None = None) -> str:
-    """``decimals`` fixed, or (None) integers exactly and floats to 3 significant digits,
-    thousands separated, an exponent only below 0.001; missing or non-finite numbers print as
-    an en dash, anything else (text, lists) as ``str``."""
+    """``decimals`` fixed, or (None) integers exactly and floats to 3 significant digits
+    (but whole: 31,508 stays 31,508), thousands separated, an exponent only below 0.001;
+    missing or non-finite numbers print as an en dash, anything else (text, lists) as ``str``.
+    """
     if value is None:
         return "–"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -252,44 +254,66 @@ def _joined(column: pd.Series) -> str:
 # -- throughput from pytest-benchmark --------------------------------------------------------
 
 
-def load_benchmarks(path: Path) -> pd.DataFrame:
-    """One row per benchmark: name, group, mean seconds per call, calls/s, extra_info dict."""
+@dataclass(frozen=True)
+class Benchmarks:
+    """pytest-benchmark results: one row per benchmark, and the machine they ran on."""
+
+    rows: pd.DataFrame  # name, mean_s (seconds per call), extra_info (dict)
+    machine: str  # e.g. "Intel(R) Xeon(R) ..., 2 cores"; "" if the JSON does not say
+
+
+def load_benchmarks(path: Path) -> Benchmarks:
+    """Read pytest-benchmark's ``--benchmark-json`` output."""
     data = orjson.loads(path.read_bytes())
     try:
         entries = data["benchmarks"]
     except (KeyError, TypeError):
         raise ValueError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)") from None
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         [
             {
                 "name": entry["name"],
-                "group": entry.get("group") or "",
                 "mean_s": float(entry["stats"]["mean"]),
-                "ops": float(entry["stats"]["ops"]),
                 "extra_info": dict(entry.get("extra_info") or {}),
             }
             for entry in entries
         ],
-        columns=["name", "group", "mean_s", "ops", "extra_info"],
+        columns=["name", "mean_s", "extra_info"],
     )
+    cpu = data.get("machine_info", {}).get("cpu", {})
+    machine = ", ".join(
+        part
+        for part in (cpu.get("brand_raw", ""), f"{cpu['count']} cores" if "count" in cpu else "")
+        if part
+    )
+    return Benchmarks(rows, machine)
 
 
+# extra_info keys sorted into columns by how the benchmarks name them (first match wins)
+THROUGHPUT_COLUMNS = (
+    ("Target", lambda key: "target" in key),  # target, target_vs_loop, meets_target
+    ("Rates (/s)", lambda key: key.endswith("_per_s")),  # drawings_per_s, loop_..._per_s
+    ("Ratios", lambda key: "speedup" in key or "_vs_" in key),  # against the same-run baseline
+    ("Seconds", lambda key: key.endswith("_seconds")),  # e.g. fid_seconds
+)
 THROUGHPUT_CAPTION = "Throughput (pytest-benchmark); ratios are against baselines run alongside."
 
 
-def throughput_table(benchmarks: pd.DataFrame) -> Table:
-    """Benchmark, group, seconds per call, calls/s, and everything in its extra_info."""
-    rows = tuple(
-        (
-            row.name,
-            row.group,
-            format_number(row.mean_s),
-            format_number(row.ops),
-            "; ".join(f"{key} = {format_number(value)}" for key, value in row.extra_info.items()),
-        )
-        for row in benchmarks.itertuples(index=False)
-    )
-    return Table(("Benchmark", "Group", "Mean (s)", "Calls/s", "Recorded"), rows, "llrrl")
+def _column_of(key: str) -> str:
+    return next((name for name, matches in THROUGHPUT_COLUMNS if matches(key)), "Setup")
+
+
+def throughput_table(benchmarks: Benchmarks) -> Table:
+    """Benchmark, seconds per call, and its extra_info grouped into rates, ratios, seconds,
+    targets and the rest (the setup: sizes, batch, device, threads)."""
+    order = ("Rates (/s)", "Ratios", "Seconds", "Target", "Setup")
+    rows = []
+    for row in benchmarks.rows.itertuples(index=False):
+        cells: dict[str, list[str]] = {name: [] for name in order}
+        for key, value in row.extra_info.items():
+            cells[_column_of(key)].append(f"{key} = {format_number(value)}")
+        rows.append((row.name, format_number(row.mean_s), *("; ".join(cells[c]) for c in order)))
+    return Table(("Benchmark", "Mean (s)", *order), tuple(rows), "lrlllll")
 
 
 # -- index -----------------------------------------------------------------------------------
@@ -342,7 +366,7 @@ def index_text(
     results: pd.DataFrame,
     info: RunInfo,
     figures: Sequence[Figure],
-    throughput: pd.DataFrame | None,
+    throughput: Benchmarks | None,
 ) -> str:
     """The report's README.md: setup, budgets, main table, floor, throughput, every figure."""
     parts = [
@@ -377,7 +401,9 @@ def index_text(
         parts += [
             "## Throughput",
             "",
-            f"From pytest-benchmark; LaTeX: [{THROUGHPUT_TEX}]({THROUGHPUT_TEX}).",
+            f"From pytest-benchmark on {throughput.machine or 'an unnamed machine'}; ratios are "
+            "against baselines timed in the same run. "
+            f"LaTeX: [{THROUGHPUT_TEX}]({THROUGHPUT_TEX}).",
             "",
             markdown_table(throughput_table(throughput)),
         ]

@@ -62,20 +62,28 @@ def info() -> report.RunInfo:
 
 
 BENCHMARKS = {
-    "machine_info": {"cpu": {"brand_raw": "test cpu"}},
+    "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}},
     "benchmarks": [
         {
-            "name": "test_render_fast",
-            "group": "render",
+            "name": "test_render_vs_per_point_loop[28-1000]",
+            "group": None,
             "stats": {"mean": 0.0025, "ops": 400.0},
-            "extra_info": {"drawings_per_s": 102400.0, "ratio_vs_reference": 3.25},
+            "extra_info": {
+                "size": 28,
+                "drawings_per_s": 102400.0,
+                "loop_drawings_per_s": 31507.7,
+                "speedup_vs_loop": 3.25,
+                "target": 1.5,
+                "meets_target": True,
+            },
         },
         {
-            "name": "test_fid_eigh",
-            "group": None,
+            "name": "test_fid_vs_scipy_sqrtm",
+            "group": "metrics",
             "stats": {"mean": 1.5, "ops": 0.6666666},
-            "extra_info": {},
+            "extra_info": {"fid_seconds": 0.75, "streaming_vs_render_one_core": 0.9},
         },
+        {"name": "test_bare", "stats": {"mean": 2.0, "ops": 0.5}},
     ],
 }
 
@@ -149,20 +157,35 @@ def test_table_rejects_ragged_rows():
         report.Table(("a", "b"), (("1",),), "lr")
 
 
-def test_throughput_from_pytest_benchmark_json(tmp_path):
+def test_throughput_sorts_extra_info_into_rates_ratios_seconds_targets_setup(tmp_path):
     path = tmp_path / "benchmarks.json"
     path.write_bytes(orjson.dumps(BENCHMARKS))
-    table = report.throughput_table(report.load_benchmarks(path))
-    assert table.header == ("Benchmark", "Group", "Mean (s)", "Calls/s", "Recorded")
+    benchmarks = report.load_benchmarks(path)
+    assert benchmarks.machine == "Test CPU, 2 cores"
+    table = report.throughput_table(benchmarks)
+    assert table.header == (
+        "Benchmark", "Mean (s)", "Rates (/s)", "Ratios", "Seconds", "Target", "Setup"
+    )
     assert table.rows == (
         (
-            "test_render_fast",
-            "render",
+            "test_render_vs_per_point_loop[28-1000]",
             "0.00250",
-            "400",
-            "drawings_per_s = 102,400; ratio_vs_reference = 3.25",
+            "drawings_per_s = 102,400; loop_drawings_per_s = 31,508",
+            "speedup_vs_loop = 3.25",
+            "",
+            "target = 1.50; meets_target = True",
+            "size = 28",
         ),
-        ("test_fid_eigh", "", "1.50", "0.667", ""),
+        (
+            "test_fid_vs_scipy_sqrtm",
+            "1.50",
+            "",
+            "streaming_vs_render_one_core = 0.900",
+            "fid_seconds = 0.750",
+            "",
+            "",
+        ),
+        ("test_bare", "2.00", "", "", "", "", ""),
     )
 
 
@@ -231,7 +254,8 @@ def test_write_report_writes_every_file_and_an_index_that_links_them(results, in
         "| dcgan | 40 | 16 |\n| cgan | 60 | 16 |\n",
         "- eye: FID 1.50 [1.00, 2.80], KID 0.0125 [0.0100, 0.0200]",
         "- mouth: FID 2.00 [1.50, 3.30]",
-        "| test_render_fast | render | 0.00250 | 400 |",
+        "From pytest-benchmark on Test CPU, 2 cores; ratios are against baselines",
+        "| test_render_vs_per_point_loop[28-1000] | 0.00250 | drawings_per_s = 102,400;",
         "![dcgan samples, eye](grids/dcgan-eye.png)",
         "[results.csv](results.csv)",
         "[throughput.tex](throughput.tex)",
