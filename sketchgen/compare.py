@@ -46,13 +46,13 @@ import os
 import shutil
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import tomllib
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
