@@ -541,9 +541,10 @@ class Outcome:
     written: list[Path]
 
 
+CONFUSION = "confusion.png"
 GENERATED = (report.INDEX, report.RESULTS_CSV, report.RESULTS_JSON, report.TABLE_MD,
-             report.TABLE_TEX, report.THROUGHPUT_MD, report.THROUGHPUT_TEX, "confusion.png")
-GENERATED_DIRS = ("grids", "curves")
+             report.TABLE_TEX, report.THROUGHPUT_MD, report.THROUGHPUT_TEX, CONFUSION)
+GENERATED_DIRS = ("grids", "runs")
 
 
 def clear_previous_report(out_dir: Path) -> None:
@@ -564,32 +565,80 @@ def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def _row(config: CompareConfig, model: str, category: str, steps: int, batch_size: int,
-         device: str, feature_space: str, scores: dict[str, float]) -> dict[str, Any]:
-    return {"model": model, "category": category, "n": config.n_samples, "seed": config.seed,
-            "steps": steps, "batch_size": batch_size, "device": device,
-            "feature_space": feature_space, **scores}
-
-
-def _grid(images: np.ndarray, out_dir: Path, name: str, caption: str) -> report.Figure:
+def _grid(images: np.ndarray, out_dir: Path, model: str, category: str) -> report.Figure:
+    """The first 64 drawings as an 8 x 8 grid for the index's samples table."""
     from sketchgen.figures import save_grid
 
-    relative = f"grids/{name}.png"
+    relative = f"grids/{_slug(model)}-{_slug(category)}.png"
     save_grid(images[:GRID_SAMPLES], out_dir / relative, columns=GRID_COLUMNS)
-    return report.Figure(relative, caption)
+    return report.Figure(relative, f"{model}, {category}", model, category)
+
+
+def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list[report.Figure]:
+    """The run's own figures -- loss curves, the learning GIF, anything a model adds (e.g.
+    Sketch-RNN reconstructions) -- copied into ``runs/<name>/`` so the report stands alone."""
+    from sketchgen.train import CURVES, GIF
+
+    captions = {CURVES: "Training curves", GIF: "Fixed-noise samples during training"}
+    figures = []
+    for source in sorted({*run_dir.glob("*.png"), *run_dir.glob(GIF)}):
+        relative = f"runs/{name}/{source.name}"
+        (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, out_dir / relative)
+        caption = captions.get(source.name, source.stem.replace("_", " ").capitalize())
+        figures.append(report.Figure(relative, f"{caption}: {what}"))
+    return figures
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
+@dataclass
+class _Collected:
+    """Rows of the results table and figures of the report, gathered as the run goes."""
+
+    config: CompareConfig
+    scorer: Scorer
+    device: str  # as the report states it
+    out_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    figures: list[report.Figure] = field(default_factory=list)
+
+    def add(self, model: str, category: str, steps: int, batch_size: int,
+            images: np.ndarray) -> None:
+        """Score ``images`` as ``model``'s drawings of ``category`` and show them in a grid."""
+        self.rows.append({
+            "model": model, "category": category, "n": self.config.n_samples,
+            "seed": self.config.seed, "steps": steps, "batch_size": batch_size,
+            "device": self.device, "feature_space": self.scorer.classifier.feature_name,
+            **self.scorer.score(category, images)})
+        self.figures.append(_grid(images, self.out_dir, model, category))
+
+
+def _evaluate_run(plan: PlannedRun, number: int, total: int, device: torch.device,
+                  collected: _Collected, began: float) -> None:
+    """Train (or load) one planned run, sample every category it covers, score them."""
+    from sketchgen.sample import load_run
+
+    what = plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
+    _say(f"[{number}/{total}] {what} (at {_minutes(began)})")
+    if plan.load_dir is None:
+        train_or_resume(plan)
+    loaded = load_run(plan.run_dir, str(device))
+    name = _slug(plan.spec.name + ("" if plan.conditional else f"-{plan.categories[0]}"))
+    collected.figures += copy_run_figures(plan.run_dir, collected.out_dir, name, what)
+    config = collected.config
+    for category in tqdm(plan.categories, desc=f"sample+score {plan.spec.name}",
+                         file=sys.stderr, dynamic_ncols=True, leave=False):
+        images = sample_category(loaded, plan, category, config.n_samples, config.seed)
+        collected.add(plan.spec.name, category, loaded.step, plan.spec.batch_size, images)
+
+
 def run_comparison(config: CompareConfig, benchmarks: Path | None = None) -> Outcome:
     """Validate, train or load, sample, score and write the report; see the module doc."""
     from sketchgen.classifier import plot_confusion
-    from sketchgen.figures import training_curves
     from sketchgen.runtime import choose_device
-    from sketchgen.sample import load_run
-    from sketchgen.train import LOG
 
     began = time.perf_counter()
     if benchmarks is not None and not benchmarks.is_file():
@@ -604,48 +653,25 @@ def run_comparison(config: CompareConfig, benchmarks: Path | None = None) -> Out
     out_dir.mkdir(parents=True, exist_ok=True)
 
     test = evaluate_classifier(classifier, real)
-    figures = [report.Figure(
-        plot_confusion(test, out_dir / "confusion.png",
-                       f"{classifier.feature_name}: test accuracy {test.accuracy:.3f} on "
-                       f"{test.n} held-out drawings").name,
-        "Classifier confusion on held-out real drawings")]
+    title = (f"{classifier.feature_name}: test accuracy {test.accuracy:.3f} on {test.n} "
+             "held-out drawings")
+    plot_confusion(test, out_dir / CONFUSION, title)
     _say(f"classifier ready; scoring the real-vs-real floor (at {_minutes(began)})")
-    scorer = make_scorer(config, classifier, real)
-    device_name = describe_device(device)
-    rows = []
+    collected = _Collected(config, make_scorer(config, classifier, real), describe_device(device),
+                           out_dir, figures=[report.Figure(CONFUSION, "Classifier confusion on "
+                                                           "held-out real drawings")])
     for name in real.class_names:
-        rows.append(_row(config, report.REAL_FLOOR, name, 0, 0, device_name,
-                         classifier.feature_name, scorer.score(name, real.second[name])))
-        figures.append(_grid(real.reference[name], out_dir, f"real-{_slug(name)}",
-                             f"Real drawings: {name}"))
-
+        collected.add(report.REAL_FLOOR, name, 0, 0, real.second[name])
     for number, plan in enumerate(plans, 1):
-        what = f"{plan.spec.name}" + ("" if plan.conditional else f" on {plan.categories[0]}")
-        _say(f"[{number}/{len(plans)}] {what} (at {_minutes(began)})")
-        if plan.load_dir is None:
-            train_or_resume(plan)
-        loaded = load_run(plan.run_dir, str(device))
-        curve_name = _slug(plan.spec.name + ("" if plan.conditional else f"-{plan.categories[0]}"))
-        if (plan.run_dir / LOG).is_file():
-            path = training_curves(plan.run_dir / LOG, out_dir / "curves" / f"{curve_name}.png",
-                                   title=what)
-            figures.append(report.Figure(f"curves/{path.name}", f"Training curves: {what}"))
-        for category in tqdm(plan.categories, desc=f"sample+score {plan.spec.name}",
-                             file=sys.stderr, dynamic_ncols=True, leave=False):
-            images = sample_category(loaded, plan, category, config.n_samples, config.seed)
-            rows.append(_row(config, plan.spec.name, category, loaded.step, plan.spec.batch_size,
-                             device_name, classifier.feature_name,
-                             scorer.score(category, images)))
-            figures.append(_grid(images, out_dir, f"{_slug(plan.spec.name)}-{_slug(category)}",
-                                 f"Samples: {plan.spec.name}, {category}"))
+        _evaluate_run(plan, number, len(plans), device, collected, began)
 
-    results = pd.DataFrame(rows)
+    results = pd.DataFrame(collected.rows)
     info = report.RunInfo(
         name=config.name, label=config.label, categories=real.class_names, size=config.size,
         classifier=_classifier_line(classifier, test), ci_level=config.ci_level,
         elapsed_s=time.perf_counter() - began, notes=_notes(test))
-    written = report.write_report(results, out_dir, info, figures, benchmarks)
-    return Outcome(results, figures, info, written)
+    written = report.write_report(results, out_dir, info, collected.figures, benchmarks)
+    return Outcome(results, collected.figures, info, written)
 
 
 def _classifier_line(classifier: Classifier, test: Evaluation) -> str:

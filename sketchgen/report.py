@@ -324,7 +324,11 @@ class Figure:
     """A figure file of the report, linked from the index."""
 
     path: str  # relative to the report directory, forward slashes
-    caption: str  # one line shown above the image
+    caption: str  # one line shown above the image (alt text in the samples table)
+    # A sample grid of one model (or REAL_FLOOR for real drawings) and category goes into the
+    # index's samples table; any other figure (curves, confusion, ...) gets its own section.
+    model: str = ""
+    category: str = ""
 
 
 @dataclass(frozen=True)
@@ -407,10 +411,30 @@ def index_text(
             "",
             markdown_table(throughput_table(throughput)),
         ]
+    grids = [figure for figure in figures if figure.model and figure.category]
+    if grids:
+        parts += ["## Samples", "", markdown_table(samples_table(grids))]
     parts += ["## Figures", ""]
     for figure in figures:
-        parts += [f"### {figure.caption}", "", f"![{figure.caption}]({figure.path})", ""]
+        if figure not in grids:
+            parts += [f"### {figure.caption}", "", f"![{figure.caption}]({figure.path})", ""]
     return "\n".join(parts)
+
+
+def samples_table(grids: Sequence[Figure]) -> Table:
+    """Sample grids as images in a model x category table, in first-seen order."""
+    models = list(dict.fromkeys(figure.model for figure in grids))
+    categories = list(dict.fromkeys(figure.category for figure in grids))
+    cell = {(figure.model, figure.category): figure for figure in grids}
+    rows = tuple(
+        (model, *(_image(cell.get((model, category))) for category in categories))
+        for model in models
+    )
+    return Table(("Model", *categories), rows, "l" * (1 + len(categories)))
+
+
+def _image(figure: Figure | None) -> str:
+    return f"![{figure.caption}]({figure.path})" if figure else ""
 
 
 def _write(path: Path, text: str) -> Path:

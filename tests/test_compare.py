@@ -90,10 +90,12 @@ def test_every_report_file_is_written(finished):
     out, _, _ = finished
     expected = ["README.md", "results.csv", "results.json", "results.md", "results.tex",
                 "throughput.md", "throughput.tex", "confusion.png",
-                "grids/real-eye.png", "grids/real-mouth.png",
+                "grids/real-vs-real-eye.png", "grids/real-vs-real-mouth.png",
                 "grids/dcgan-eye.png", "grids/dcgan-mouth.png",
                 "grids/sketch-rnn-eye.png", "grids/sketch-rnn-mouth.png",
-                "curves/dcgan-eye.png", "curves/dcgan-mouth.png", "curves/sketch-rnn.png"]
+                "runs/dcgan-eye/losses.png", "runs/dcgan-mouth/losses.png",
+                "runs/sketch-rnn/losses.png", "runs/dcgan-eye/learning.gif",
+                "runs/sketch-rnn/learning.gif"]
     assert [name for name in expected if not (out / name).is_file()] == []
 
 
@@ -142,9 +144,12 @@ def test_index_states_the_setup_and_links_only_existing_files(finished):
                  "| test_fid_eigh | 0.500 |", "speedup_vs_scipy_sqrtm = 4.00",
                  f"| dcgan | {STEPS['dcgan']} | 8 |"):
         assert fact in index, fact
+    samples = index[index.index("## Samples"):index.index("## Figures")]
+    assert samples.splitlines()[2] == "| Model | eye | mouth |"
+    assert "| real-vs-real | ![real-vs-real, eye](grids/real-vs-real-eye.png) |" in samples
     links = re.findall(r"\]\(([^)]+)\)", index)
-    # confusion, 2 real grids, 2 x 2 model grids, curves of 3 runs
-    assert len([link for link in links if link.endswith(".png")]) == 10
+    # the confusion matrix, 3 x 2 sample grids, curves and GIFs of the 3 runs
+    assert len([link for link in links if link.endswith((".png", ".gif"))]) == 1 + 6 + 3 * 2
     assert [link for link in links if not (out / link).is_file()] == []
 
 

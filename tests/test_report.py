@@ -222,10 +222,15 @@ def test_format_number_defaults_to_three_significant_digits(value, text):
 
 def test_write_report_writes_every_file_and_an_index_that_links_them(results, info, tmp_path):
     (tmp_path / "grids").mkdir()
-    (tmp_path / "grids" / "dcgan-eye.png").write_bytes(b"png")
+    for name in ("grids/dcgan-eye.png", "grids/cgan-mouth.png", "confusion.png"):
+        (tmp_path / name).write_bytes(b"png")
     benchmarks = tmp_path / "benchmarks.json"
     benchmarks.write_bytes(orjson.dumps(BENCHMARKS))
-    figures = [report.Figure("grids/dcgan-eye.png", "dcgan samples, eye")]
+    figures = [
+        report.Figure("confusion.png", "Classifier confusion"),
+        report.Figure("grids/dcgan-eye.png", "dcgan, eye", "dcgan", "eye"),
+        report.Figure("grids/cgan-mouth.png", "cgan, mouth", "cgan", "mouth"),
+    ]
 
     written = report.write_report(results, tmp_path, info, figures, benchmarks)
 
@@ -256,7 +261,10 @@ def test_write_report_writes_every_file_and_an_index_that_links_them(results, in
         "- mouth: FID 2.00 [1.50, 3.30]",
         "From pytest-benchmark on Test CPU, 2 cores; ratios are against baselines",
         "| test_render_vs_per_point_loop[28-1000] | 0.00250 | drawings_per_s = 102,400;",
-        "![dcgan samples, eye](grids/dcgan-eye.png)",
+        "## Samples\n\n| Model | eye | mouth |\n|:---|:---|:---|\n"
+        "| dcgan | ![dcgan, eye](grids/dcgan-eye.png) |  |\n"
+        "| cgan |  | ![cgan, mouth](grids/cgan-mouth.png) |\n",
+        "## Figures\n\n### Classifier confusion\n\n![Classifier confusion](confusion.png)\n",
         "[results.csv](results.csv)",
         "[throughput.tex](throughput.tex)",
     ]:
