@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from sketchgen.cli import UsageError
 
