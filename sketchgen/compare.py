@@ -575,17 +575,17 @@ def _grid(images: np.ndarray, out_dir: Path, model: str, category: str) -> repor
 
 
 def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list[report.Figure]:
-    """The run's own figures -- loss curves, the learning GIF, anything a model adds (e.g.
-    Sketch-RNN reconstructions) -- copied into ``runs/<name>/`` so the report stands alone."""
-    from sketchgen.train import CURVES, GIF
+    """The run's own PNG figures -- loss curves, anything a model adds (e.g. Sketch-RNN
+    reconstructions) -- copied into ``runs/<name>/`` so the report stands alone. The learning
+    GIF stays in the run folder: ~1 MB each, too heavy for a report meant to be committed."""
+    from sketchgen.train import CURVES
 
-    captions = {CURVES: "Training curves", GIF: "Fixed-noise samples during training"}
     figures = []
-    for source in sorted({*run_dir.glob("*.png"), *run_dir.glob(GIF)}):
+    for source in sorted(run_dir.glob("*.png")):
         relative = f"runs/{name}/{source.name}"
         (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out_dir / relative)
-        caption = captions.get(source.name, source.stem.replace("_", " ").capitalize())
+        caption = "Training curves" if source.name == CURVES else source.stem.capitalize()
         figures.append(report.Figure(relative, f"{caption}: {what}"))
     return figures
 
