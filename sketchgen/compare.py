@@ -83,8 +83,9 @@ class ModelSpec:
     batch_size: int  # images (or sketches) per step
     label: str = ""  # row name in the tables; "" = the model name (labels must be unique)
     options: dict[str, Any] = field(default_factory=dict)  # the model config's fields
-    # A `sketchgen train` run directory to use instead of training; for an unconditional
-    # model, a directory holding one run per category, named by its class name.
+    # A `sketchgen train` run directory (relative to the working directory) to use instead of
+    # training; for an unconditional model, a folder holding one run per category, named by
+    # its class name (the layout of <out>/_work/runs/<label>/).
     load: str | None = None
 
     @property

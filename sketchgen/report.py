@@ -46,18 +46,31 @@ class Metric:
     """How one metric column is labelled and printed in the tables."""
 
     column: str  # column name in the results frame
-    label: str  # table header
+    name: str  # as the tables and the legend call it
+    higher_is_better: bool  # the header's arrow
+    meaning: str  # one line for the index's legend
     # None: 3 significant digits (FID and KID scale with the feature space, so no fixed
     # number of decimals suits every classifier); else this many decimals (values in [0, 1])
     decimals: int | None = None
 
+    @property
+    def label(self) -> str:
+        return f"{self.name} {'↑' if self.higher_is_better else '↓'}"
+
 
 METRICS = (
-    Metric("fid", "FID ↓"),
-    Metric("kid", "KID ↓"),
-    Metric("precision", "Precision ↑", 3),
-    Metric("recall", "Recall ↑", 3),
-    Metric("recognizability", "Recognizability ↑", 3),
+    Metric("fid", "FID", False, "Fréchet distance between Gaussian fits of the generated and the "
+           "held-out real drawings' features; in the classifier's feature space, so not "
+           "comparable with Inception FIDs"),
+    Metric("kid", "KID", False, "unbiased squared MMD with a cubic kernel on the same features; "
+           "can dip below 0 when the sets are alike"),
+    Metric("precision", "Precision", True, "share of generated drawings inside the real 3-NN "
+           "feature manifold (fidelity)", 3),
+    Metric("recall", "Recall", True, "share of real drawings inside the generated 3-NN manifold "
+           "(coverage, diversity)", 3),
+    Metric("recognizability", "Recognizability", True, "share of generated drawings the "
+           "classifier assigns to the intended category; on the real-vs-real rows, its "
+           "accuracy on held-out real drawings", 3),
 )
 
 RESULTS_CSV = "results.csv"
@@ -396,6 +409,10 @@ def index_text(
         f" [{RESULTS_JSON}]({RESULTS_JSON}); LaTeX: [{TABLE_TEX}]({TABLE_TEX}).",
         "",
         markdown_table(main_table(results)),
+        *(f"- {metric.name}: {metric.meaning}." for metric in METRICS),
+        f"- {REAL_FLOOR}: N other held-out real drawings scored like a model's: the best score "
+        "to expect at this N.",
+        "",
         "## Real-vs-real floor",
         "",
         *floor_lines(results),

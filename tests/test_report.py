@@ -256,6 +256,8 @@ def test_write_report_writes_every_file_and_an_index_that_links_them(results, in
         "- Classifier: width-8 CNN, test accuracy 0.812",
         "- Wall time: 1.5 min",
         "- 3 sketches over max_seq_len dropped",
+        "- Recognizability: share of generated drawings the classifier assigns to the intended",
+        "- real-vs-real: N other held-out real drawings scored like a model's",
         "| dcgan | 40 | 16 |\n| cgan | 60 | 16 |\n",
         "- eye: FID 1.50 [1.00, 2.80], KID 0.0125 [0.0100, 0.0200]",
         "- mouth: FID 2.00 [1.50, 3.30]",
