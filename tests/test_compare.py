@@ -164,6 +164,24 @@ def test_a_second_run_reuses_the_trained_models_and_gives_the_same_numbers(finis
     assert not (out / "throughput.md").exists()  # no --benchmarks this time: no stale table
 
 
+def test_load_entries_score_existing_runs_without_training(finished, tmp_path):
+    out, results, _ = finished
+    runs = out / compare.WORK / "runs"
+    config = tiny_config(tmp_path / "report")
+    config["models"][0]["load"] = str(runs / "dcgan")  # one run per category inside
+    config["models"][1]["load"] = str(runs / "sketch-rnn")
+    outcome = compare.run_comparison(compare.config_from_dict(config))
+    assert not (tmp_path / "report" / compare.WORK / "runs").exists()
+    pd.testing.assert_frame_equal(outcome.results, results, check_dtype=False)
+
+
+def test_load_entry_with_another_budget_is_refused(finished, tmp_path):
+    out, _, _ = finished
+    config = tiny_config(tmp_path / "report")
+    config["models"][1] |= {"load": str(out / compare.WORK / "runs" / "sketch-rnn"), "steps": 9}
+    check_refused(tmp_path, config, "trained for 2 steps of batch 8; the config says 9 of 8")
+
+
 # -- bad configs fail in one line before anything is trained -----------------------------------
 
 
