@@ -545,7 +545,7 @@ class Outcome:
 CONFUSION = "confusion.png"
 GENERATED = (report.INDEX, report.RESULTS_CSV, report.RESULTS_JSON, report.TABLE_MD,
              report.TABLE_TEX, report.THROUGHPUT_MD, report.THROUGHPUT_TEX, CONFUSION)
-GENERATED_DIRS = ("grids", "runs")
+GENERATED_DIRS = ("grids", "training")  # not "runs": .gitignore drops every runs/ folder
 
 
 def clear_previous_report(out_dir: Path) -> None:
@@ -577,13 +577,13 @@ def _grid(images: np.ndarray, out_dir: Path, model: str, category: str) -> repor
 
 def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list[report.Figure]:
     """The run's own PNG figures -- loss curves, anything a model adds (e.g. Sketch-RNN
-    reconstructions) -- copied into ``runs/<name>/`` so the report stands alone. The learning
+    reconstructions) -- copied into ``training/<name>/`` so the report stands alone. The learning
     GIF stays in the run folder: ~1 MB each, too heavy for a report meant to be committed."""
     from sketchgen.train import CURVES
 
     figures = []
     for source in sorted(run_dir.glob("*.png")):
-        relative = f"runs/{name}/{source.name}"
+        relative = f"training/{name}/{source.name}"
         (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out_dir / relative)
         caption = "Training curves" if source.name == CURVES else source.stem.capitalize()

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import orjson
 import pandas as pd
@@ -93,9 +96,22 @@ def test_every_report_file_is_written(finished):
                 "grids/real-vs-real-eye.png", "grids/real-vs-real-mouth.png",
                 "grids/dcgan-eye.png", "grids/dcgan-mouth.png",
                 "grids/sketch-rnn-eye.png", "grids/sketch-rnn-mouth.png",
-                "runs/dcgan-eye/losses.png", "runs/dcgan-mouth/losses.png",
-                "runs/sketch-rnn/losses.png"]
+                "training/dcgan-eye/losses.png", "training/dcgan-mouth/losses.png",
+                "training/sketch-rnn/losses.png"]
     assert [name for name in expected if not (out / name).is_file()] == []
+
+
+def test_no_report_file_is_git_ignored(finished):
+    """A committed report must carry every file its index links (a `runs/` folder would not)."""
+    out, _, _ = finished
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    files = [f"reports/tiny/{path.relative_to(out)}" for path in out.rglob("*")
+             if path.is_file() and compare.WORK not in path.parts]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=repo,
+                             input="\n".join(files), capture_output=True, text=True).stdout
+    assert len(files) > 10 and ignored == ""
 
 
 def test_results_hold_one_row_per_model_and_category_with_sane_values(finished):
@@ -233,8 +249,6 @@ def test_unknown_key_is_a_one_line_cli_error(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["cpu-small", "gpu-paper"])
 def test_shipped_configs_are_valid(name):
     """Both configs plan without error: models, options, categories and sizes all resolve."""
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml"
     config = compare.load_config(path)
     plans = compare.plan_runs(config)
