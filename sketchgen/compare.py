@@ -545,7 +545,7 @@ class Outcome:
 CONFUSION = "confusion.png"
 GENERATED = (report.INDEX, report.RESULTS_CSV, report.RESULTS_JSON, report.TABLE_MD,
              report.TABLE_TEX, report.THROUGHPUT_MD, report.THROUGHPUT_TEX, CONFUSION)
-GENERATED_DIRS = ("grids", "training")  # not "runs": .gitignore drops every runs/ folder
+GENERATED_DIRS = ("grids", "training")
 
 
 def clear_previous_report(out_dir: Path) -> None:

@@ -102,7 +102,7 @@ def test_every_report_file_is_written(finished):
 
 
 def test_no_report_file_is_git_ignored(finished):
-    """A committed report must carry every file its index links (a `runs/` folder would not)."""
+    """A committed report must carry every file its index links."""
     out, _, _ = finished
     repo = Path(__file__).resolve().parents[1]
     if not (repo / ".git").exists() or shutil.which("git") is None:
