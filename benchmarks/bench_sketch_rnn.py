@@ -60,7 +60,10 @@ class LoopLSTM(nn.Module):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(self.cell, name).copy_(getattr(lstm, f"{name}_l0"))
 
-    def forward(self, x, state, generator=None):
+    def draw_masks(self, steps, batch, generator):
+        return None  # no recurrent dropout, like the FusedLSTM it replaces
+
+    def forward(self, x, state, masks=None):
         h, c = state
         outputs = []
         for t in range(x.shape[1]):

@@ -228,16 +228,26 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
         grad.copy_(reduced.view_as(grad))
 
 
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of ``value`` over ranks, detached (``value`` itself on one process)."""
+    import torch.distributed as dist
+
+    _, size = world()
+    if size == 1:
+        return value
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total / size
+
+
 def average_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """Means over ranks of per-rank means (equal shards: the global batch's means)."""
     import torch
     import torch.distributed as dist
 
-    _, size = world()
-    if size == 1 or not metrics:
+    if world()[1] == 1 or not metrics:
         return metrics
     values = torch.tensor(list(metrics.values()), dtype=torch.float64)
     if dist.get_backend() == "nccl":
         values = values.cuda()
-    dist.all_reduce(values)
-    return dict(zip(metrics, (values / size).tolist(), strict=True))
+    return dict(zip(metrics, mean_over_ranks(values).tolist(), strict=True))

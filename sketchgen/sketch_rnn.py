@@ -57,7 +57,7 @@ Sampling with temperature T (:func:`sample_strokes5`)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -75,7 +75,7 @@ from rasterize.strokes import (
     stroke5_to_stroke3,
 )
 from sketchgen.config import ConfigError
-from sketchgen.runtime import eval_mode
+from sketchgen.runtime import eval_mode, world
 
 if TYPE_CHECKING:
     from sketchgen.config import TrainConfig
@@ -168,6 +168,10 @@ class SketchRNNConfig:
         self.validate()
         if self.mode == "class" and len(train_config.categories) < 1:
             raise ConfigError("sketch-rnn: mode=class needs at least one category")
+        _, world_size = world()
+        if train_config.batch_size % world_size:
+            raise ConfigError(f"sketch-rnn: batch_size {train_config.batch_size} does not split "
+                              f"into {world_size} equal shards (torchrun)")
 
     def cell_for(self, model: str) -> tuple[str, float]:
         """``("fused", 1.0)`` for nn.LSTM, else ``("step", keep)`` for :class:`StepLSTM`."""
@@ -287,8 +291,12 @@ class FusedLSTM(nn.Module):
             self.lstm.bias_hh_l0.zero_()
             self.lstm.bias_ih_l0[hidden_size : 2 * hidden_size] = FORGET_BIAS  # torch: i,f,g,o
 
+    def draw_masks(self, steps: int, batch: int, generator: torch.Generator | None) -> None:
+        """No recurrent dropout: nothing to draw."""
+        return None
+
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
-                generator: torch.Generator | None = None):
+                masks: None = None):
         """``x`` (B, T, I), ``state`` (h, c) each (B, H) -> outputs (B, T, H), (h, c)."""
         h, c = state
         out, (h, c) = self.lstm(x, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
@@ -310,7 +318,7 @@ class FusedLSTM(nn.Module):
 class StepLSTM(nn.Module):
     """magenta's LSTM cells run one step at a time: optional layer normalisation (of each gate
     pre-activation and of the cell before its tanh) and optional recurrent dropout of the
-    candidate ``g`` (a fresh mask every step, drawn from ``generator``, training only)."""
+    candidate ``g`` (a fresh mask every step, training only; see :meth:`draw_masks`)."""
 
     def __init__(self, input_size: int, hidden_size: int, layer_norm: bool, keep_prob: float):
         super().__init__()
@@ -326,19 +334,29 @@ class StepLSTM(nn.Module):
         else:
             self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
 
+    def draw_masks(self, steps: int, batch: int,
+                   generator: torch.Generator | None) -> torch.Tensor | None:
+        """Dropout masks (batch, steps, hidden) for a training pass, already divided by the
+        keep probability; None in eval mode or without dropout. Drawn step-major, so a
+        batch's draws do not depend on how it is later split into shards."""
+        if not (self.training and self.keep_prob < 1.0):
+            return None
+        draws = torch.rand((steps, batch, self.hidden_size), generator=generator,
+                           device=_generator_device(generator))
+        return ((draws < self.keep_prob).float() / self.keep_prob).transpose(0, 1)
+
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
-                generator: torch.Generator | None = None):
-        batch, steps, _ = x.shape
+                masks: torch.Tensor | None = None):
+        """``x`` (B, T, I), ``state`` (h, c) each (B, H), ``masks`` (B, >= T, H) from
+        :meth:`draw_masks` or None -> outputs (B, T, H), (h, c)."""
+        steps = x.shape[1]
         weight, bias = self.input_projection()
         gates_x = F.linear(x, weight, bias)  # the input part of every step in one product
-        masks = None
-        if self.training and self.keep_prob < 1.0:
-            draws = torch.rand((steps, batch, self.hidden_size), generator=generator,
-                               device=_generator_device(generator)).to(x.device)
-            masks = (draws < self.keep_prob).to(x.dtype) / self.keep_prob
+        if masks is not None:
+            masks = masks.to(device=x.device, dtype=x.dtype)
         outputs = []
         for t in range(steps):
-            state = self.step(gates_x[:, t], state, None if masks is None else masks[t])
+            state = self.step(gates_x[:, t], state, None if masks is None else masks[:, t])
             outputs.append(state[0])
         return torch.stack(outputs, dim=1), state
 
@@ -426,25 +444,28 @@ class Encoder(nn.Module):
         self.size = size
 
     def forward(self, points: torch.Tensor, lengths: torch.Tensor,
-                generator: torch.Generator | None = None):
-        """``points`` (B, T, 5): stroke-5 rows 1..T (T >= max length) -> (mu, presig)."""
+                masks: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)):
+        """``points`` (B, T, 5): stroke-5 rows 1..T (T >= max length), ``masks``: the
+        forward and backward cells' dropout masks (:meth:`StepLSTM.draw_masks`, covering at
+        least ``max(lengths)`` steps) -> (mu, presig)."""
         fused = isinstance(self.forward_rnn, FusedLSTM)  # a per-step cell pays per step
         if not fused or points.device.type != "cpu":
-            last = self._last_states(points, lengths, generator)
-        else:
+            last = self._last_states(points, lengths, masks)
+        else:  # the fused cell has no dropout masks
             order = torch.argsort(lengths, stable=True)
-            buckets = [self._last_states(points[index], lengths[index], generator)
+            buckets = [self._last_states(points[index], lengths[index])
                        for index in order.split(CPU_ENCODER_BUCKET)]
             last = torch.cat(buckets).index_select(0, torch.argsort(order))
         return self.mu(last), self.presig(last)
 
     def _last_states(self, points: torch.Tensor, lengths: torch.Tensor,
-                     generator: torch.Generator | None) -> torch.Tensor:
+                     masks: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+                     ) -> torch.Tensor:
         """``[h_forward, h_backward]`` after each sketch's last point, (B, 2 * size)."""
         points = points[:, : int(lengths.max())]
         state = _zero_state(len(points), self.size, points)
-        out_fw, _ = self.forward_rnn(points, state, generator)
-        out_bw, _ = self.backward_rnn(reverse_padded(points, lengths), state, generator)
+        out_fw, _ = self.forward_rnn(points, state, masks[0])
+        out_bw, _ = self.backward_rnn(reverse_padded(points, lengths), state, masks[1])
         return torch.cat([last_outputs(out_fw, lengths), last_outputs(out_bw, lengths)], dim=1)
 
 
@@ -487,13 +508,31 @@ class Decoder(nn.Module):
         return fixed, step
 
     def forward(self, inputs: torch.Tensor, condition: torch.Tensor | None, state,
-                generator: torch.Generator | None = None):
+                masks: torch.Tensor | None = None):
         """``inputs`` (B, T, 5) -> (MixtureParams of (B, T, ...), final state)."""
         if condition is not None:
             tiled = condition.unsqueeze(1).expand(-1, inputs.shape[1], -1)
             inputs = torch.cat([inputs, tiled], dim=2)
-        out, state = self.rnn(inputs, state, generator)
+        out, state = self.rnn(inputs, state, masks)
         return MixtureParams.split(self.output(out), self.num_mixture), state
+
+
+class Noise(NamedTuple):
+    """The random numbers of one teacher-forced pass (:meth:`SketchRNN.draw_noise`), every
+    tensor with the batch as its first dimension so that ``Noise(*(shard(t) ...))`` gives a
+    data-parallel rank exactly its rows of what one process draws; None where unused."""
+
+    encoder_forward: torch.Tensor | None  # dropout masks (B, encoder steps, enc_rnn_size)
+    encoder_backward: torch.Tensor | None
+    eps: torch.Tensor | None  # N(0, I) of the reparametrisation, (B, z_size); vae mode
+    decoder: torch.Tensor | None  # dropout masks (B, padded length, dec_rnn_size)
+
+    def map(self, function) -> Noise:
+        """``function`` applied to every tensor that is there."""
+        return Noise(*(None if t is None else function(t) for t in self))
+
+
+NO_NOISE = Noise(None, None, None, None)
 
 
 class Forward(NamedTuple):
@@ -528,18 +567,36 @@ class SketchRNN(nn.Module):
             return self.class_embedding(labels)
         return None
 
+    def draw_noise(self, batch: StrokeBatch, generator: torch.Generator | None) -> Noise:
+        """What a pass over ``batch`` needs from ``generator``, drawn for the whole batch in
+        a fixed order: the encoder's forward and backward masks (as many steps as its
+        longest sketch), ``eps``, the decoder's masks (all padded rows). Masks only in
+        training mode with recurrent dropout."""
+        size, rows = len(batch.lengths), batch.strokes5.shape[1] - 1
+        forward_masks = backward_masks = eps = None
+        if self.encoder is not None:
+            steps = int(batch.lengths.max())
+            forward_masks = self.encoder.forward_rnn.draw_masks(steps, size, generator)
+            backward_masks = self.encoder.backward_rnn.draw_masks(steps, size, generator)
+            eps = torch.randn((size, self.config.z_size), generator=generator,
+                              device=_generator_device(generator))
+        decoder_masks = self.decoder.rnn.draw_masks(rows, size, generator)
+        return Noise(forward_masks, backward_masks, eps, decoder_masks)
+
     def forward(self, strokes5: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
-                generator: torch.Generator | None = None) -> Forward:
-        """Teacher-forced pass over padded stroke-5 ``(B, 1 + N, 5)``: params for rows 1..N."""
+                noise: Noise = NO_NOISE) -> Forward:
+        """Teacher-forced pass over padded stroke-5 ``(B, 1 + N, 5)``: params for rows 1..N.
+        ``noise`` from :meth:`draw_noise`; vae mode without it uses ``z = mu``."""
         mu = presig = z = None
         if self.encoder is not None:
-            mu, presig = self.encoder(strokes5[:, 1:], lengths, generator)
-            eps = torch.randn(mu.shape, generator=generator,
-                              device=_generator_device(generator)).to(mu.device)
-            z = mu + torch.exp(presig / 2.0) * eps
+            masks = (noise.encoder_forward, noise.encoder_backward)
+            mu, presig = self.encoder(strokes5[:, 1:], lengths, masks)
+            z = mu
+            if noise.eps is not None:
+                z = mu + torch.exp(presig / 2.0) * noise.eps.to(mu.device)
         condition = self.condition(z, labels)
         state = self.decoder.initial_state(condition, len(strokes5), strokes5)
-        params, _ = self.decoder(strokes5[:, :-1], condition, state, generator)
+        params, _ = self.decoder(strokes5[:, :-1], condition, state, noise.decoder)
         return Forward(params, mu, presig)
 
 
@@ -551,11 +608,28 @@ class LossTerms(NamedTuple):
     kl_weight: float
 
 
+def kl_cost(kl: torch.Tensor, tolerance: float, batch_kl: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """``max(L_KL, tolerance)`` with its gradient. ``batch_kl``: when ``kl`` is one shard's
+    of a data-parallel batch, the whole batch's (the mean over ranks). The tolerance is
+    decided on it, as one process would decide; then the mean of the shards' costs is the
+    batch's cost and the mean of their gradients the batch's gradient."""
+    decider = kl if batch_kl is None else batch_kl
+    return torch.where(decider > tolerance, kl, torch.full_like(kl, tolerance))
+
+
 def loss_terms(model: SketchRNN, batch: StrokeBatch, step: int,
-               generator: torch.Generator | None = None) -> LossTerms:
-    """magenta's cost for one batch at optimizer step ``step`` (from 0)."""
+               noise: Noise | torch.Generator | None = None,
+               mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None
+               ) -> LossTerms:
+    """magenta's cost for one batch at optimizer step ``step`` (from 0). ``noise``: drawn
+    for this batch (:meth:`SketchRNN.draw_noise`), or a generator to draw it from.
+    ``mean_over_ranks`` (data parallel, ``batch`` is this rank's shard): the mean of a
+    scalar over ranks, for :func:`kl_cost`."""
     config = model.config
-    out = model(batch.strokes5, batch.lengths, batch.labels, generator)
+    if not isinstance(noise, Noise):
+        noise = model.draw_noise(batch, noise)
+    out = model(batch.strokes5, batch.lengths, batch.labels, noise)
     recon = reconstruction_loss(out.params, batch.strokes5[:, 1:])
     weight = kl_weight_at(config, step)
     if out.mu is None:
@@ -563,7 +637,8 @@ def loss_terms(model: SketchRNN, batch: StrokeBatch, step: int,
         loss = recon.total
     else:
         kl = kl_divergence(out.mu, out.presig)
-        loss = recon.total + weight * torch.clamp(kl, min=config.kl_tolerance)
+        batch_kl = None if mean_over_ranks is None else mean_over_ranks(kl.detach())
+        loss = recon.total + weight * kl_cost(kl, config.kl_tolerance, batch_kl)
     return LossTerms(loss, recon.offset, recon.pen, kl, weight)
 
 

@@ -84,7 +84,16 @@ class SketchData:
 
 
 class SketchRNNTask:
-    """Trains one Sketch-RNN (see ``sketchgen.train.Task`` and ``StrokeTask``)."""
+    """Trains one Sketch-RNN (see ``sketchgen.train.Task`` and ``StrokeTask``).
+
+    Data parallel (torchrun): ``batch_size`` is the global batch. Each rank draws it, with
+    its augmentation and noise, from the identically seeded generator, trains on its shard
+    and averages gradients before clipping them; the KL tolerance is decided on the global
+    batch's KL (``kl_cost``). Validation costs are computed whole on every rank (identical
+    there), so the log matches a single-process run.
+    """
+
+    supports_distributed = True
 
     def __init__(self, inputs: TaskInputs) -> None:
         self.config = inputs.config
@@ -113,13 +122,17 @@ class SketchRNNTask:
         lr = learning_rate_at(self.cfg, schedule_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        self.model.train()
+        # every rank draws the global batch and its noise, then keeps its rows (runtime.shard)
         batch = random_batch(self.data.sketches["train"], self.data.labels["train"],
                              self.config.batch_size, self.data.padded_length, self.cfg,
-                             self.generator).to(self.device)
-        self.model.train()
+                             self.generator)
+        noise = self.model.draw_noise(batch, self.generator).map(runtime.shard)
+        batch = StrokeBatch(*(runtime.shard(t) for t in batch)).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        terms = loss_terms(self.model, batch, schedule_step, self.generator)
+        terms = loss_terms(self.model, batch, schedule_step, noise, runtime.mean_over_ranks)
         terms.loss.backward()
+        runtime.average_gradients(self.model.parameters())
         torch.nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         values = torch.stack([terms.loss, terms.offset + terms.pen, terms.offset, terms.pen,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +58,11 @@ def google_pairs(mirror):
         npy = np.load(mirror / "full" / "numpy_bitmap" / f"{category}.npy", mmap_mode="r")
         bitmaps.append(np.asarray(npy[:rows]).reshape(rows, 28, 28))
     return drawings, np.concatenate(bitmaps)
+
+
+def train_with_torchrun(args: list[str], processes: int = 2) -> None:
+    """``sketchgen train *args`` launched by torchrun on ``processes`` CPU (gloo) ranks."""
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         str(processes), "-m", "sketchgen", "train", *args], capture_output=True, text=True)
+    assert launched.returncode == 0, launched.stderr[-2000:]

@@ -9,10 +9,13 @@ from itertools import islice
 import numpy as np
 import pytest
 import torch
+from conftest import train_with_torchrun
 
 from rasterize.drawings import read_ndjson
 from rasterize.render import render
 from rasterize.strokes import END_ROW, START_TOKEN, drawing_to_stroke3, normalize_splits
+from sketchgen import cli, runtime
+from sketchgen.figures import read_jsonl
 from sketchgen.sketch_rnn import (
     FusedLSTM,
     MixtureParams,
@@ -22,6 +25,7 @@ from sketchgen.sketch_rnn import (
     drop_points,
     encode_means,
     interpolate,
+    kl_cost,
     kl_divergence,
     kl_weight_at,
     learning_rate_at,
@@ -88,6 +92,82 @@ def test_kl_divergence_and_schedules_at_given_steps():
     assert learning_rate_at(config, 0) == pytest.approx(1e-3)
     assert learning_rate_at(config, 10000) == pytest.approx(1e-5 + 0.99e-3 * 0.9999**10000)
     assert learning_rate_at(config, 10**6) == pytest.approx(1e-5)
+
+
+def test_kl_tolerance_is_decided_on_the_whole_batch_kl():
+    """Two data-parallel shards of one batch: the mean of their costs and of their gradients
+    must be the batch's max(KL, 0.2) and its gradient, whatever each shard's KL alone."""
+    for shard_kls, batch_cost, batch_grad in (([0.1, 0.4], 0.25, 1.0),   # batch above 0.2
+                                              ([0.1, 0.25], 0.2, 0.0)):  # batch below 0.2
+        kls = torch.tensor(shard_kls, requires_grad=True)
+        batch_kl = kls.detach().mean()
+        costs = torch.stack([kl_cost(kl, 0.2, batch_kl) for kl in kls])
+        costs.mean().backward()
+        assert costs.mean().item() == pytest.approx(batch_cost)
+        assert kls.grad.tolist() == pytest.approx([batch_grad / 2] * 2)
+    # one process: plain max(KL, tolerance); per-shard clamping would give 0.225 above
+    assert kl_cost(torch.tensor(0.25), 0.2).item() == pytest.approx(0.25)
+    assert kl_cost(torch.tensor(0.1), 0.2).item() == pytest.approx(0.2)
+
+
+def test_shards_of_a_batch_reproduce_its_loss_and_gradient(sketches):
+    """What each torchrun rank computes, done here in one process: the batch's noise drawn
+    once and split by rows, each half through the model (the encoder reads only as far as
+    its own longest sketch, so the halves use different prefixes of the masks), KL
+    tolerance decided on the whole batch: mean loss and mean gradient equal the batch's."""
+    model = SketchRNN(SketchRNNConfig(**SMALL, enc_model="layer_norm", dec_model="layer_norm",
+                                      use_recurrent_dropout=True, kl_tolerance=0.0))
+    train = sketches.splits["train"]
+    batch = random_batch(train, np.zeros(len(train)), 8, padded_length_for(train),
+                         model.config, torch.Generator().manual_seed(1))
+    noise = model.draw_noise(batch, torch.Generator().manual_seed(2))
+    assert all(t is not None for t in noise)
+
+    def loss_and_grads(part, part_noise, batch_kl=None):
+        model.zero_grad()
+        loss = loss_terms(model, part, 3, part_noise,
+                          None if batch_kl is None else lambda kl: batch_kl).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    whole_loss, whole_grads = loss_and_grads(batch, noise)
+    kl_whole = loss_terms(model, batch, 3, noise).kl.detach()
+    halves = [(type(batch)(*(t[rows] for t in batch)), noise.map(lambda t, r=rows: t[r]))
+              for rows in (slice(0, 4), slice(4, 8))]
+    assert len({int(half.lengths.max()) for half, _ in halves}) == 2
+    shard_results = [loss_and_grads(half, half_noise, kl_whole) for half, half_noise in halves]
+    assert (shard_results[0][0] + shard_results[1][0]).item() / 2 == pytest.approx(
+        whole_loss.item(), rel=1e-5)
+    for whole, first, second in zip(whole_grads, *(grads for _, grads in shard_results),
+                                    strict=True):
+        torch.testing.assert_close((first + second) / 2, whole, rtol=1e-4, atol=1e-6)
+
+
+def test_torchrun_on_two_cpu_processes_follows_the_single_process_run(tmp_path):
+    """2 gloo ranks on half of the global batch each against one process on all of it, with
+    everything random in play: augmentation, VAE noise and recurrent-dropout masks
+    (layer-norm cells), validation every 3 steps. Tolerance 1e-5 on every weight: one Adam
+    step moves a weight by up to lr = 1e-3, so a wrong shard or a missing average shows as
+    ~1e-4 or more, while float32 summation order alone stays far below 1e-5."""
+    options = ["enc_rnn_size=16", "dec_rnn_size=32", "z_size=8", "num_mixture=3",
+               "enc_model=layer_norm", "dec_model=layer_norm", "use_recurrent_dropout=true",
+               "eval_every=3"]
+    common = ["sketch-rnn", "--categories", "face", "cat", "--per-class", "25", "--steps", "6",
+              "--batch-size", "8", "--checkpoint-every", "3", "--device", "cpu",
+              "--no-progress", *(arg for option in options for arg in ("--set", option))]
+    train_with_torchrun([*common, "--out", str(tmp_path / "two")])
+    assert cli.main(["train", *common, "--out", str(tmp_path / "one")]) == 0
+    one, two = (runtime.load_checkpoint(tmp_path / name / "checkpoint.pt")["task"]["model"]
+                for name in ("one", "two"))
+    assert one.keys() == two.keys()
+    for name, weight in one.items():
+        assert torch.allclose(weight, two[name], rtol=0, atol=1e-5), name
+    logs = [read_jsonl(tmp_path / name / "log.jsonl") for name in ("one", "two")]
+    assert [r["step"] for r in logs[1]] == list(range(1, 7))  # one writer: rank 0
+    assert [r["step"] for r in logs[1] if "loss_recon_valid" in r] == [3, 6]
+    for key in ("loss", "loss_kl", "loss_recon_valid"):  # KL ~1e-4 this early: abs too
+        values = [[r[key] for r in log if key in r] for log in logs]
+        assert values[1] == pytest.approx(values[0], rel=1e-5, abs=1e-8), key
 
 
 def test_offsets_after_the_end_are_masked_but_pen_states_are_not(sketches):

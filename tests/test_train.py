@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import train_with_torchrun
 from PIL import Image
 
 from sketchgen import cli, gan, runtime
@@ -209,11 +208,7 @@ def test_torchrun_on_two_cpu_processes_follows_the_single_process_run(tmp_path):
     common = ["sngan", "--categories", *CATEGORIES, "--per-class", "40", "--steps", "6",
               "--batch-size", "8", "--checkpoint-every", "3", "--device", "cpu",
               "--no-progress", *options]
-    launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-         "2", "-m", "sketchgen", "train", *common, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True)
-    assert launched.returncode == 0, launched.stderr[-2000:]
+    train_with_torchrun([*common, "--out", str(tmp_path / "two")])
     assert cli.main(["train", *common, "--out", str(tmp_path / "one")]) == 0
     one, two = (runtime.load_checkpoint(tmp_path / name / CHECKPOINT)["task"]
                 for name in ("one", "two"))
