@@ -37,7 +37,7 @@ def test_every_gan_in_the_registry_is_tested():
 @pytest.mark.parametrize(("model", "size"), CASES)
 def test_shapes_and_output_ranges(model, size):
     torch.manual_seed(0)
-    task = make_task(model, size)
+    task = make_task(model, size, standing_batches=1)  # 128 draws: enough for shapes
     z = 3 * torch.randn(8, task.cfg.latent_dim)  # large z: reach into the activation's tails
     labels = torch.arange(8) % len(CLASSES)
     images = task.G(z, labels)
@@ -153,3 +153,57 @@ def test_impossible_sizes_fail_before_any_work(model, size):
                                               (16, (4, 2)), (30, None), (8, None)])
 def test_dcgan_levels(size, levels):
     assert gan.dcgan_levels(size) == levels
+
+
+class _TinyG(nn.Module):
+    """Linear -> Dropout -> BatchNorm: standing statistics must see the eval-mode inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.dropout, self.norm = nn.Linear(2, 3), nn.Dropout(0.5), nn.BatchNorm1d(3)
+
+    def forward(self, z, labels):
+        return self.norm(self.dropout(self.linear(z)))
+
+
+def test_standing_statistics_are_the_population_statistics_of_the_current_weights():
+    torch.manual_seed(0)
+    tiny = _TinyG().train()
+    inputs = torch.Generator().manual_seed(1)
+    batches = [torch.randn(gan.STANDING_BATCH, 2, generator=inputs) for _ in range(5)]
+    feeding = iter(batches)
+    standing = gan.with_standing_statistics(tiny, lambda n: (next(feeding), None), 5)
+    with torch.no_grad():
+        features = [tiny.linear(z) for z in batches]  # what the norm sees without dropout
+    # momentum=None: the plain average over batches of each batch's mean and unbiased variance
+    expected_mean = torch.stack([f.mean(0) for f in features]).mean(0)
+    expected_var = torch.stack([f.var(0) for f in features]).mean(0)
+    torch.testing.assert_close(standing.norm.running_mean, expected_mean)
+    torch.testing.assert_close(standing.norm.running_var, expected_var)
+    assert not standing.training and standing.norm.momentum is None
+    # the original is untouched: initial statistics, still in training mode
+    assert tiny.training and torch.equal(tiny.norm.running_mean, torch.zeros(3))
+    no_norm = nn.Linear(2, 3)
+    assert gan.with_standing_statistics(no_norm, None, 5) is no_norm  # nothing to estimate
+    assert gan.with_standing_statistics(tiny, None, 0) is tiny  # running averages asked for
+
+
+def test_sampling_uses_standing_statistics_and_changes_no_training_state():
+    torch.manual_seed(0)
+    task = make_task("smooth-cgan", 28)  # Keras batch norm: running averages lag the most
+    task.train_step(1)
+    buffers = {name: b.clone() for name, b in task.G.named_buffers()}
+    labels = torch.arange(6) % len(CLASSES)
+    first = task.sample(6, labels, torch.Generator().manual_seed(3))
+    assert torch.equal(first, task.sample(6, labels, torch.Generator().manual_seed(3)))
+    z = torch.randn(6, task.cfg.latent_dim)
+    with torch.no_grad():  # eval mode: no image depends on the others in its batch
+        whole = task._standing_sampler()(z, labels)
+        halves = torch.cat([task._standing_sampler()(z[i : i + 3], labels[i : i + 3])
+                            for i in (0, 3)])
+    torch.testing.assert_close(whole, halves)
+    assert all(torch.equal(b, buffers[name]) for name, b in task.G.named_buffers())
+    norm = next(m for m in task._standing_sampler().modules() if isinstance(m, nn.BatchNorm2d))
+    assert norm.num_batches_tracked == task.cfg.standing_batches
+    task.train_step(2)
+    assert task._sampler is None  # new weights, new statistics
