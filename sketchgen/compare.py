@@ -279,16 +279,6 @@ def _train_config(config: CompareConfig, spec: ModelSpec, categories: tuple[str,
     })
 
 
-def is_conditional(train_config: TrainConfig) -> bool:
-    """Whether the model samples by label: asked of the task itself, built without data."""
-    import torch
-
-    from sketchgen.train import build_task
-
-    names = tuple(str(i) for i in range(len(train_config.categories)))
-    return bool(build_task(train_config, torch.device("cpu"), None, names).conditional)
-
-
 def plan_runs(config: CompareConfig) -> list[PlannedRun]:
     """Every training run of the comparison, each validated; raises UsageError on the first
     problem, before anything is trained."""
@@ -305,8 +295,8 @@ def plan_runs(config: CompareConfig) -> list[PlannedRun]:
     for spec in config.models:
         everything = _train_config(config, spec, config.categories, runs_dir / spec.name)
         check_categories(everything)
-        registry.resolve(everything)  # unknown model or option, impossible size
-        if is_conditional(everything):
+        _, model_config = registry.resolve(everything)  # unknown model or option, bad size
+        if model_config.conditional:
             plans.append(_planned(spec, everything, class_names, True))
             continue
         for source, name in zip(config.categories, class_names, strict=True):

@@ -9,7 +9,8 @@ A model module provides, for each entry:
   family are entries sharing a factory with different configs). It must have a method
   ``check(train_config) -> None`` raising ``sketchgen.config.ConfigError`` for settings the
   model cannot do (e.g. an image size the architecture does not support), so that bad
-  configs fail before any work.
+  configs fail before any work, and an attribute ``conditional`` (bool): whether the model
+  samples by class label (then one run covers every category).
 - a *factory*: ``factory(inputs: sketchgen.train.TaskInputs) -> Task`` (protocol in
   ``sketchgen.train``).
 """

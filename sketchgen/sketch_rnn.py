@@ -163,6 +163,11 @@ class SketchRNNConfig:
                               f"and leave training data, got {self.valid_fraction}, "
                               f"{self.test_fraction}")
 
+    @property
+    def conditional(self) -> bool:
+        """Samples by class label (the registry's attribute)."""
+        return self.mode == "class"
+
     def check(self, train_config: TrainConfig) -> None:
         """The registry's hook: this config against the run's settings."""
         self.validate()

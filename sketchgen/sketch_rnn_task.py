@@ -100,7 +100,7 @@ class SketchRNNTask:
         self.cfg: SketchRNNConfig = inputs.model
         self.device = inputs.device
         self.class_names = tuple(inputs.class_names)
-        self.conditional = self.cfg.mode == "class"
+        self.conditional = self.cfg.conditional
         self.model = SketchRNN(self.cfg, num_classes=len(self.class_names)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate)
         self.generator = torch.Generator().manual_seed(

@@ -219,3 +219,14 @@ def test_torchrun_on_two_cpu_processes_follows_the_single_process_run(tmp_path):
     assert [r["step"] for r in logs[1]] == list(range(1, 7))  # one writer: rank 0
     assert [r["loss_d"] for r in logs[1]] == pytest.approx([r["loss_d"] for r in logs[0]],
                                                            rel=1e-5)
+
+
+@pytest.mark.parametrize("options", [{}, {"mode": "class"}], ids=["defaults", "sketch-rnn-class"])
+def test_every_model_config_declares_whether_its_task_samples_by_label(options):
+    from sketchgen import registry
+
+    for name in registry.MODELS if not options else ["sketch-rnn"]:
+        config = TrainConfig(model=name, categories=CATEGORIES, model_options=options)
+        _, model_config = registry.resolve(config)
+        task = build_task(config, torch.device("cpu"), None, CATEGORIES, model_config)
+        assert model_config.conditional is task.conditional, name
