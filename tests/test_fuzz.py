@@ -163,6 +163,8 @@ def test_parse_record_accepts_exactly_the_documented_format(drawing):
             array, np.column_stack([np.asarray(c, float) for c in stroke[:2]])
         )
     assert (parsed.times is None) == (len(drawing[0]) == 2)
+    for stroke, times in zip(drawing, parsed.times or (), strict=False):
+        np.testing.assert_array_equal(times, np.asarray(stroke[2], float))
 
 
 _coordinate = st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_subnormal=True)
