@@ -84,7 +84,8 @@ def drawings() -> data.LabelledDrawings:
 def test_train_throughput_vs_naive_loop(benchmark, drawings, model, size):
     device = runtime.choose_device("auto")
     config = TrainConfig(model=model, categories=CATEGORIES, per_class=250, size=size,
-                         batch_size=BATCH, device=str(device), progress=False)
+                         batch_size=BATCH, device=str(device), progress=False,
+                         mirror=str(MIRROR))
     entry, model_config = registry.resolve(config)
     bitmaps, class_names = load_data(config, entry.kind, device)
     runtime.seed_everything(0)
