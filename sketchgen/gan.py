@@ -452,8 +452,29 @@ def _frozen(module: nn.Module) -> Iterator[None]:
             param.requires_grad_(True)
 
 
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
+BatchNorm = nn.modules.batchnorm._BatchNorm  # every batch norm, SyncBatchNorm included
 STANDING_BATCH = 128
+
+
+class _LocalBatchNorm(BatchNorm):
+    """A batch norm of any input rank that never synchronises: what a SyncBatchNorm becomes
+    in the sampling copy, since only the main rank samples and a collective there would wait
+    for ranks that never join."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        pass  # SyncBatchNorm served 1d and 2d inputs alike; so does this
+
+
+def _without_sync(module: nn.Module) -> None:
+    """Replace every SyncBatchNorm inside ``module`` by an equal local batch norm."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.SyncBatchNorm):
+            local = _LocalBatchNorm(child.num_features, child.eps, child.momentum,
+                                    child.affine, child.track_running_stats)
+            local.load_state_dict(child.state_dict())
+            setattr(module, name, local.to(child.running_mean.device))
+        else:
+            _without_sync(child)
 
 
 @torch.no_grad()
@@ -466,11 +487,11 @@ def with_standing_statistics(generator: nn.Module, draw: Callable[[int], tuple],
     behind a G that is still changing fast (Keras's momentum 0.99 keeps 37% of the initial
     statistics after 100 steps), and samples drawn with them can be all background, while
     sampling in training mode would make every image depend on the others in its batch."""
-    norms = [m for m in generator.modules() if isinstance(m, BATCH_NORMS)]
-    if not norms or batches == 0:
+    if batches == 0 or not any(isinstance(m, BatchNorm) for m in generator.modules()):
         return generator
     standing = copy.deepcopy(generator).eval()
-    for norm in (m for m in standing.modules() if isinstance(m, BATCH_NORMS)):
+    _without_sync(standing)
+    for norm in (m for m in standing.modules() if isinstance(m, BatchNorm)):
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches below
         norm.train()  # only the norms: dropout stays off, as when sampling

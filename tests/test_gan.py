@@ -3,6 +3,7 @@ presets have the layers the reference write-ups describe, and bad sizes fail ear
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -207,3 +208,27 @@ def test_sampling_uses_standing_statistics_and_changes_no_training_state():
     assert norm.num_batches_tracked == task.cfg.standing_batches
     task.train_step(2)
     assert task._sampler is None  # new weights, new statistics
+    task._standing_sampler()
+    task.load_state_dict(make_task("smooth-cgan", 28).state_dict())
+    assert task._sampler is None  # loaded weights too
+
+
+def test_standing_statistics_of_a_synchronised_generator_need_no_other_rank():
+    """Under torchrun on CUDA G's batch norms are SyncBatchNorms, but only rank 0 samples: the
+    copy must normalise locally (a SyncBatchNorm in training mode under a process group
+    would wait for the other ranks) and give the same statistics."""
+    torch.manual_seed(0)
+    plain = make_task("smooth-cgan", 28).G
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(plain))
+
+    def draws():
+        generator = torch.Generator().manual_seed(4)
+        return lambda n: (torch.randn(n, 100, generator=generator), torch.zeros(n, dtype=int))
+
+    expected = gan.with_standing_statistics(plain, draws(), 2)
+    standing = gan.with_standing_statistics(synced, draws(), 2)
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in standing.modules())
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())  # left as it was
+    z, labels = draws()(4)
+    with torch.no_grad():
+        torch.testing.assert_close(standing(z, labels), expected(z, labels))
