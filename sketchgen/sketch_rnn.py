@@ -342,8 +342,9 @@ class StepLSTM(nn.Module):
     def draw_masks(self, steps: int, batch: int,
                    generator: torch.Generator | None) -> torch.Tensor | None:
         """Dropout masks (batch, steps, hidden) for a training pass, already divided by the
-        keep probability; None in eval mode or without dropout. Drawn step-major, so a
-        batch's draws do not depend on how it is later split into shards."""
+        keep probability; None in eval mode or without dropout. Drawn step-major, the order
+        the cell used when it drew its own masks, so runs and checkpoints from before
+        :class:`Noise` continue with the same random numbers."""
         if not (self.training and self.keep_prob < 1.0):
             return None
         draws = torch.rand((steps, batch, self.hidden_size), generator=generator,

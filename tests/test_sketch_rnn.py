@@ -3,6 +3,7 @@ and sampling of Sketch-RNN, on real drawings with small models."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from itertools import islice
 
@@ -15,6 +16,7 @@ from rasterize.drawings import read_ndjson
 from rasterize.render import render
 from rasterize.strokes import END_ROW, START_TOKEN, drawing_to_stroke3, normalize_splits
 from sketchgen import cli, runtime
+from sketchgen.config import ConfigError
 from sketchgen.figures import read_jsonl
 from sketchgen.sketch_rnn import (
     FusedLSTM,
@@ -113,34 +115,59 @@ def test_kl_tolerance_is_decided_on_the_whole_batch_kl():
 def test_shards_of_a_batch_reproduce_its_loss_and_gradient(sketches):
     """What each torchrun rank computes, done here in one process: the batch's noise drawn
     once and split by rows, each half through the model (the encoder reads only as far as
-    its own longest sketch, so the halves use different prefixes of the masks), KL
-    tolerance decided on the whole batch: mean loss and mean gradient equal the batch's."""
-    model = SketchRNN(SketchRNNConfig(**SMALL, enc_model="layer_norm", dec_model="layer_norm",
-                                      use_recurrent_dropout=True, kl_tolerance=0.0))
+    its own longest sketch, so the halves use different prefixes of the masks), the KL
+    tolerance decided on the whole batch. The tolerance sits between the smaller half's KL
+    and the batch's, where deciding per half would drop that half's KL gradient."""
+    config = SketchRNNConfig(**SMALL, enc_model="layer_norm", dec_model="layer_norm",
+                             use_recurrent_dropout=True)
+    model = SketchRNN(config)
+    with torch.no_grad():  # spread mu so that the halves' KLs differ clearly
+        torch.nn.init.normal_(model.encoder.mu.weight, std=0.5)
     train = sketches.splits["train"]
-    batch = random_batch(train, np.zeros(len(train)), 8, padded_length_for(train),
-                         model.config, torch.Generator().manual_seed(1))
+    batch = random_batch(train, np.zeros(len(train)), 8, padded_length_for(train), config,
+                         torch.Generator().manual_seed(1))
     noise = model.draw_noise(batch, torch.Generator().manual_seed(2))
     assert all(t is not None for t in noise)
+    halves = [(type(batch)(*(t[rows] for t in batch)), noise.map(lambda t, r=rows: t[r]))
+              for rows in (slice(0, 4), slice(4, 8))]
+    assert len({int(half.lengths.max()) for half, _ in halves}) == 2
+    step = 10**6  # KL weight 0.5: the KL term matters
 
-    def loss_and_grads(part, part_noise, batch_kl=None):
+    def kl_of(part, part_noise):
+        return loss_terms(model, part, step, part_noise).kl.detach()
+
+    kl_whole, smaller = kl_of(batch, noise), min(kl_of(*half) for half in halves)
+    model.config = dataclasses.replace(config, kl_tolerance=float(smaller + kl_whole) / 2)
+
+    def loss_and_grads(part, part_noise, mean_over_ranks=None):
         model.zero_grad()
-        loss = loss_terms(model, part, 3, part_noise,
-                          None if batch_kl is None else lambda kl: batch_kl).loss
+        loss = loss_terms(model, part, step, part_noise, mean_over_ranks).loss
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
     whole_loss, whole_grads = loss_and_grads(batch, noise)
-    kl_whole = loss_terms(model, batch, 3, noise).kl.detach()
-    halves = [(type(batch)(*(t[rows] for t in batch)), noise.map(lambda t, r=rows: t[r]))
-              for rows in (slice(0, 4), slice(4, 8))]
-    assert len({int(half.lengths.max()) for half, _ in halves}) == 2
-    shard_results = [loss_and_grads(half, half_noise, kl_whole) for half, half_noise in halves]
-    assert (shard_results[0][0] + shard_results[1][0]).item() / 2 == pytest.approx(
-        whole_loss.item(), rel=1e-5)
-    for whole, first, second in zip(whole_grads, *(grads for _, grads in shard_results),
-                                    strict=True):
-        torch.testing.assert_close((first + second) / 2, whole, rtol=1e-4, atol=1e-6)
+
+    def mean_of_halves(mean_over_ranks):
+        results = [loss_and_grads(*half, mean_over_ranks) for half in halves]
+        grads = [(a + b) / 2 for a, b in zip(results[0][1], results[1][1], strict=True)]
+        return (results[0][0] + results[1][0]).item() / 2, grads
+
+    loss, grads = mean_of_halves(lambda kl: kl_whole)
+    assert loss == pytest.approx(whole_loss.item(), rel=1e-5)
+    for mean, whole in zip(grads, whole_grads, strict=True):
+        torch.testing.assert_close(mean, whole, rtol=1e-4, atol=1e-6)
+    _, per_half = mean_of_halves(None)  # each half deciding alone: not the batch's gradient
+    assert not all(torch.allclose(mean, whole, rtol=1e-4, atol=1e-6)
+                   for mean, whole in zip(per_half, whole_grads, strict=True))
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused(labelled, monkeypatch):
+    """Fewer training sketches (45) than batch_size: the batch drawn is all 45, which does
+    not split over 2 ranks; refused when the task is built, not at the first step."""
+    monkeypatch.setattr(runtime, "world", lambda: (0, 2))
+    with pytest.raises(ConfigError, match="a batch of 45 training sketches"):
+        _task(labelled, batch_size=64)
+    assert _task(labelled, batch_size=8).data is not None
 
 
 def test_torchrun_on_two_cpu_processes_follows_the_single_process_run(tmp_path):
@@ -396,13 +423,13 @@ def labelled(mirror):
     return load_drawings(["face", "cat"], per_class=25, mirror=mirror)
 
 
-def _task(labelled, data=True, **options):
+def _task(labelled, data=True, batch_size=8, **options):
     from sketchgen.config import TrainConfig
     from sketchgen.sketch_rnn_task import build_sketch_rnn_task
     from sketchgen.train import TaskInputs
 
-    config = TrainConfig(model="sketch-rnn", categories=("face", "cat"), batch_size=8, seed=5,
-                         size=28)
+    config = TrainConfig(model="sketch-rnn", categories=("face", "cat"), batch_size=batch_size,
+                         seed=5, size=28)
     model = SketchRNNConfig(**(SMALL | options))
     torch.manual_seed(0)  # the harness seeds the global RNG before building a task
     return build_sketch_rnn_task(TaskInputs(config, model, tuple(labelled.class_names),
