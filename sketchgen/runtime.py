@@ -234,7 +234,7 @@ def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
 
     _, size = world()
     if size == 1:
-        return value
+        return value.detach()
     total = value.detach().clone()
     dist.all_reduce(total)
     return total / size

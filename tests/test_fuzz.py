@@ -122,7 +122,10 @@ def _expected_validity(drawing) -> bool:
         for value in (v for c in stroke for v in c):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return False
-            if isinstance(value, int) and abs(value) > 1.7e308 or not math.isfinite(value):
+            try:
+                if not math.isfinite(value):  # float(int) raises beyond the float range
+                    return False
+            except OverflowError:
                 return False
         if not stroke[0]:
             return False

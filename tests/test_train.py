@@ -222,11 +222,17 @@ def test_torchrun_on_two_cpu_processes_follows_the_single_process_run(tmp_path):
 
 
 @pytest.mark.parametrize("options", [{}, {"mode": "class"}], ids=["defaults", "sketch-rnn-class"])
-def test_every_model_config_declares_whether_its_task_samples_by_label(options):
+def test_every_model_config_declares_whether_its_samples_follow_the_label(options):
+    """``conditional`` in the registry's config (what compare plans by) against behaviour:
+    the same noise with other labels gives other samples exactly when it says so."""
     from sketchgen import registry
 
     for name in registry.MODELS if not options else ["sketch-rnn"]:
-        config = TrainConfig(model=name, categories=CATEGORIES, model_options=options)
+        extra = {"standing_batches": 1} if registry.MODELS[name].kind == "bitmap" else {}
+        config = TrainConfig(model=name, categories=CATEGORIES, model_options=options | extra)
         _, model_config = registry.resolve(config)
+        torch.manual_seed(0)
         task = build_task(config, torch.device("cpu"), None, CATEGORIES, model_config)
-        assert model_config.conditional is task.conditional, name
+        first, second = (task.sample(3, torch.full((3,), label), torch.Generator().manual_seed(1))
+                         for label in (0, 1))
+        assert model_config.conditional is (not torch.equal(first, second)), name
