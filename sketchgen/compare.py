@@ -458,7 +458,8 @@ class Scorer:
         with threadpool_limits(limits=1, user_api="blas"):
             row = self._distances(self.reference[category], features)
         row["recognizability"] = recognizability(self.classifier, images, category).accuracy
-        return row
+        return row | {"blank": metrics.blank_share(images),
+                      "duplicates": metrics.duplicate_share(images)}
 
     def _distances(self, reference: np.ndarray, features: np.ndarray) -> dict[str, float]:
         from sketchgen import metrics

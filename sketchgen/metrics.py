@@ -14,6 +14,9 @@ callable mapping ``uint8`` images ``(N, H, W)`` to ``(N, D)`` floats is an extra
   the real k-NN manifold, and of real samples inside the generated one.
 * :func:`bootstrap_ci` and :func:`real_vs_real_floor` put any of them in context.
 
+Two checks read the images themselves, no features: :func:`blank_share` and
+:func:`duplicate_share`, the failures that a distance alone reports only as "large".
+
 :data:`METRICS` names them for the API and the ``compare`` command alike.
 """
 
@@ -286,6 +289,28 @@ def real_vs_real_floor(
     """The metric between two disjoint halves of the real set: the best a model can score at
     that sample count (FID and KID are biased by N, so compare rows at equal ``size``)."""
     return float(metric_fn(*split_halves(real, seed, size)))
+
+
+# --- image checks ---------------------------------------------------------------------------
+
+
+def blank_share(images: np.ndarray, ink_level: int = 128) -> float:
+    """Share of ``uint8`` images ``(N, H, W)`` (white ink on black) without a single pixel
+    at ``ink_level`` or brighter: drawings of nothing."""
+    images = np.asarray(images)
+    if not len(images):
+        raise ValueError("no images")
+    return float((images.reshape(len(images), -1).max(axis=1) < ink_level).mean())
+
+
+def duplicate_share(images: np.ndarray) -> float:
+    """Share of images equal, pixel for pixel, to an earlier image of the same set: hard
+    mode collapse (0 for N distinct images, (N - 1) / N for N copies of one)."""
+    images = np.ascontiguousarray(images)
+    if not len(images):
+        raise ValueError("no images")
+    distinct = np.unique(images.reshape(len(images), -1), axis=0)
+    return 1.0 - len(distinct) / len(images)
 
 
 # --- registry -------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ METRICS = (
     Metric("recognizability", "Recognizability", True, "share of generated drawings the "
            "classifier assigns to the intended category; on the real-vs-real rows, its "
            "accuracy on held-out real drawings", 3),
+    Metric("blank", "Blank", False, "share of generated drawings without one ink pixel "
+           "(none at grey level 128 or brighter): a generator that draws nothing", 3),
+    Metric("duplicates", "Duplicates", False, "share of generated drawings identical, pixel "
+           "for pixel, to an earlier one of the same N: hard mode collapse", 3),
 )
 
 RESULTS_CSV = "results.csv"

@@ -130,8 +130,10 @@ def test_results_hold_one_row_per_model_and_category_with_sane_values(finished):
     assert (results["fid"] >= 0).all()
     assert (results["fid_low"] <= results["fid_high"]).all()
     assert (results["kid_low"] <= results["kid_high"]).all()
-    for column in ("precision", "recall", "recognizability"):
+    for column in ("precision", "recall", "recognizability", "blank", "duplicates"):
         assert results[column].between(0, 1).all(), column
+    real = results[results["model"] == report.REAL_FLOOR]
+    assert (real["blank"] == 0).all() and (real["duplicates"] < 0.05).all()
 
 
 def test_json_and_tables_agree_with_the_csv(finished):

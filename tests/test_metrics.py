@@ -11,7 +11,9 @@ from torchmetrics.image.kid import poly_mmd
 
 from sketchgen.metrics import (
     METRICS,
+    blank_share,
     bootstrap_ci,
+    duplicate_share,
     extract_features,
     feature_statistics,
     fid,
@@ -257,3 +259,15 @@ def test_registry_names_the_metrics_the_report_prints():
     assert METRICS["precision"].compute(a, b) == precision_recall(a, b).precision
     assert METRICS["recall"].compute(a, b) == precision_recall(a, b).recall
     assert [m.higher_is_better for m in METRICS.values()] == [False, False, True, True]
+
+
+def test_blank_and_duplicate_shares_of_a_constructed_set():
+    images = np.zeros((5, 4, 4), np.uint8)  # 0, 1: blank and equal
+    images[2, 1, 1] = 127  # blank still: nothing at 128 or brighter; distinct from 0 and 1
+    images[3, 0, 0] = images[4, 0, 0] = 128  # ink, and the same drawing twice
+    assert blank_share(images) == pytest.approx(3 / 5)
+    assert duplicate_share(images) == pytest.approx(2 / 5)  # images 1 and 4 repeat earlier ones
+    assert duplicate_share(np.repeat(images[3:4], 8, axis=0)) == pytest.approx(7 / 8)
+    assert blank_share(images[3:]) == duplicate_share(images[2:4]) == 0.0
+    with pytest.raises(ValueError, match="no images"):
+        blank_share(images[:0])

@@ -28,6 +28,8 @@ def result_row(model, category, fid, kid=0.0125, recognizability=0.5, steps=40, 
         "precision": 0.25,
         "recall": 0.125,
         "recognizability": recognizability,
+        "blank": 0.0,
+        "duplicates": 0.0625,
     }
     if ci:
         row |= {"fid_low": fid - 0.5, "fid_high": fid + 1.3, "kid_low": 0.01, "kid_high": 0.02}
@@ -108,17 +110,17 @@ def test_missing_metric_column_is_rejected(results, tmp_path):
 def test_main_table_markdown_is_exact(results):
     expected = [
         "| Model | Category | N | FID ↓ | KID ↓ | Precision ↑ | Recall ↑ "
-        "| Recognizability ↑ |",
-        "|:---|:---|---:|---:|---:|---:|---:|---:|",
+        "| Recognizability ↑ | Blank ↓ | Duplicates ↓ |",
+        "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|",
         "| real-vs-real | eye | 200 | 1.50 [1.00, 2.80] | 0.0125 [0.0100, 0.0200] "
-        "| 0.250 | 0.125 | 0.875 |",
+        "| 0.250 | 0.125 | 0.875 | 0.000 | 0.062 |",
         "| dcgan | eye | 200 | 41.2 [40.7, 42.5] | 0.0125 [0.0100, 0.0200] "
-        "| 0.250 | 0.125 | 0.500 |",
-        "| cgan | eye | 200 | 30.0 | 0.0125 | 0.250 | 0.125 | – |",
+        "| 0.250 | 0.125 | 0.500 | 0.000 | 0.062 |",
+        "| cgan | eye | 200 | 30.0 | 0.0125 | 0.250 | 0.125 | – | 0.000 | 0.062 |",
         "| real-vs-real | mouth | 200 | 2.00 [1.50, 3.30] | 0.0125 [0.0100, 0.0200] "
-        "| 0.250 | 0.125 | 0.750 |",
+        "| 0.250 | 0.125 | 0.750 | 0.000 | 0.062 |",
         "| dcgan | mouth | 200 | 50.0 [49.5, 51.3] | 0.0125 [0.0100, 0.0200] "
-        "| 0.250 | 0.125 | 0.500 |",
+        "| 0.250 | 0.125 | 0.500 | 0.000 | 0.062 |",
         "",
     ]
     assert report.markdown_table(report.main_table(results)) == "\n".join(expected)
@@ -134,15 +136,16 @@ def test_main_table_latex_is_booktabs_with_escaped_cells(results, info):
         r"\centering",
         r"\caption{Features: classifier-k8-penultimate; N = 200 per row; seed 7; device cpu; "
         r"90\% bootstrap intervals in brackets.}",
-        r"\begin{tabular}{llrrrrrr}",
+        r"\begin{tabular}{llrrrrrrrr}",
         r"\toprule",
     ]
     assert lines[5] == (
         r"Model & Category & N & FID $\downarrow$ & KID $\downarrow$ & "
-        r"Precision $\uparrow$ & Recall $\uparrow$ & Recognizability $\uparrow$ \\"
+        r"Precision $\uparrow$ & Recall $\uparrow$ & Recognizability $\uparrow$ & "
+        r"Blank $\downarrow$ & Duplicates $\downarrow$ \\"
     )
     assert lines[6] == r"\midrule"
-    assert lines[9] == r"cgan & eye & 200 & 30.0 & 0.0125 & 0.250 & 0.125 & -- \\"
+    assert lines[9] == r"cgan & eye & 200 & 30.0 & 0.0125 & 0.250 & 0.125 & -- & 0.000 & 0.062 \\"
     assert lines[-3:] == [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     assert len(lines) == 5 + 1 + 1 + len(results) + 3
     assert tex.endswith("\n")
