@@ -117,10 +117,11 @@ class GanConfig:
             raise ConfigError(f"model {config.model!r} cannot make {config.size} px images; "
                               f"it supports {SIZE_RULES[self.architecture]}")
         real_batch = config.batch_size // 2 if self.d_update == "separate" else config.batch_size
-        _, world_size = runtime.world()
-        if real_batch < 1 or real_batch % world_size:
-            raise ConfigError(f"batch_size {config.batch_size} does not split into "
-                              f"{world_size} equal shards per D update ({self.d_update} update)")
+        if real_batch < 1:
+            raise ConfigError(f"batch_size {config.batch_size} leaves no real images per D "
+                              f"update ({self.d_update} update)")
+        runtime.check_shards(real_batch, f"batch_size {config.batch_size} (a {self.d_update} "
+                                         f"D update's {real_batch} real images)")
 
 
 SIZE_RULES = {

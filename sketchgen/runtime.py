@@ -212,6 +212,16 @@ def shard(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.chunk(size)[rank]
 
 
+def check_shards(count: int, what: str) -> None:
+    """Refuse, before any work, a global batch that does not split into equal shards over
+    the ranks (a ConfigError naming ``what``, a phrase that includes ``count``)."""
+    from sketchgen.config import ConfigError
+
+    _, size = world()
+    if count % size:
+        raise ConfigError(f"{what} does not split into {size} equal shards (torchrun)")
+
+
 def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
     """Replace each gradient by its mean over ranks (one all-reduce of a flat buffer)."""
     import torch

@@ -75,7 +75,7 @@ from rasterize.strokes import (
     stroke5_to_stroke3,
 )
 from sketchgen.config import ConfigError
-from sketchgen.runtime import eval_mode, world
+from sketchgen.runtime import check_shards, eval_mode
 
 if TYPE_CHECKING:
     from sketchgen.config import TrainConfig
@@ -173,10 +173,7 @@ class SketchRNNConfig:
         self.validate()
         if self.mode == "class" and len(train_config.categories) < 1:
             raise ConfigError("sketch-rnn: mode=class needs at least one category")
-        _, world_size = world()
-        if train_config.batch_size % world_size:
-            raise ConfigError(f"sketch-rnn: batch_size {train_config.batch_size} does not split "
-                              f"into {world_size} equal shards (torchrun)")
+        check_shards(train_config.batch_size, f"sketch-rnn: batch_size {train_config.batch_size}")
 
     def cell_for(self, model: str) -> tuple[str, float]:
         """``("fused", 1.0)`` for nn.LSTM, else ``("step", keep)`` for :class:`StepLSTM`."""

@@ -28,7 +28,6 @@ from rasterize.drawings import Drawing
 from rasterize.render import render
 from rasterize.strokes import drawing_to_stroke3, normalize_splits
 from sketchgen import runtime
-from sketchgen.config import ConfigError
 from sketchgen.data import split_indices
 from sketchgen.figures import save_grid
 from sketchgen.sketch_rnn import (
@@ -119,10 +118,7 @@ class SketchRNNTask:
         """Under torchrun the batch drawn -- all training sketches if there are fewer than
         ``batch_size`` -- must split into equal shards (fail before the first step)."""
         drawn = min(self.config.batch_size, len(self.data.sketches["train"]))
-        world_size = runtime.world()[1]
-        if drawn % world_size:
-            raise ConfigError(f"sketch-rnn: a batch of {drawn} training sketches does not "
-                              f"split into {world_size} equal shards (torchrun)")
+        runtime.check_shards(drawn, f"sketch-rnn: a batch of {drawn} training sketches")
 
     # -- training -------------------------------------------------------------------------
 
