@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rasterize.drawings import read_ndjson
+from http_mirror import serve  # tests/ is on sys.path (rootdir conftest)
 
 SHARED_MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
 
@@ -32,6 +33,13 @@ def mirror() -> Path:
     if not (path / "full" / "simplified").is_dir():
         pytest.fail(f"QUICKDRAW_MIRROR={path} is not a Quick, Draw! mirror folder")
     return path
+
+
+@pytest.fixture
+def server(mirror):
+    """The mirror over HTTP on a loopback port (``tests/http_mirror.py``)."""
+    with serve(mirror) as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
