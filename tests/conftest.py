@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from http_mirror import serve  # tests/ is on sys.path (rootdir conftest)
 
 from rasterize.drawings import read_ndjson
-from http_mirror import serve  # tests/ is on sys.path (rootdir conftest)
 
 SHARED_MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
 
