@@ -2,8 +2,8 @@
 
 * FID on 10k x 512 features: ours (symmetric eigendecompositions) vs the textbook
   ``scipy.linalg.sqrtm`` formula, both from the raw features, plus the distance alone;
-* classifier features (``qd-cnn-k32/dense``) on real 28 px bitmaps: batches of 512 vs one
-  image per call.
+* classifier features (``qd-cnn-k32/dense``) on real 28 px bitmaps (the 4,140 drawings of
+  ``common.CATEGORIES``, rendered): batches of 512 vs one image per call.
 
 Ratios and rates go to ``benchmark.extra_info`` (read by ``sketchgen.report``). Run:
 ``pytest benchmarks/bench_metrics.py``.
@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from common import MIRROR, best_times, record
+from common import best_times, real_bitmaps, record
 
 from sketchgen.classifier import Classifier, ClassifierConfig, build_model
+from sketchgen.data import LabelledBitmaps
 from sketchgen.metrics import extract_features, feature_statistics, fid, frechet_distance
 
 FEATURES, DIM = 10_000, 512
@@ -72,19 +73,19 @@ def test_fid_vs_scipy_sqrtm(benchmark, feature_sets):
 
 
 @pytest.fixture(scope="module")
-def bitmaps() -> np.ndarray:
-    """Real 28 px bitmaps: the first 500 rows of each of Google's six numpy_bitmap files."""
-    files = sorted((MIRROR / "full" / "numpy_bitmap").glob("*.npy"))
-    return np.concatenate([np.load(path)[:500].reshape(-1, 28, 28) for path in files])
+def real() -> LabelledBitmaps:
+    """Real 28 px bitmaps: the benchmarks' drawings, rendered as Google's bitmaps are."""
+    return real_bitmaps()
 
 
 @pytest.mark.benchmark(group="features")
-def test_feature_extraction_throughput(benchmark, bitmaps):
+def test_feature_extraction_throughput(benchmark, real):
     config = ClassifierConfig(width=32)
     # Speed does not depend on the weights: a freshly initialised network stands in.
     classifier = Classifier(
-        build_model(config, num_classes=6).eval(), config, [str(i) for i in range(6)]
+        build_model(config, num_classes=len(real.class_names)).eval(), config, real.class_names
     )
+    bitmaps = real.bitmaps
     single = bitmaps[:200]
     batched, one_by_one = best_times(
         lambda: extract_features(classifier.features, bitmaps, batch_size=512),

@@ -30,7 +30,7 @@ TARGETS = {"exact_vs_loop": 1.0, "two_processes_vs_loop": 1.8, "streaming_vs_ren
 
 @pytest.fixture(scope="module")
 def lines() -> list[bytes]:
-    return first_lines(12)  # 345 categories x 12 = 4140 drawings
+    return first_lines()  # 23 categories x 180 = 4140 drawings
 
 
 @pytest.fixture(scope="module")

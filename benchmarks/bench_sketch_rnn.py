@@ -1,11 +1,11 @@
 """Sketch-RNN throughput vs a straightforward per-timestep ``nn.LSTMCell`` loop, same run.
 
 Both sides are the same model at magenta's sizes (encoder 256 x 2, decoder 512, z 128,
-20 mixtures) with the same weights, data (real sketches of ``sketchrnn/face.npz``, padded to
-the data set's longest + 1 as in training) and batch size (100, magenta's); only the
-recurrent layers differ. The baseline replaces every ``nn.LSTM`` by a Python loop over an
-``nn.LSTMCell`` (checked to compute the same loss), so its encoder also reads each batch
-whole instead of in length buckets.
+20 mixtures) with the same weights, data (real face drawings of the benchmarks' common set, as
+stroke-3, normalised and padded to the data set's longest + 1 as in training) and batch size
+(100, magenta's); only the recurrent layers differ. The baseline replaces every ``nn.LSTM``
+by a Python loop over an ``nn.LSTMCell`` (checked to compute the same loss), so its encoder
+also reads each batch whole instead of in length buckets.
 
 * training: steps/s of a whole step (batch + augmentation, forward, backward, clip, Adam);
 * sampling: drawings/s. Ours decodes 100 sketches per step; the baseline decodes one
@@ -26,10 +26,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-from common import MIRROR, best_times, record
+from common import best_times, real_drawings, record
 from torch import nn
 
-from rasterize.strokes import normalize_splits, read_sketch_npz
+from rasterize.strokes import drawing_to_stroke3, normalize_splits
 from sketchgen.sketch_rnn import (
     FusedLSTM,
     MixtureParams,
@@ -42,6 +42,7 @@ from sketchgen.sketch_rnn import (
     sample_strokes5,
 )
 
+CATEGORY = "face"  # the sketches: common.PER_CATEGORY simplified drawings of it
 BATCH = 100  # magenta's batch size
 SAMPLE_LEN = 100  # points per sampled sketch on both sides
 SAMPLE_BATCH = 100  # sketches per decoding step in our sampler
@@ -90,8 +91,9 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def sketches():
-    raw = read_sketch_npz(MIRROR / "sketchrnn" / "face.npz")["sketches"]
-    return normalize_splits({"train": raw}).splits["train"]
+    """Real face sketches made ready as ``sketchgen train sketch-rnn`` does it."""
+    drawings = real_drawings([CATEGORY]).drawings
+    return normalize_splits({"train": [drawing_to_stroke3(d) for d in drawings]}).splits["train"]
 
 
 def trainer(model: SketchRNN, sketches, config: SketchRNNConfig):

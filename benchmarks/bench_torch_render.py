@@ -20,9 +20,8 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from common import best_times, first_lines, record
+from common import best_times, mixed_drawings, record
 
-from rasterize.drawings import parse_line
 from rasterize.render import render_reference
 from rasterize.torch_render import PolylineBatch, TorchRenderConfig, render, render_drawings
 
@@ -49,7 +48,7 @@ def one_thread(function):
 
 @pytest.fixture(scope="module")
 def drawings():
-    return [parse_line(line) for line in first_lines(12)]  # 345 categories x 12 = 4140
+    return mixed_drawings()  # 23 categories x 180 = 4140
 
 
 @pytest.mark.benchmark(group="torch-render")

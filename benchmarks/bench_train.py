@@ -20,14 +20,14 @@ import os
 
 import pytest
 import torch
-from common import MIRROR, best_times, record
+from common import PER_CATEGORY, best_times, real_drawings, record
 
 from rasterize.render import render
 from sketchgen import data, gan, registry, runtime
 from sketchgen.config import TrainConfig
 from sketchgen.train import TaskInputs, load_data
 
-CATEGORIES = ("dog", "face")  # 250 real drawings each in the shared mirror
+CATEGORIES = ("dog", "face")  # two of common.CATEGORIES, PER_CATEGORY drawings each
 BATCH = 64  # the presets' batch size
 STEPS = 3  # training steps per timed round
 TARGET = 1.5  # issue 3: >= 1.5x the naive loop on CPU
@@ -76,16 +76,15 @@ class NaiveTask(gan.GanTask):
 
 @pytest.fixture(scope="module")
 def drawings() -> data.LabelledDrawings:
-    return data.load_drawings(CATEGORIES, per_class=250, mirror=MIRROR)
+    return real_drawings(CATEGORIES)
 
 
 @pytest.mark.benchmark(group="train")
 @pytest.mark.parametrize(("model", "size"), CASES)
 def test_train_throughput_vs_naive_loop(benchmark, drawings, model, size):
     device = runtime.choose_device("auto")
-    config = TrainConfig(model=model, categories=CATEGORIES, per_class=250, size=size,
-                         batch_size=BATCH, device=str(device), progress=False,
-                         mirror=str(MIRROR))
+    config = TrainConfig(model=model, categories=CATEGORIES, per_class=PER_CATEGORY, size=size,
+                         batch_size=BATCH, device=str(device), progress=False)
     entry, model_config = registry.resolve(config)
     bitmaps, class_names = load_data(config, entry.kind, device)
     runtime.seed_everything(0)

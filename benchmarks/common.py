@@ -1,4 +1,11 @@
-"""What every benchmark shares: the mirror, a varied real mix of lines, the timer, extra_info.
+"""What every benchmark shares: a small fixed set of real drawings, the timer, extra_info.
+
+The drawings: the first :data:`PER_CATEGORY` simplified drawings of each of
+:data:`CATEGORIES`, read by Google name through ``sketchgen.data`` -- from
+``$QUICKDRAW_MIRROR`` (a folder or a URL) or, without one, Google's bucket; over HTTP only the
+head of each file is fetched. The shared mirror holds the first 250 lines of these categories
+in Google's order, byte for byte, so a run from the mirror and one from the bucket time the
+same drawings.
 
 Each benchmark times our implementation and its baseline *in the same run*, alternating
 between them and keeping each side's best round, so load on the machine hits both alike;
@@ -7,26 +14,56 @@ the ratio goes into ``benchmark.extra_info`` where the report reads it.
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
-MIRROR = Path(
-    os.environ.get("QUICKDRAW_MIRROR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
+import numpy as np
+import orjson
+
+from rasterize.drawings import Drawing
+from sketchgen import data
+
+# The 23 categories of which the shared mirror holds Google's first 250 simplified lines:
+# a varied mix (faces, animals, objects, shapes) with the same drawings in mirror and bucket.
+CATEGORIES = (
+    "bear", "beard", "bird", "bowtie", "circle", "cookie", "crab", "dog", "dragon", "ear",
+    "eyeglasses", "face", "hat", "headphones", "hot dog", "moustache", "necklace", "nose",
+    "sandwich", "sock", "wine bottle", "wine glass", "zigzag",
 )
-SIMPLIFIED = MIRROR / "full" / "simplified"
+PER_CATEGORY = 180  # drawings per category: 23 x 180 = 4,140 in all
 ROUNDS = 5  # best of 5 alternating rounds per side
 
 
-def first_lines(per_category: int) -> list[bytes]:
-    """The first lines of every simplified category file: a varied, real mix."""
-    lines = []
-    for path in sorted(SIMPLIFIED.glob("*.ndjson")):
-        with open(path, "rb") as stream:
-            lines += itertools.islice(stream, per_category)
-    return lines
+def _fixed(categories: Sequence[str]) -> tuple[str, ...]:
+    """``categories`` if all are in the fixed set (so every benchmark reads the same heads)."""
+    outside = [name for name in categories if name not in CATEGORIES]
+    if outside:
+        raise ValueError(f"{outside} are not among the benchmark categories {CATEGORIES}")
+    return tuple(categories)
+
+
+def real_drawings(categories: Sequence[str] = CATEGORIES) -> data.LabelledDrawings:
+    """The first PER_CATEGORY simplified drawings of each category, in file order."""
+    return data.load_drawings(_fixed(categories), per_class=PER_CATEGORY)
+
+
+def real_bitmaps(categories: Sequence[str] = CATEGORIES, size: int = 28) -> data.LabelledBitmaps:
+    """The same drawings rendered (once, then from the cache) at ``size`` px."""
+    return data.load_bitmaps(_fixed(categories), size, per_class=PER_CATEGORY)
+
+
+def mixed_drawings() -> list[Drawing]:
+    """All the drawings, interleaved: the first of every category, then the second, ..., so
+    a prefix (the 256 px render benchmark takes 690) is still a mix of all of them."""
+    loaded = real_drawings()
+    place = np.arange(len(loaded)) - np.searchsorted(loaded.labels, loaded.labels)
+    return [loaded.drawings[i] for i in np.lexsort((loaded.labels, place))]
+
+
+def first_lines() -> list[bytes]:
+    """:func:`mixed_drawings` as ndjson lines. ``Drawing.to_json`` is Google's record layout,
+    so these are the files' own lines byte for byte (``tests/test_fresh_machine.py``)."""
+    return [orjson.dumps(drawing.to_json()) + b"\n" for drawing in mixed_drawings()]
 
 
 def best_times(*functions, rounds: int = ROUNDS) -> list[float]:

@@ -1,8 +1,22 @@
-"""Benchmarks live in ``bench_*.py`` files: collect them when pytest is pointed at benchmarks/."""
+"""Benchmarks live in ``bench_*.py`` files: collect them when pytest is pointed at benchmarks/.
+
+Data comes from ``$QUICKDRAW_MIRROR``, by default (as in tox.ini) the mirror beside the
+checkout, ``../shared/quickdraw``; where that folder does not exist ``sketchgen.data`` says so
+in one line and reads Google's bucket instead.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+SHARED_MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("QUICKDRAW_MIRROR", str(SHARED_MIRROR))
 
 
 def pytest_collect_file(file_path, parent):
