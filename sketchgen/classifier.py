@@ -25,6 +25,7 @@ Python types, so ``torch.load(weights_only=True)`` reads it back.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -359,6 +360,17 @@ def load_classifier(path: str | Path, device: str | torch.device = "auto") -> Cl
     return Classifier(
         model, config, checkpoint["class_names"], checkpoint["history"], checkpoint["best_epoch"]
     )
+
+
+def weights_sha256(classifier: Classifier) -> str:
+    """sha256 of the weights (names, shapes, dtypes and values in order): which network this
+    is, whatever file or device it came from."""
+    digest = hashlib.sha256()
+    for name, tensor in classifier.model.state_dict().items():
+        values = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{values.dtype}:{tuple(values.shape)}".encode())
+        digest.update(values.numpy().tobytes())
+    return digest.hexdigest()
 
 
 # --- evaluation -----------------------------------------------------------------------------

@@ -63,7 +63,7 @@ from sketchgen.config import TrainConfig
 if TYPE_CHECKING:
     import torch
 
-    from sketchgen.classifier import Classifier, Evaluation
+    from sketchgen.classifier import Classifier, ClassifierConfig, Evaluation
     from sketchgen.sample import LoadedRun
 
 WORK = "_work"  # under the report folder; git-ignored (reports/**/_work/)
@@ -103,6 +103,13 @@ class ClassifierSettings:
     batch_size: int = 128  # the classifier module's default
     valid_fraction: float = 0.1  # share of the training drawings used for early stopping
     load: str | None = None  # a saved classifier to use instead of training one
+
+    def classifier_config(self, size: int, seed: int) -> ClassifierConfig:
+        """These settings as the classifier module's config (also the API's default evaluator)."""
+        from sketchgen.classifier import ClassifierConfig
+
+        return ClassifierConfig(width=self.width, size=size, batch_size=self.batch_size,
+                                max_epochs=self.max_epochs, patience=self.patience, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -391,9 +398,7 @@ def get_classifier(config: CompareConfig, real: RealData, device: torch.device) 
         return loaded
     train, valid = split_indices(len(real.train_images), config.seed,
                                  (1 - settings.valid_fraction, settings.valid_fraction))
-    classifier_config = qd.ClassifierConfig(
-        width=settings.width, size=config.size, batch_size=settings.batch_size,
-        max_epochs=settings.max_epochs, patience=settings.patience, seed=config.seed)
+    classifier_config = settings.classifier_config(config.size, config.seed)
     with tqdm(total=settings.max_epochs, desc="classifier", unit="epoch", file=sys.stderr,
               dynamic_ncols=True) as bar:
 

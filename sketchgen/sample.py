@@ -58,7 +58,7 @@ def sample_labels(run: LoadedRun, n: int, category: str | None = None) -> torch.
         return torch.arange(n) % len(run.class_names)
     if not run.task.conditional:
         raise ConfigError(f"{run.run_dir} holds an unconditional model; it cannot be asked "
-                          "for a category (leave out --category)")
+                          "for a category")
     if category not in run.class_names:
         raise ConfigError(f"category {category!r} is not one this run was trained on: "
                           f"{', '.join(run.class_names)}")

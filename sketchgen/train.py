@@ -181,11 +181,14 @@ def check_categories(config: TrainConfig) -> None:
         raise ConfigError(str(error)) from None
 
 
-def load_data(config: TrainConfig, kind: str, device: torch.device) -> tuple[Any, tuple[str, ...]]:
+def load_data(config: TrainConfig, kind: str, device: torch.device, given: Any | None = None
+              ) -> tuple[Any, tuple[str, ...]]:
     """The training data for a model kind, and its class names.
 
     "bitmap": rasterized once (cached on disk by ``sketchgen.data``), then one uint8 tensor on
     the device. "strokes": ``sketchgen.data.load_drawings`` as it is; the task prepares it.
+    ``given``: data already in memory (``train``'s ``data``), used instead of reading
+    ``config.categories``.
     """
     import numpy as np
     import torch
@@ -194,7 +197,9 @@ def load_data(config: TrainConfig, kind: str, device: torch.device) -> tuple[Any
     from sketchgen.config import ConfigError
 
     try:
-        if kind == "bitmap":
+        if given is not None:
+            loaded = _as_kind(given, kind, config.size)
+        elif kind == "bitmap":
             loaded = data.load_bitmaps(config.categories, config.size,
                                        per_class=config.per_class, mirror=config.mirror)
         else:
@@ -211,6 +216,101 @@ def load_data(config: TrainConfig, kind: str, device: torch.device) -> tuple[Any
     images = torch.from_numpy(np.ascontiguousarray(loaded.bitmaps)).to(device)
     labels = torch.from_numpy(np.asarray(loaded.labels, dtype=np.int64)).to(device)
     return BitmapData(images, labels, class_names), class_names
+
+
+def _as_kind(given: Any, kind: str, size: int) -> Any:
+    """Data passed in memory in the form ``kind`` trains on: drawings as they are, or bitmaps
+    (drawings rendered once at ``size``, Google's geometry, as ``sketchgen.data`` renders)."""
+    import numpy as np
+
+    from rasterize.render import render
+    from sketchgen.data import LabelledBitmaps, LabelledDrawings
+
+    if isinstance(given, LabelledDrawings):
+        if kind != "bitmap":
+            return given
+        return LabelledBitmaps(render(given.drawings, size=size), given.labels, given.class_names)
+    if kind != "bitmap":
+        raise ValueError("data: this model trains on strokes; give drawings (LabelledDrawings), "
+                         "not bitmaps")
+    images = np.asarray(given.bitmaps)
+    if images.dtype != np.uint8 or images.shape[1:] != (size, size):
+        raise ValueError(f"data: bitmaps of {images.dtype} {images.shape[1:]} do not fit "
+                         f"size={size} (expected uint8 (N, {size}, {size}))")
+    return given
+
+
+def config_for_data(config: TrainConfig, given: Any) -> TrainConfig:
+    """The run's config when ``train`` gets ``data`` (checked here, before any work): the
+    data's class names as categories (recorded in config.toml, not read); per_class and
+    mirror, which choose what is read, must be left unset."""
+    import dataclasses
+
+    import numpy as np
+
+    from sketchgen.config import ConfigError
+    from sketchgen.data import LabelledBitmaps, LabelledDrawings
+
+    if not isinstance(given, (LabelledDrawings, LabelledBitmaps)):
+        raise ConfigError("data must be sketchgen.data.LabelledDrawings or LabelledBitmaps, "
+                          f"got {type(given).__name__}")
+    class_names, labels = tuple(given.class_names), np.asarray(given.labels)
+    if (labels.shape != (len(given),) or not np.issubdtype(labels.dtype, np.integer)
+            or (len(labels) and not 0 <= labels.min() <= labels.max() < len(class_names))):
+        raise ConfigError(f"data: expected {len(given)} integer labels indexing "
+                          f"{len(class_names)} class names, got {labels.dtype} {labels.shape}")
+    if config.per_class is not None or config.mirror is not None:
+        raise ConfigError("per_class and mirror choose what is read from categories; with "
+                          "data given, select the drawings beforehand (e.g. "
+                          "sketchgen.data.load_drawings(sources, per_class=N))")
+    if config.categories and config.categories != class_names:
+        raise ConfigError(f"categories {list(config.categories)} differ from the data's class "
+                          f"names {list(class_names)}; leave categories out when giving data")
+    return dataclasses.replace(config, categories=class_names)
+
+
+def data_fingerprint(given: Any) -> dict[str, Any]:
+    """What identifies data passed in memory: its counts per class and a sha256 of labels
+    and content (bitmaps, or every drawing's stroke lengths and points). Recorded in the
+    checkpoint, so that a run is never resumed on other data."""
+    import hashlib
+
+    import numpy as np
+
+    from sketchgen.data import LabelledBitmaps
+
+    labels = np.asarray(given.labels, dtype=np.int64)
+    digest = hashlib.sha256("\0".join(given.class_names).encode() + b"\0" + labels.tobytes())
+    if isinstance(given, LabelledBitmaps):
+        kind = "bitmaps"
+        digest.update(np.ascontiguousarray(given.bitmaps).tobytes())
+    else:
+        kind = "drawings"
+        for drawing in given.drawings:
+            lengths = [len(drawing.strokes), *(len(stroke) for stroke in drawing.strokes)]
+            digest.update(np.asarray(lengths, dtype=np.int64).tobytes())
+            digest.update(np.ascontiguousarray(drawing.points(), dtype=np.float64).tobytes())
+    per_class = np.bincount(labels, minlength=len(given.class_names)).tolist()
+    return {"kind": kind, "count": len(labels), "per_class": per_class,
+            "sha256": digest.hexdigest()}
+
+
+def check_same_data(checkpoint: dict[str, Any], fingerprint: dict[str, Any] | None) -> None:
+    """Refuse to resume a run on other data than it was trained on (``None``: read from the
+    config's categories)."""
+    from sketchgen.config import ConfigError
+
+    stored = checkpoint.get("data")
+    if stored == fingerprint:
+        return
+
+    def described(value: dict[str, Any] | None) -> str:
+        if value is None:
+            return "the config's categories"
+        return f"{value['count']} {value['kind']} given as data (sha256 {value['sha256'][:12]})"
+
+    raise ConfigError(f"cannot resume: the checkpoint was trained on {described(stored)}, "
+                      f"not on {described(fingerprint)}")
 
 
 def grid_labels(count: int, num_classes: int, columns: int) -> torch.Tensor:
@@ -299,18 +399,24 @@ def build_task(config: TrainConfig, device: torch.device, data: Any,
     return entry.build(TaskInputs(config, model_config, class_names, device, data))
 
 
-def train(config: TrainConfig, resume: bool = False) -> RunResult:
+def train(config: TrainConfig, resume: bool = False, data: Any | None = None) -> RunResult:
     """Train ``config.model`` as configured, writing everything into ``config.out``.
 
     ``resume``: continue from ``<out>/checkpoint.pt`` if there is one (else start afresh);
     without it, a run directory that already holds a checkpoint is refused.
+    ``data``: a ``sketchgen.data.LabelledDrawings`` (bitmap models render it once at
+    ``config.size``) or ``LabelledBitmaps`` already in memory, trained on instead of reading
+    ``config.categories`` (see :func:`config_for_data`); its :func:`data_fingerprint` goes
+    into the checkpoint, and resuming on other data is refused.
     Raises ConfigError (bad settings, before any work) or DivergenceError.
     """
     from sketchgen import runtime
 
+    if data is not None:
+        config = config_for_data(config, data)
     rank, world_size, device = runtime.init_distributed(config.device)
     try:
-        return _train(config, resume, device, is_main=rank == 0)
+        return _train(config, resume, device, is_main=rank == 0, given=data)
     finally:
         if world_size > 1:
             import torch.distributed as dist
@@ -318,25 +424,28 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: bool
-           ) -> RunResult:
+def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: bool,
+           given: Any | None = None) -> RunResult:
     from sketchgen import registry, runtime
     from sketchgen.config import ConfigError
 
     entry, model_config = registry.resolve(config)
-    check_categories(config)
+    if given is None:
+        check_categories(config)
     run = _Run(config.out)
     if is_main:
         run.remove_temporaries()
     checkpoint = _checkpoint_to_resume(run, config, resume)
+    fingerprint = None if given is None else data_fingerprint(given)
     if checkpoint is not None:
+        check_same_data(checkpoint, fingerprint)
         model_config = entry.model_config(checkpoint["model_config"])
     runtime.seed_everything(config.seed)
-    data, class_names = load_data(config, entry.kind, device)
+    data, class_names = load_data(config, entry.kind, device, given)
     task = build_task(config, device, data, class_names, model_config)
     if runtime.world()[1] > 1 and not getattr(task, "supports_distributed", False):
         raise ConfigError(f"model {config.model!r} does not support torchrun yet")
-    session = _Session(config, model_config, class_names, task, run, is_main)
+    session = _Session(config, model_config, class_names, task, run, is_main, fingerprint)
     if checkpoint is not None:
         session.restore(checkpoint)
     else:
@@ -369,9 +478,11 @@ class _Session:
     Under torchrun every rank runs the loop; only the main rank (0) writes files."""
 
     def __init__(self, config: TrainConfig, model_config: Any, class_names: tuple[str, ...],
-                 task: Task, run: _Run, is_main: bool = True) -> None:
+                 task: Task, run: _Run, is_main: bool = True,
+                 data_fingerprint: dict[str, Any] | None = None) -> None:
         self.config, self.model_config, self.class_names = config, model_config, class_names
         self.task, self.run, self.is_main = task, run, is_main
+        self.data_fingerprint = data_fingerprint  # of data given in memory, else None
         self.last_saved: int | None = None  # step of the checkpoint on disk
         self.grid_columns = max(1, round(config.grid_size ** 0.5))
         self.grid_labels = grid_labels(config.grid_size, len(class_names), self.grid_columns)
@@ -420,7 +531,8 @@ class _Session:
             "format": CHECKPOINT_FORMAT, "step": step, "model": self.config.model,
             "config": self.config.to_dict(),
             "model_config": plain(dataclasses.asdict(self.model_config)),
-            "class_names": list(self.class_names), "task": state, "rng": runtime.rng_state(),
+            "class_names": list(self.class_names), "data": self.data_fingerprint,
+            "task": state, "rng": runtime.rng_state(),
         }, self.run.checkpoint)
 
     def save_grid(self, step: int) -> None:

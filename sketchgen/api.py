@@ -1,0 +1,456 @@
+"""The notebook API: one call per step, numpy in and numpy out.
+
+::
+
+    import sketchgen as sg
+    drawings = sg.load("eye", per_class=2000)        # LabelledDrawings (or a path, or several)
+    images = sg.render(drawings, size=28)             # uint8 (N, 28, 28), white ink on black
+    model = sg.fit("dcgan", drawings, steps=500)      # a Model (temporary run folder, or out=)
+    fake = model.sample(1000, seed=1)                 # uint8 (1000, 28, 28)
+    print(sg.fid(images[-1000:], fake))               # in the default evaluator's features
+
+Every default has one home, shared with the command line: loading is
+``sketchgen.data.load_drawings``, rendering ``rasterize.render.render`` (Google's geometry),
+training settings ``sketchgen.config.TrainConfig`` plus the model's config dataclass, the
+evaluator's network and training ``sketchgen.compare.ClassifierSettings`` (what ``sketchgen
+compare`` trains), the metrics ``sketchgen.metrics``. Errors name parameters, never flags.
+
+The default evaluator: the suite downloads no weights, so FID's feature space is a width-k
+Quick, Draw! classifier it trains itself (:class:`EvaluatorConfig`), once, on Google's first
+250 simplified drawings of 26 categories -- lines that Google's bucket and the shared mirror
+hold identically -- and keeps in the cache folder keyed by its full config; its identity
+(config, sha256 of the training bitmaps and of the weights, test accuracy) is
+``sg.evaluator().identity``.
+
+torch is imported only by the functions that need it, so ``import sketchgen`` stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rasterize.drawings import Drawing
+from sketchgen.data import LabelledBitmaps, LabelledDrawings, cache_dir, load_drawings
+
+if TYPE_CHECKING:
+    from sketchgen.classifier import Classifier, ClassifierConfig
+    from sketchgen.config import TrainConfig
+    from sketchgen.metrics import KID
+    from sketchgen.sample import LoadedRun
+
+load = load_drawings  # sg.load(sources, per_class=None, fmt="simplified", ...): the data module's
+
+
+def _drawings(value: Any, name: str) -> list[Drawing]:
+    """``value`` as a list of drawings: LabelledDrawings or a sequence of Drawing."""
+    if isinstance(value, LabelledDrawings):
+        return value.drawings
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if all(isinstance(item, Drawing) for item in value):
+            return list(value)
+    raise TypeError(f"{name}: expected LabelledDrawings or a sequence of Drawing, "
+                    f"got {type(value).__name__}")
+
+
+def render(drawings: LabelledDrawings | Sequence[Drawing], **options: Any) -> np.ndarray:
+    """uint8 bitmaps ``(N, size, size)``, white ink on black, of LabelledDrawings or a list of
+    drawings: ``rasterize.render.render`` with its options and defaults (``size=28``, line
+    width 16, padding 16: byte for byte Google's numpy_bitmap at 28 px)."""
+    from rasterize.render import render as render_drawings
+
+    return render_drawings(_drawings(drawings, "drawings"), **options)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
+        out: str | os.PathLike | None = None, resume: bool = True, **settings: Any) -> Model:
+    """Train registry model ``model`` on ``data`` (drawings or bitmaps already loaded) and
+    return it as a :class:`Model`.
+
+    ``settings``: ``TrainConfig`` fields (``steps``, ``batch_size``, ``seed``, ``size``,
+    ``device``, ``progress``, ...; their defaults are the CLI's) and the model's own options
+    (e.g. ``width=32``; or a ``model_options`` dict). ``out=None`` trains in a temporary run
+    folder that the Model removes when closed or garbage-collected; with ``out``, the run stays
+    there, and calling ``fit`` again with the same settings and data returns that run
+    (continuing it if it was interrupted, or if ``steps`` grew); other settings or data are
+    refused, naming what differs. ``resume=False`` refuses an ``out`` that holds a run.
+    """
+    from sketchgen import registry
+    from sketchgen.sample import load_run
+    from sketchgen.train import CHECKPOINT, DivergenceError, train
+
+    config = _train_config(model, data, out, settings)
+    registry.resolve(config)  # bad options fail here, before an existing run is looked at
+    if out is None:
+        folder = tempfile.mkdtemp(prefix="sketchgen-run-")
+        try:
+            train(dataclasses.replace(config, out=folder), data=data)
+        except DivergenceError:
+            raise  # the message points into the folder: keep it for inspection
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return Model(load_run(folder), temporary=True)
+    if not (Path(out) / CHECKPOINT).exists():
+        train(config, data=data)
+    elif not _finished(config, data, resume):
+        train(config, resume=True, data=data)
+    return Model(load_run(out))
+
+
+def _train_config(model: str, data: Any, out: str | os.PathLike | None,
+                  settings: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a ``fit`` call: TrainConfig fields as given, everything else a model
+    option (unknown names fail, listing both kinds)."""
+    from sketchgen import registry
+    from sketchgen.config import FIELDS, ConfigError, config_from_mapping
+    from sketchgen.train import config_for_data
+
+    entry = registry.get_model(model)
+    options = {key: value for key, value in settings.items() if key not in FIELDS}
+    known = sorted(field.name for field in dataclasses.fields(entry.default_config()))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        trainable = sorted(set(FIELDS) - {"model", "out"})
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: training settings are "
+                          f"{', '.join(trainable)}; options of model {model!r} are "
+                          f"{', '.join(known)}")
+    values = {key: value for key, value in settings.items() if key in FIELDS}
+    values["model"] = model
+    if options:
+        values["model_options"] = {**settings.get("model_options", {}), **options}
+    if out is not None:
+        values["out"] = os.fspath(out)
+    return config_for_data(config_from_mapping(values), data)
+
+
+def _finished(config: TrainConfig, data: Any, resume: bool) -> bool:
+    """Whether the run in ``config.out`` is complete; refuses one that does not fit."""
+    from sketchgen import runtime
+    from sketchgen.config import ConfigError
+    from sketchgen.train import CHECKPOINT, _check_resumable, check_same_data, data_fingerprint
+
+    where = f"out={config.out!r}"
+    if not resume:
+        raise ConfigError(f"{where} already holds a run; pass resume=True to continue or "
+                          "reuse it, or choose another out")
+    checkpoint = runtime.load_checkpoint(Path(config.out) / CHECKPOINT)
+    try:
+        _check_resumable(checkpoint["config"], config)
+        check_same_data(checkpoint, data_fingerprint(data))
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}; choose another out to train with these "
+                          "settings") from None
+    if checkpoint["step"] > config.steps:
+        raise ConfigError(f"{where} holds a run trained for {checkpoint['step']} steps, more "
+                          f"than steps={config.steps}")
+    return checkpoint["step"] == config.steps
+
+
+class Model:
+    """A trained run, sampled as numpy: :meth:`sample` gives uint8 bitmaps, and
+    :meth:`sample_drawings` strokes for stroke models; the same seed gives the same samples
+    (``sketchgen.sample``'s functions, as ``sketchgen sample`` uses)."""
+
+    def __init__(self, run: LoadedRun, temporary: bool = False) -> None:
+        self._run = run
+        self._remove = None  # removes a temporary run folder, once
+        if temporary:
+            self._remove = weakref.finalize(self, shutil.rmtree, run.run_dir, True)
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike, **options: Any) -> Model:
+        """A run folder written by ``fit(out=...)`` or ``sketchgen train``; ``options`` go to
+        ``sketchgen.sample.load_run`` (``device``)."""
+        from sketchgen.sample import load_run
+
+        return cls(load_run(run_dir, **options))
+
+    @property
+    def kind(self) -> str:
+        return self._run.kind  # "bitmap" or "strokes"
+
+    @property
+    def size(self) -> int:
+        return self._run.size
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._run.class_names
+
+    @property
+    def conditional(self) -> bool:
+        return self._run.task.conditional
+
+    @property
+    def step(self) -> int:
+        return self._run.step
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run folder (checkpoint, log, grids, learning.gif); None once a temporary one
+        has been removed."""
+        if self._remove is not None and not self._remove.alive:
+            return None
+        return self._run.run_dir
+
+    def sample_classes(self, n: int, category: str | None = None) -> np.ndarray:
+        """The class name of each of the ``n`` rows ``sample`` returns (str array): the given
+        category, or (none given) the classes in turn."""
+        return np.asarray(self.class_names)[self._labels(n, category).numpy()]
+
+    def sample(self, n: int, seed: int = 0, category: str | None = None) -> np.ndarray:
+        """``n`` uint8 bitmaps ``(n, size, size)``, white ink on black; ``category`` for a
+        class-conditional model, else the classes in turn (see :meth:`sample_classes`)."""
+        from sketchgen.sample import sample_images
+
+        return sample_images(self._run, self._labels(n, category), seed)
+
+    def sample_drawings(self, n: int, seed: int = 0, category: str | None = None
+                        ) -> list[Drawing]:
+        """``n`` drawings (strokes) from a stroke model; ``render`` of them is what
+        :meth:`sample` returns for the same arguments."""
+        from sketchgen.sample import sample_drawings
+
+        if self.kind != "strokes":
+            raise ValueError(f"this model draws bitmaps, not strokes ({self.kind!r}); "
+                             "use sample()")
+        return sample_drawings(self._run, self._labels(n, category), seed)
+
+    def _labels(self, n: int, category: str | None):
+        from sketchgen.sample import sample_labels
+
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        return sample_labels(self._run, int(n), category)
+
+    def close(self) -> None:
+        """Remove a temporary run folder now (the model stays usable: it is in memory)."""
+        if self._remove is not None:
+            self._remove()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Model({self.kind}, step {self.step}, classes {list(self.class_names)}, "
+                f"run_dir {self.run_dir})")
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+# Every category whose first 250 simplified lines the shared mirror holds in Google's order
+# (its README), so the default evaluator is the same from Google's bucket and from the mirror.
+EVALUATOR_CATEGORIES = (
+    "bear", "beard", "bird", "bowtie", "circle", "cookie", "crab", "dog", "dragon", "ear",
+    "eye", "eyeglasses", "face", "hat", "headphones", "hot dog", "monkey", "moustache",
+    "mouth", "necklace", "nose", "sandwich", "sock", "wine bottle", "wine glass", "zigzag",
+)
+EVALUATOR_FORMAT = "sketchgen.api.evaluator/1"  # bumped when the build recipe changes
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """What defines an evaluator; its network and training are ``compare``'s
+    ``ClassifierSettings`` defaults, split 80/10/10 by ``classifier.fit_and_evaluate``."""
+
+    categories: tuple[str, ...] = EVALUATOR_CATEGORIES  # Google names, one class each
+    per_class: int = 250  # Google's first N simplified drawings of each: 26 x 250 trains in
+    # about 25 s on one CPU core (early stopping after ~12 epochs), once per cache folder
+    size: int = 28  # bitmap side; the suite's default training size and Google's numpy_bitmap
+    seed: int = 0  # weight initialisation, batch order and the split
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", tuple(self.categories))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full recipe, which keys the cache: these fields, the classifier's config, the
+        format (always rendered from simplified drawings)."""
+        return {"format": EVALUATOR_FORMAT, "categories": list(self.categories),
+                "per_class": self.per_class, "size": self.size, "seed": self.seed,
+                "classifier": self.classifier_config().to_dict()}
+
+    def classifier_config(self) -> ClassifierConfig:
+        from sketchgen.compare import ClassifierSettings
+
+        return ClassifierSettings().classifier_config(self.size, self.seed)
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A feature space for FID, KID and precision/recall: a trained Quick, Draw! classifier
+    and what identifies it (``identity``: config, weights sha256, ...)."""
+
+    classifier: Classifier
+    identity: dict[str, Any]
+
+    @property
+    def feature_name(self) -> str:
+        return self.classifier.feature_name  # e.g. "qd-cnn-k16/dense", as in compare's tables
+
+    def images(self, value: Any, name: str = "images") -> np.ndarray:
+        """``value`` as the classifier's input: uint8 bitmaps ``(N, size, size)`` (or the
+        suite's ``.npy`` rows ``(N, size*size)``), LabelledBitmaps, or drawings (rendered as
+        the classifier's training data were)."""
+        if isinstance(value, LabelledBitmaps):
+            return value.bitmaps
+        if not isinstance(value, np.ndarray):
+            return self.classifier.render(_drawings(value, name))
+        side = self.classifier.config.size
+        if value.ndim == 2 and value.shape[1] == side * side:
+            return value.reshape(len(value), side, side)
+        return value
+
+    def features(self, value: Any, name: str = "images") -> np.ndarray:
+        """float64 ``(N, D)`` features of ``value`` (see :meth:`images`)."""
+        from sketchgen.classifier import as_input
+        from sketchgen.metrics import extract_features
+
+        images = self.images(value, name)
+        try:
+            as_input(images, self.classifier.config)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+        return extract_features(self.classifier.features, images)
+
+
+def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) -> Evaluator:
+    """The evaluator for ``config`` (default: the suite's default evaluator), from the cache
+    folder (``sketchgen.data.cache_dir()/evaluators``) or trained once on the CPU and cached
+    there. ``mirror``: where its drawings come from (default: as ``sketchgen.data``)."""
+    config = config or EvaluatorConfig()
+    recipe = config.to_dict()
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    path = cache_dir() / "evaluators" / f"{key[:32]}.pt"
+    record = path.with_suffix(".json")
+    if path.exists() and record.exists():
+        return _cached(path, record, recipe)
+    return _build(config, path, record, mirror)
+
+
+def _cached(path: Path, record: Path, recipe: dict[str, Any]) -> Evaluator:
+    from sketchgen.classifier import load_classifier, weights_sha256
+
+    identity = json.loads(record.read_text())
+    classifier = load_classifier(path, "cpu")
+    if identity.get("config") != recipe or weights_sha256(classifier) != identity.get(
+            "weights_sha256"):
+        raise ValueError(f"{path}: the cached evaluator does not match its record {record} "
+                         "(modified or corrupt); delete both to build it again")
+    return Evaluator(classifier, identity)
+
+
+# Built on the CPU: bit for bit the same weights for every run of the same torch on the same
+# kind of CPU (CUDA kernels are not deterministic); 6,500 small bitmaps need no GPU.
+_BUILD_DEVICE = "cpu"
+
+
+def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None) -> Evaluator:
+    from tqdm import tqdm
+
+    from sketchgen.classifier import fit_and_evaluate, save_classifier, weights_sha256
+    from sketchgen.data import load_bitmaps
+    from sketchgen.runtime import atomic_write
+
+    loaded = load_bitmaps(config.categories, config.size, per_class=config.per_class,
+                          mirror=mirror)
+    counts = np.bincount(loaded.labels, minlength=len(loaded.class_names))
+    short = [f"{name} ({count})" for name, count in zip(loaded.class_names, counts, strict=True)
+             if count < config.per_class]
+    if short:
+        raise ValueError(f"the evaluator needs the first {config.per_class} drawings of each "
+                         f"category; the data source has fewer for {', '.join(short)}")
+    classifier_config = config.classifier_config()
+    with tqdm(total=classifier_config.max_epochs, unit="epoch", file=sys.stderr,
+              desc=f"evaluator {classifier_config.feature_name} (once; cached)") as bar:
+
+        def log(entry: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(valid_accuracy=f"{entry['valid_accuracy']:.3f}", refresh=False)
+
+        classifier, test = fit_and_evaluate(loaded.bitmaps, loaded.labels, loaded.class_names,
+                                            classifier_config, _BUILD_DEVICE, log)
+    data = hashlib.sha256(np.ascontiguousarray(loaded.bitmaps).tobytes()
+                          + loaded.labels.astype(np.int64).tobytes())
+    identity = {"feature_space": classifier.feature_name, "config": config.to_dict(),
+                "data_sha256": data.hexdigest(), "weights_sha256": weights_sha256(classifier),
+                "best_epoch": classifier.best_epoch, "test_accuracy": test.accuracy,
+                "test_drawings": test.n}
+    # The record first: a cached network without its record is rebuilt, never trusted.
+    atomic_write(record, lambda tmp: tmp.write_text(json.dumps(identity, indent=1) + "\n"))
+    save_classifier(classifier, path)
+    return Evaluator(classifier, identity)
+
+
+def _as_evaluator(value: Any) -> Evaluator:
+    """None (the default evaluator), an Evaluator, an EvaluatorConfig, a Classifier or the
+    path of a saved classifier."""
+    from sketchgen.classifier import Classifier, load_classifier, weights_sha256
+
+    if value is None or isinstance(value, EvaluatorConfig):
+        return evaluator(value)
+    if isinstance(value, Evaluator):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        value = load_classifier(value, "cpu")
+    if isinstance(value, Classifier):
+        return Evaluator(value, {"feature_space": value.feature_name,
+                                 "config": value.config.to_dict(),
+                                 "weights_sha256": weights_sha256(value)})
+    raise TypeError("evaluator: expected None, an Evaluator, an EvaluatorConfig, a Classifier "
+                    f"or a saved classifier's path, got {type(value).__name__}")
+
+
+def features(images: Any, evaluator: Any = None) -> np.ndarray:
+    """float64 ``(N, D)`` features of bitmaps or drawings in ``evaluator``'s feature space
+    (default: the default evaluator); the input of every ``sketchgen.metrics`` function."""
+    return _as_evaluator(evaluator).features(images, "images")
+
+
+def _pair(real: Any, fake: Any, evaluator: Any) -> tuple[np.ndarray, np.ndarray]:
+    judge = _as_evaluator(evaluator)
+    return judge.features(real, "real"), judge.features(fake, "fake")
+
+
+def fid(real: Any, fake: Any, evaluator: Any = None) -> float:
+    """FID between two sets of bitmaps or drawings (``sketchgen.metrics.fid``) in
+    ``evaluator``'s feature space (default: the default evaluator)."""
+    from sketchgen import metrics
+
+    return metrics.fid(*_pair(real, fake, evaluator))
+
+
+def kid(real: Any, fake: Any, evaluator: Any = None, **options: Any) -> KID:
+    """KID (mean, std, subsets, subset size) as ``sketchgen.metrics.kid``, whose options
+    (``subsets``, ``subset_size``, ``seed``) and defaults apply."""
+    from sketchgen import metrics
+
+    return metrics.kid(*_pair(real, fake, evaluator), **options)
+
+
+def scores(real: Any, fake: Any, evaluator: Any = None) -> dict[str, float]:
+    """Every metric of ``sketchgen.metrics.METRICS`` (fid, kid, precision, recall), as
+    ``sketchgen compare`` names them, from one feature extraction."""
+    from sketchgen.metrics import METRICS
+
+    real_features, fake_features = _pair(real, fake, evaluator)
+    return {name: float(metric.compute(real_features, fake_features))
+            for name, metric in METRICS.items()}
