@@ -1,0 +1,185 @@
+"""The GPU self-check (``python -m sketchgen.gpu_check``) on a machine without a GPU: the
+no-CUDA line, every check that needs no CUDA passing on the CPU at the tiny scale, the
+CPU-vs-device comparisons with the CPU standing in for the GPU, and the runner's lines."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from sketchgen import gpu_check
+from sketchgen.gpu_check import Check, CheckFailed, Context, Outcome, TrainedRun
+
+LINE = re.compile(r"^(PASS|FAIL|SKIP)  (.+?) +(\d+\.\d s|-)  (.+)$")
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+
+FAKE_BENCH_TRAIN = '''
+import pytest
+
+@pytest.mark.parametrize(("model", "size"), [("sngan", 28), ("sngan", 64)])
+def test_train_throughput_vs_naive_loop(benchmark, model, size):
+    benchmark.pedantic(lambda: None, rounds=1)
+    benchmark.extra_info.update(model=model, size=size, device="cpu", images_per_s=1234.5,
+                                speedup_vs_naive=1.25)
+'''
+
+
+@pytest.fixture(scope="module")
+def fake_benchmarks(tmp_path_factory) -> Path:
+    """A stand-in for benchmarks/bench_train.py that finishes at once (the real one takes
+    over a minute on a CPU; its case ids are checked against the real file below)."""
+    folder = tmp_path_factory.mktemp("checkout") / "benchmarks"
+    folder.mkdir()
+    (folder / "bench_train.py").write_text(textwrap.dedent(FAKE_BENCH_TRAIN))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory, fake_benchmarks):
+    """Every check on the CPU at the tiny scale, as ``--device cpu --scale tiny`` runs them:
+    (context with its trained runs, the printed lines)."""
+    with pytest.MonkeyPatch.context() as patch:
+        # the autouse cache fixture is per test; this module-wide run needs its own
+        patch.setenv("SKETCHGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        ctx = Context(torch.device("cpu"), gpu_check.SCALES["tiny"],
+                      tmp_path_factory.mktemp("gpu-check"), ranks=2, benchmarks=fake_benchmarks)
+        out = io.StringIO()
+        gpu_check.run_checks(gpu_check.CHECKS, ctx, out)
+        yield ctx, out.getvalue().splitlines()
+
+
+@no_gpu
+def test_without_cuda_the_default_run_prints_one_line_and_exits_0():
+    done = subprocess.run([sys.executable, "-m", "sketchgen.gpu_check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"no CUDA device: nothing to check (torch {torch.__version__}, "
+                           "CUDA not available)\n")
+
+
+@no_gpu
+def test_an_nvidia_driver_with_a_torch_that_sees_no_cuda_fails(tmp_path, monkeypatch, capsys):
+    """A GPU machine whose torch is the CPU build must not pass as 'nothing to check'."""
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: 550.54\n")
+    monkeypatch.setattr(gpu_check, "NVIDIA_DRIVER", driver)
+    assert gpu_check.main([]) == 1
+    assert "install a CUDA build of torch" in capsys.readouterr().out
+
+
+def test_cpu_mode_passes_every_check_that_needs_no_cuda(cpu_run):
+    _, lines = cpu_run
+    parsed = [LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    outcomes = {match[2]: (match[1], match[4]) for match in parsed}
+    assert list(outcomes) == [check.name for check in gpu_check.CHECKS]
+    for check in gpu_check.CHECKS:
+        status, detail = outcomes[check.name]
+        expected = ("SKIP", "(needs CUDA)") if check.needs_cuda else ("PASS", detail)
+        assert (status, detail) == expected, check.name
+    assert "2 steps + 1 resumed" in outcomes["train sngan"][1]
+    assert "sngan 28 px 1,234 images/s, 1.25x the DataLoader loop" in outcomes["bench train"][1]
+    assert len({match.start(4) for match in parsed}) == 1  # the figures start in one column
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("sample sngan cuda vs cpu", "100% of 8 samples identical to the CPU's"),
+    ("sample sketch-rnn cuda vs cpu", "100% of 8 samples identical to the CPU's"),
+    ("torch render cuda vs cpu", "largest pixel difference 0 (bound 1), gradient relative "
+                                 "difference 0.0e+00"),
+    ("fid cuda vs cpu", "(relative difference 0.0e+00, bound 1e-02)"),
+    ("torchrun dcgan (nccl)", "2 ranks, backend gloo on cpu, step 2"),
+])
+def test_checks_that_compare_with_the_cpu_pass_with_the_cpu_as_the_device(cpu_run, name,
+                                                                          expected):
+    """The CUDA-only checks that need no CUDA feature run here with the CPU standing in for
+    the GPU (torchrun on two gloo ranks), so they cannot rot."""
+    ctx, _ = cpu_run
+    check = next(check for check in gpu_check.CHECKS if check.name == name)
+    assert expected in check.run(ctx)
+
+
+def test_options_that_change_nothing_fail_where_they_are_required(tmp_path):
+    run = TrainedRun(tmp_path, 3, 1, {}, {"autocast": set(), "scaler": False, "compiled": 0})
+    with pytest.raises(CheckFailed, match="--amp on CUDA, but the task entered no autocast"):
+        gpu_check._applied(run, amp=True, compile=False, required=True)
+    with pytest.raises(CheckFailed, match="--compile on CUDA, but the task compiled no module"):
+        gpu_check._applied(run, amp=False, compile=True, required=True)
+    assert gpu_check._applied(run, amp=True, compile=True, required=False) == [
+        "--amp not applied: this model has no autocast path (float32)",
+        "--compile not applied: this model compiles nothing"]
+    used = {"autocast": {"float16"}, "scaler": True, "compiled": 2}
+    assert gpu_check._applied(TrainedRun(tmp_path, 3, 0, {}, used), True, True, True) == [
+        "autocast float16, GradScaler on", "2 modules compiled"]
+
+
+def test_a_failing_check_is_one_fail_line_and_exit_status_1(monkeypatch, capsys):
+    def broken(ctx):
+        raise ValueError("first line of the reason\nsecond line")
+
+    checks = (Check("broken", broken, 1), Check("fine", lambda ctx: "a figure", 1),
+              Check("cuda only", lambda ctx: "never run", 1, needs_cuda=True))
+    monkeypatch.setattr(gpu_check, "CHECKS", checks)
+    assert gpu_check.main(["--device", "cpu"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"sketchgen GPU self-check on cpu, scale normal: torch {torch.__version__}"
+    assert [LINE.match(line).group(1, 2, 4) for line in lines[1:4]] == [
+        ("FAIL", "broken", "ValueError: first line of the reason"),
+        ("PASS", "fine", "a figure"),
+        ("SKIP", "cuda only", "(needs CUDA)"),
+    ]
+    assert re.fullmatch(r"3 checks in \d+\.\d s: 1 passed, 1 failed, 1 skipped; FAILED: broken",
+                        lines[4])
+    assert len(lines) == 5
+
+
+def test_a_failed_product_is_named_by_the_checks_that_need_it(tmp_path):
+    ctx = Context(torch.device("cpu"), gpu_check.SCALES["tiny"], tmp_path)
+    calls = []
+
+    def make():
+        calls.append(1)
+        raise CheckFailed("no data")
+
+    for _ in range(2):
+        with pytest.raises(CheckFailed):
+            ctx.product("run x", make)
+    outcome = gpu_check.run_check(Check("user", lambda c: c.product("run x", make), 1), ctx)
+    assert outcome.detail == "needs run x, which failed: no data" and calls == [1]
+
+
+def test_line_format():
+    assert gpu_check.format_outcome(Outcome("PASS", "train sngan", 3.14, "12 steps"), 14) == (
+        "PASS  train sngan       3.1 s  12 steps")
+    assert gpu_check.format_outcome(Outcome("SKIP", "x", None, "(needs CUDA)"), 3) == (
+        "SKIP  x          -  (needs CUDA)")
+    assert gpu_check.one_line(CheckFailed("mean 0.9 > 0.56")) == "mean 0.9 > 0.56"
+    assert gpu_check.one_line(RuntimeError("x" * 400)).endswith("...")
+    assert len(gpu_check.one_line(RuntimeError("x" * 400))) == 300
+
+
+def test_list_and_only(capsys):
+    assert gpu_check.main(["--list", "--only", "sample"]) == 0
+    names = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert names == ["sample sngan", "sample sngan cuda vs cpu", "sample sketch-rnn",
+                     "sample sketch-rnn cuda vs cpu"]
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--only", "no such check"])
+
+
+def test_the_training_benchmark_has_the_cases_the_check_runs():
+    script = gpu_check.BENCHMARKS / "bench_train.py"
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", str(script)], capture_output=True,
+                          text=True, cwd=gpu_check.BENCHMARKS.parent)
+    assert done.returncode == 0, done.stdout[-2000:]
+    for scale in gpu_check.SCALES.values():
+        for case in scale.bench_cases:
+            assert f"test_train_throughput_vs_naive_loop[{case}]" in done.stdout
