@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
+import io
 import json
 import os
 import re
@@ -461,7 +462,8 @@ def _torchrun_command(ctx: Context, out: Path) -> list[str]:
         "dcgan", "--categories", *CATEGORIES, "--per-class", str(scale.per_class),
         "--steps", str(scale.steps), "--batch-size", str(scale.batch_size * ctx.ranks),
         "--checkpoint-every", str(scale.steps), "--sample-every", str(scale.steps),
-        "--grid-size", "16", "--device", str(ctx.device), "--out", str(out), "--no-progress",
+        # the device type: init_distributed gives each rank its own GPU for "cuda" only
+        "--grid-size", "16", "--device", ctx.device.type, "--out", str(out), "--no-progress",
         *(["--mirror", ctx.mirror] if ctx.mirror else []),
         *(item for setting in settings for item in ("--set", setting)),
     ]
@@ -478,8 +480,11 @@ def torchrun_check(ctx: Context) -> str:
                           timeout=SUBPROCESS_TIMEOUT)
     _require(done.returncode == 0,
              f"torchrun exited with {done.returncode}: {_last_line(done.stderr)}")
-    probe = json.loads(next(line.removeprefix(PROBE) for line in done.stdout.splitlines()
-                            if line.startswith(PROBE)))
+    probes = [line.removeprefix(PROBE) for line in done.stdout.splitlines()
+              if line.startswith(PROBE)]
+    _require(len(probes) == 1, f"rank 0 printed {len(probes)} probe lines: "
+                               f"{_last_line(done.stdout)}")
+    probe = json.loads(probes[0])
     expected = "nccl" if ctx.device.type == "cuda" else "gloo"
     _require(probe["world_size"] == ctx.ranks,
              f"{probe['world_size']} ranks started, not {ctx.ranks}")
@@ -654,22 +659,27 @@ def _last_line(text: str) -> str:
 
 
 def run_check(check: Check, ctx: Context, verbose: bool = False) -> Outcome:
+    """Run and time one check. What it writes to stderr (the harness's summaries, warnings)
+    is kept out of the report; ``verbose`` prints it, with the traceback, for a failure."""
     if check.needs_cuda and ctx.device.type != "cuda":
         return Outcome("SKIP", check.name, None, "(needs CUDA)")
     began = time.perf_counter()
+    chatter = io.StringIO()
     try:
-        detail = check.run(ctx)
-        if ctx.device.type == "cuda":  # an asynchronous CUDA error belongs to this check
-            import torch
+        with contextlib.redirect_stderr(chatter):
+            detail = check.run(ctx)
+            if ctx.device.type == "cuda":  # an asynchronous CUDA error belongs to this check
+                import torch
 
-            torch.cuda.synchronize(ctx.device)
+                torch.cuda.synchronize(ctx.device)
         status = "PASS"
     except Skipped as reason:
         status, detail = "SKIP", str(reason)
     except Exception as error:
         status, detail = "FAIL", one_line(error)
         if verbose:
-            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write(chatter.getvalue())
+            traceback.print_exception(error, file=sys.stderr)
     return Outcome(status, check.name, time.perf_counter() - began, detail)
 
 
