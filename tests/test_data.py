@@ -72,13 +72,31 @@ def test_bad_sources_say_what_was_expected(source, tmp_path, monkeypatch):
         data.resolve(source)
 
 
-def test_bad_format_and_mirror_are_value_errors(tmp_path):
+def test_bad_format_and_mirror_are_value_errors():
     with pytest.raises(ValueError, match="format must be one of"):
         data.resolve("cat", fmt="png")
-    with pytest.raises(ValueError, match="neither an existing folder nor an http"):
-        data.resolve("cat", mirror=tmp_path / "absent")
-    with pytest.raises(ValueError, match="local folder or an http"):
-        data.resolve("cat", mirror="ftp://example.org/quickdraw")
+    for malformed in ("ftp://example.org/quickdraw", "file:///srv/quickdraw"):
+        with pytest.raises(ValueError, match="local folder or an http"):
+            data.resolve("cat", mirror=malformed)
+
+
+def test_a_missing_mirror_folder_means_googles_bucket(tmp_path, monkeypatch, capsys):
+    # Checked on resolve_mirror's answer alone: nothing here may reach the internet.
+    absent = tmp_path / "absent"
+    monkeypatch.setenv("QUICKDRAW_MIRROR", str(absent))
+    for _ in range(2):
+        assert data.resolve_mirror(None) == data.GOOGLE_BUCKET
+    assert data.resolve_mirror(absent) == data.GOOGLE_BUCKET
+    (tmp_path / "a file").write_text("not a folder")
+    assert data.resolve_mirror(tmp_path / "a file") == data.GOOGLE_BUCKET
+    assert capsys.readouterr().err.splitlines() == [
+        f"sketchgen: QUICKDRAW_MIRROR={absent} is not a folder; reading Google's bucket "
+        f"{data.GOOGLE_BUCKET} instead",
+        f"sketchgen: mirror={absent} is not a folder; reading Google's bucket "
+        f"{data.GOOGLE_BUCKET} instead",
+        f"sketchgen: mirror={tmp_path / 'a file'} is not a folder; reading Google's bucket "
+        f"{data.GOOGLE_BUCKET} instead",
+    ], "one line per setting, once"
 
 
 def test_category_missing_from_the_mirror_names_the_mirror(mirror):

@@ -7,10 +7,13 @@ on 127.0.0.1 and can misbehave on demand.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from http_mirror import serve
 
 from sketchgen import data
 from sketchgen.cli import UsageError
@@ -34,6 +37,13 @@ def manifest_sha256(mirror: Path, relative: str) -> str:
     raise AssertionError(f"{relative} is not in the mirror's MANIFEST.sha256")
 
 
+def recorded_sha256(path: Path) -> str:
+    """The hash the cache's manifest (in the mirror's cache folder) records for ``path``."""
+    root = next(p for p in path.parents if (p / "MANIFEST.json").exists())
+    files = json.loads((root / "MANIFEST.json").read_text())["files"]
+    return files[path.relative_to(root).as_posix()]["sha256"]
+
+
 def leftovers(path: Path) -> list[Path]:
     return [p for p in path.parent.iterdir() if p.name.endswith((".part", ".part.json"))]
 
@@ -46,8 +56,7 @@ def test_download_lands_in_the_cache_with_its_hash_recorded(server, mirror, cach
     assert path.is_relative_to(cache / "downloads") and path.name == "coffee cup.ndjson"
     assert path.read_bytes() == (mirror / "full/simplified/coffee cup.ndjson").read_bytes()
     assert server.requests[0]["path"] == "/full/simplified/coffee%20cup.ndjson"
-    recorded = path.with_name(path.name + ".sha256").read_text().split()[0]
-    assert recorded == manifest_sha256(mirror, "full/simplified/coffee cup.ndjson")
+    assert recorded_sha256(path) == manifest_sha256(mirror, "full/simplified/coffee cup.ndjson")
     assert leftovers(path) == []
 
     assert data.resolve("coffee cup", mirror=server.url, options=FAST) == path
@@ -87,6 +96,67 @@ def test_a_file_changed_on_the_server_is_downloaded_afresh(server, mirror, cache
     path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert (server.requests[1]["range"], server.requests[1]["status"]) == ("bytes=60000-", 200)
     assert path.read_bytes() == (mirror / "full/raw/cat.ndjson").read_bytes()
+
+
+@pytest.fixture
+def changing(tmp_path, mirror):
+    """A server over a mirror folder of this test's own, whose raw cat file the test rewrites."""
+    root = tmp_path / "changing-mirror"
+    (root / "full/raw").mkdir(parents=True)
+    shutil.copy(mirror / "full/raw/cat.ndjson", root / "full/raw/cat.ndjson")
+    with serve(root) as httpd:
+        yield httpd, root / "full/raw/cat.ndjson"
+
+
+def new_version(path: Path) -> bytes:
+    """Rewrite ``path`` as another file of the same size (its lines in reverse order)."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(reversed(lines)))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("broken", ["validators", "if_range"])
+def test_a_resume_the_server_cannot_confirm_starts_again(changing, cache, broken):
+    # No ETag/Last-Modified (nothing to send If-Range with), or a server ignoring If-Range:
+    # appending to the bytes held would mix two versions of the file.
+    server, source = changing
+    setattr(server, broken, False)
+    server.drop_after = [60_000]
+    with pytest.raises(data.DownloadError, match="received 60000 of"):
+        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    changed = new_version(source)
+    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    assert path.read_bytes() == changed, "the result holds one version of the file"
+    resumes = [r for r in server.requests[1:] if r["range"] and r["status"] == 206]
+    assert all(r["if_range"] for r in resumes), "a Range without If-Range is never sent"
+
+
+def test_a_lost_resume_state_starts_again(changing, cache):
+    server, source = changing
+    server.drop_after = [60_000]
+    with pytest.raises(data.DownloadError):
+        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    (state,) = (cache / "downloads").rglob("cat.ndjson.part.json")
+    state.unlink()
+    changed = new_version(source)
+    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    assert server.requests[1]["range"] is None and path.read_bytes() == changed
+
+
+def test_a_huge_announced_size_is_refused_before_reading(server, cache):
+    server.extra_length = 10 << 30  # "10 GiB"
+    with pytest.raises(data.DownloadError, match=r"cat\.ndjson: .*more than max_bytes=") as error:
+        data.resolve("cat", mirror=server.url, options=FAST)
+    assert "\n" not in str(error.value) and str(error.value).startswith(server.url)
+    assert [p.name for p in (cache / "downloads").rglob("cat.ndjson*")] == ["cat.ndjson.lock"]
+
+
+def test_a_download_that_does_not_fit_on_the_disk_is_refused(server, cache, monkeypatch):
+    almost_full = shutil.disk_usage(cache.parent)._replace(free=1000)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: almost_full)
+    with pytest.raises(data.DownloadError, match=r"cat\.ndjson: needs \d+ more bytes, .* 1000"):
+        data.resolve("cat", mirror=server.url, options=FAST)
+    assert list((cache / "downloads").rglob("cat.ndjson")) == []
 
 
 def test_size_mismatch_is_detected(server, mirror, cache):

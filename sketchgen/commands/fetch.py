@@ -1,7 +1,8 @@
 """``sketchgen fetch``: download category files into the cache and print their local paths.
 
 With a mirror folder (``--mirror`` or ``QUICKDRAW_MIRROR``) nothing is copied: the paths
-printed are the mirror's own files.
+printed are the mirror's own files. ``--limit N`` downloads only a head of each file (its
+first N drawings), which a later fetch with a bigger N or none makes longer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from sketchgen import data
 from sketchgen.cli import UsageError
 
 HELP = "Download Quick, Draw! category files (resumable, checked) and print their local paths."
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a local folder or http(s) URL in the layout of Google's bucket, replacing it "
         "(default: $QUICKDRAW_MIRROR, else Google's bucket)",
     )
+    parser.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="download only the first N drawings of each file: lines of ndjson, rows of "
+        "numpy_bitmap (sketchrnn .npz files come whole; mirror folders are read in place)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     for name in args.categories:
         try:
-            path = data.resolve(name, args.format, args.mirror)
+            path = data.resolve(name, args.format, args.mirror, limit=args.limit)
         except OSError as error:  # a failed download, or a file the mirror folder lacks
             print(f"sketchgen fetch: error: {error}", file=sys.stderr)
             return 1

@@ -1,0 +1,133 @@
+"""The download cache's record of what it holds: one MANIFEST.json per mirror folder.
+
+A cached file is trusted only if the manifest records its sha256; removing a record (or the
+whole manifest) makes the file untrusted, so it is set aside and downloaded again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sketchgen import data
+from sketchgen.commands import fetch
+
+FAST = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("SKETCHGEN_CACHE", str(path))
+    return path
+
+
+def mirror_folder(cache: Path) -> Path:
+    (folder,) = (cache / "downloads").iterdir()
+    return folder
+
+
+def tamper(path: Path) -> bytes:
+    content = bytearray(path.read_bytes())
+    content[100] ^= 0x01  # same size, one bit off
+    path.write_bytes(bytes(content))
+    return bytes(content)
+
+
+def drop_hash_records(folder: Path, keep: list[Path]) -> None:
+    """Delete whatever records hashes in the cache folder (sidecars, manifests), not data."""
+    for path in folder.rglob("*"):
+        if path.is_file() and path not in keep and not path.name.endswith(".lock"):
+            path.unlink()
+
+
+def test_the_manifest_records_hash_size_and_validator(server, mirror, cache):
+    path = data.resolve("cat", mirror=server.url, options=FAST)
+    manifest = json.loads((mirror_folder(cache) / "MANIFEST.json").read_text())
+    entry = manifest["files"]["full/simplified/cat.ndjson"]
+    assert entry["sha256"] == data.sha256_file(mirror / "full/simplified/cat.ndjson")
+    assert entry["bytes"] == entry["source_bytes"] == path.stat().st_size
+    assert entry["validator"].startswith('"') and entry["complete"] is True
+    assert not list(path.parent.glob("*.sha256")), "no per-file sidecar to delete"
+
+
+def test_removing_the_records_does_not_trust_tampered_files_again(server, mirror, cache):
+    cat = data.resolve("cat", mirror=server.url, options=FAST)
+    dog = data.resolve("dog", mirror=server.url, options=FAST)
+    tampered = tamper(dog)
+    drop_hash_records(mirror_folder(cache), keep=[cat, dog])
+    assert data.resolve("dog", mirror=server.url, options=FAST).read_bytes() == (
+        mirror / "full/simplified/dog.ndjson"
+    ).read_bytes()
+    assert data.resolve("cat", mirror=server.url, options=FAST) == cat
+    assert len(server.requests) == 4, "both files, no longer recorded, were downloaded again"
+    aside = [p for p in dog.parent.iterdir() if p.read_bytes() == tampered]
+    assert [p.name for p in aside] == ["dog.ndjson.untrusted"], "set aside, not deleted"
+
+
+def test_a_file_put_into_the_cache_by_hand_is_not_trusted(server, mirror, cache, capsys):
+    data.resolve("cat", mirror=server.url, options=FAST)
+    planted = mirror_folder(cache) / "full/simplified/dog.ndjson"
+    planted.write_text('{"word": "dog", "drawing": [[[0, 1], [0, 1]]]}\n')
+    path = data.resolve("dog", mirror=server.url, options=FAST)
+    assert path.read_bytes() == (mirror / "full/simplified/dog.ndjson").read_bytes()
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"sketchgen: {planted} is not in {planted.parents[2] / 'MANIFEST.json'}; "
+                   f"moved it to {planted}.untrusted and downloading it again"]
+
+
+def test_a_damaged_manifest_is_detected(server, cache):
+    path = data.resolve("cat", mirror=server.url, options=FAST)
+    manifest_path = mirror_folder(cache) / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text())
+    # An edit that keeps the JSON valid: the cat entry now vouches for a tampered file.
+    manifest["files"]["full/simplified/cat.ndjson"]["sha256"] = data.sha256_file(path)[::-1]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(data.DownloadError, match="MANIFEST.json: damaged") as error:
+        data.resolve("cat", mirror=server.url, options=FAST)
+    assert "\n" not in str(error.value) and str(error.value).startswith(str(manifest_path))
+    manifest_path.write_text("{not json")
+    with pytest.raises(data.DownloadError, match="MANIFEST.json: damaged"):
+        data.resolve("cat", mirror=server.url, options=FAST)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("change", ["flip", "truncate"])
+def test_a_tampered_cache_is_one_line_naming_the_file(server, cache, capsys, change):
+    path = data.resolve("cat", mirror=server.url, options=FAST)
+    if change == "flip":
+        tamper(path)
+    else:
+        path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(data.DownloadError) as error:
+        data.resolve("cat", mirror=server.url, options=FAST)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    parser = argparse.ArgumentParser()
+    fetch.add_arguments(parser)
+    assert fetch.run(parser.parse_args(["cat", "--mirror", server.url])) == 1
+    assert capsys.readouterr().err == f"sketchgen fetch: error: {message}\n"
+
+
+def test_an_interrupted_commit_is_finished_not_reported(server, mirror, cache, monkeypatch):
+    # Killed between recording the hash and moving the file into place: the next call
+    # finds the finished file beside the cached one and completes the move.
+    real_replace = os.replace
+
+    def crash_on_final_move(src, dst):
+        if str(dst).endswith("cat.ndjson"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_final_move)
+    with pytest.raises(KeyboardInterrupt):
+        data.resolve("cat", mirror=server.url, options=FAST)
+    monkeypatch.setattr(os, "replace", real_replace)
+    path = data.resolve("cat", mirror=server.url, options=FAST)
+    assert path.read_bytes() == (mirror / "full/simplified/cat.ndjson").read_bytes()
+    assert len(server.requests) == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cat.ndjson", "cat.ndjson.lock"]
