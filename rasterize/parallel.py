@@ -295,7 +295,7 @@ def _merge_skips(log: SkipLog, counts: dict, examples: list[str]) -> None:
 def _assemble(shards: list[Path], output: Path, columns: int) -> int:
     with NpyRowWriter(output, columns) as writer:
         for shard in shards:
-            rows = np.load(shard, mmap_mode="r")
+            rows = np.load(shard, mmap_mode="r", allow_pickle=False)
             step = max(1, _COPY_BYTES // max(1, columns))
             for start in range(0, len(rows), step):
                 writer.append(np.asarray(rows[start : start + step]))

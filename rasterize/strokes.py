@@ -32,8 +32,12 @@ Sketch-RNN ``.npz`` (:func:`read_sketch_npz`, :func:`write_sketch_npz`)
     Google's layout: keys ``train``, ``valid``, ``test``, each an object array of int16
     stroke-3 arrays. The shared mirror's files (``sketchrnn/*.npz``) instead hold one key
     ``sketches`` (Google's test split) plus a ``pix_count`` array that is ignored here. Both
-    are pickled object arrays written by Python 2, so they are read with
-    ``allow_pickle=True, encoding="latin1"``: only open files you trust.
+    are pickled object arrays (Google's written by Python 2), so they cannot be read with
+    ``allow_pickle=False``, and ``allow_pickle=True`` runs whatever code a file names. They
+    are read with a restricted unpickler instead (:class:`_ArrayUnpickler`): it rebuilds
+    numpy arrays of numbers and refuses anything else before calling it; every sketch must
+    then be a numeric ``(n, 3)`` array within the drawing limits of ``rasterize.drawings``.
+    Arrays that are not object arrays load with ``allow_pickle=False``.
 
 Normalisation (magenta's ``calculate_normalizing_scale_factor``, :func:`normalize_splits`)
     Sketches with more than ``max_seq_len`` points are dropped from every split (counted),
@@ -45,15 +49,19 @@ Normalisation (magenta's ``calculate_normalizing_scale_factor``, :func:`normaliz
 from __future__ import annotations
 
 import io
+import math
 import os
-import warnings
+import pickle
+import re
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rasterize.drawings import Drawing
+from rasterize.drawings import MAX_POINTS_PER_DRAWING, MAX_STROKES_PER_DRAWING, Drawing
 from rasterize.simplify import align_and_scale
 
 START_TOKEN = np.array([0, 0, 1, 0, 0], dtype=np.float32)  # S0: "pen down at the origin"
@@ -142,28 +150,219 @@ def read_sketch_npz(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     """The stroke-3 sketches of a Sketch-RNN ``.npz``, by split name.
 
     Google's files give ``{"train", "valid", "test"}``; the shared mirror's give
-    ``{"sketches"}`` (Google's test split only -- split it yourself).
+    ``{"sketches"}`` (Google's test split only -- split it yourself). Nothing in the file can
+    run code (see the module docstring); a bad file, split or sketch raises ``ValueError``
+    naming the file and the split (and the sketch).
     """
-    with np.load(path, allow_pickle=True, encoding="latin1") as npz, warnings.catch_warnings():
-        # Python 2 pickles name numpy.core; numpy maps it to numpy._core itself and warns.
-        warnings.filterwarnings("ignore", "numpy.core", DeprecationWarning)
-        keys = [k for k in GOOGLE_NPZ_SPLITS if k in npz.files]
-        if not keys and MIRROR_NPZ_KEY in npz.files:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise ValueError(f"{path}: not an .npz file, or a truncated one (no zip index)") from None
+    with archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+        files = list(members)
+        keys = [k for k in GOOGLE_NPZ_SPLITS if k in files]
+        if not keys and MIRROR_NPZ_KEY in files:
             keys = [MIRROR_NPZ_KEY]
         if not keys:
             raise ValueError(
                 f"{path}: no Sketch-RNN splits (expected keys {GOOGLE_NPZ_SPLITS} or "
-                f"{MIRROR_NPZ_KEY!r}, found {npz.files})"
+                f"{MIRROR_NPZ_KEY!r}, found {files})"
             )
-        return {key: [_checked_stroke3(s, path, key, i) for i, s in enumerate(npz[key])]
-                for key in keys}
+        return {key: [_checked_stroke3(s, path, key, i) for i, s in
+                      enumerate(_npz_split(archive, members[key], path, key))] for key in keys}
+
+
+# What the bytes of a broken member, header or pickle can raise while being read.
+_NPZ_ERRORS = (ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, zlib.error)
+
+
+def _npz_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> Sequence:
+    """One split's sketches: the rows of a plain array, or the items of an object array."""
+    try:
+        with archive.open(member_name) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                _, _, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                _, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if dtype.hasobject:
+                return _unpickled_items(member)
+            member.seek(0)
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except _NPZ_ERRORS as error:
+        raise ValueError(f"{path}: {key}: {error}") from None
+
+
+def _unpickled_items(member) -> list:
+    """The items of a pickled 1-D object array, as :class:`_ArrayUnpickler` rebuilt them."""
+    try:
+        column = _ArrayUnpickler(member, encoding="latin1").load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as error:  # a stranger's pickle can fail in any way: it is a bad file
+        reason = f"not a pickled array ({type(error).__name__}: {error})"
+        raise pickle.UnpicklingError(reason) from None
+    if not isinstance(column, _PickledArray):
+        raise pickle.UnpicklingError(f"the pickle holds a {_described(column)}, not an array")
+    return column.items()
+
+
+_RECONSTRUCT_MODULES = (  # where numpy's pickles name its array reconstruction
+    "numpy.core.multiarray", "numpy.core._multiarray_umath",  # numpy 1.x, Python 2 included
+    "numpy._core.multiarray", "numpy._core._multiarray_umath",  # numpy 2.x
+)
+_PICKLED_DTYPES = re.compile(r"[iuf][1248]|O[48]")  # numbers, and the object column itself
+_BYTE_ORDERS = ("<", ">", "|", "=")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles object arrays of numeric arrays, and nothing else.
+
+    It resolves four globals: numpy's array reconstruction, ``numpy.ndarray``, ``numpy.dtype``
+    and ``_codecs.encode`` (how protocol 2 writes bytes), each to a stand-in of ours; any
+    other (``os.system``, ``builtins.eval``, ...) is refused before anything is called. The
+    stand-ins only record their arguments and state, which are checked and turned into arrays
+    with ``np.frombuffer`` afterwards: numpy's own ``__setstate__`` never sees a stranger's
+    state (one whose shape disagrees with its data crashes numpy 2.4).
+    """
+
+    def find_class(self, module: str, name: str):
+        if name == "_reconstruct" and module in _RECONSTRUCT_MODULES:
+            return self._array
+        if (module, name) == ("numpy", "ndarray"):
+            return _NDARRAY
+        if (module, name) == ("numpy", "dtype"):
+            return self._dtype
+        if (module, name) == ("_codecs", "encode"):
+            return self._latin1
+        raise pickle.UnpicklingError(
+            f"refusing to unpickle {module}.{name}: only arrays of numbers may be stored"
+        )
+
+    # Bound methods, not functions: a pickle's BUILD cannot set attributes on them.
+    def _array(self, cls, shape, typecode) -> _PickledArray:
+        if cls is not _NDARRAY:
+            raise pickle.UnpicklingError("numpy's array reconstruction of something not an array")
+        return _PickledArray()
+
+    def _dtype(self, spec, *flags) -> _PickledDtype:
+        return _PickledDtype(spec)
+
+    def _latin1(self, text, encoding) -> bytes:
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise pickle.UnpicklingError("_codecs.encode other than protocol 2's bytes")
+        return text.encode("latin1")
+
+
+class _NdarrayName:
+    """What the name ``numpy.ndarray`` unpickles to: numpy's reconstruction takes it, but
+    called directly (an array of any size with no data behind it) it refuses."""
+
+    __slots__ = ()
+
+    def __call__(self, *args):
+        raise pickle.UnpicklingError(
+            "numpy.ndarray called directly: only numpy's array reconstruction may build arrays"
+        )
+
+
+_NDARRAY = _NdarrayName()
+
+
+class _PickledDtype:
+    """A pickled ``numpy.dtype``: its type string and state, resolved by :meth:`resolve`."""
+
+    def __init__(self, spec):
+        self.spec, self.state = spec, None
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+    def resolve(self) -> np.dtype:
+        """The dtype, if it is a plain number or object type in a known byte order."""
+        state = self.state if isinstance(self.state, tuple) else ()
+        order = state[1] if len(state) > 4 else None
+        plain = len(state) > 4 and all(part is None for part in state[2:5])  # no fields
+        if not (isinstance(self.spec, str) and _PICKLED_DTYPES.fullmatch(self.spec)
+                and order in _BYTE_ORDERS and plain):
+            raise pickle.UnpicklingError(f"an array of dtype {self.spec!r:.40}")
+        dtype = np.dtype(self.spec)
+        return dtype.newbyteorder(order) if order in ("<", ">") else dtype
+
+
+class _PickledArray:
+    """A pickled ndarray: numpy's ``__setstate__`` state, kept to be checked and rebuilt."""
+
+    def __init__(self):
+        self.state = None
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+    def _parts(self) -> tuple[tuple[int, ...], np.dtype, bool, object]:
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+            state = state[1:]  # (version, shape, dtype, fortran, data)
+        if not (isinstance(state, tuple) and len(state) == 4):
+            raise pickle.UnpicklingError("an array without numpy's state")
+        shape, dtype, fortran, data = state
+        if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+            raise pickle.UnpicklingError(f"an array of shape {shape!r:.40}")
+        if not isinstance(dtype, _PickledDtype) or type(fortran) is not bool:
+            raise pickle.UnpicklingError("an array without a dtype")
+        return shape, dtype.resolve(), fortran, data
+
+    def items(self) -> list:
+        """A 1-D object array's items: numeric arrays as stand-ins, anything else as is."""
+        shape, dtype, _, data = self._parts()
+        if not dtype.hasobject or len(shape) != 1:
+            raise pickle.UnpicklingError(f"expected a 1-D object array, got {dtype} {shape}")
+        if not isinstance(data, list) or len(data) != shape[0]:
+            raise pickle.UnpicklingError(f"an object array of {shape[0]} items without them")
+        return data
+
+    def numeric(self) -> np.ndarray:
+        """The array, if it is an array of numbers whose data fills its shape."""
+        shape, dtype, fortran, data = self._parts()
+        if dtype.hasobject:
+            raise pickle.UnpicklingError("an object array inside an object array")
+        if isinstance(data, str):  # Python 2's byte strings, decoded as latin1
+            data = data.encode("latin1")
+        if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
+            raise pickle.UnpicklingError(f"an array of {dtype} {shape} without its data")
+        return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _described(value) -> str:
+    if isinstance(value, (_PickledArray, np.ndarray)):
+        return "array"
+    return type(value).__name__
 
 
 def _checked_stroke3(sketch, path, key: str, index: int) -> np.ndarray:
-    array = np.asarray(sketch)
-    if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:
-        raise ValueError(f"{path}: {key}[{index}] is not a non-empty (n, 3) stroke-3 array")
-    return array
+    where = f"{path}: {key}[{index}]"
+    if isinstance(sketch, _PickledArray):
+        try:
+            sketch = sketch.numeric()
+        except pickle.UnpicklingError as error:
+            raise ValueError(f"{where} is {error}, expected a stroke-3 array") from None
+    if not isinstance(sketch, np.ndarray):
+        raise ValueError(f"{where} is a {_described(sketch)}, expected a stroke-3 array")
+    if sketch.dtype.kind not in "iuf":
+        raise ValueError(f"{where} is an array of dtype {sketch.dtype}, expected a stroke-3 array")
+    if sketch.ndim != 2 or sketch.shape[1] != 3 or len(sketch) == 0:
+        raise ValueError(f"{where} has shape {sketch.shape}, expected a non-empty (n, 3) array")
+    if not np.isfinite(sketch).all():
+        raise ValueError(f"{where} holds a value that is not finite")
+    if len(sketch) > MAX_POINTS_PER_DRAWING:
+        raise ValueError(f"{where} has {len(sketch)} points, more than the limit of "
+                         f"{MAX_POINTS_PER_DRAWING} per drawing")
+    strokes = int(np.count_nonzero(sketch[:-1, 2] > 0.5)) + 1  # as stroke3_to_drawing splits
+    if strokes > MAX_STROKES_PER_DRAWING:
+        raise ValueError(f"{where} has {strokes} strokes, more than the limit of "
+                         f"{MAX_STROKES_PER_DRAWING} per drawing")
+    return sketch
 
 
 def write_sketch_npz(

@@ -1,0 +1,205 @@
+"""Sketch-RNN ``.npz`` files from strangers cannot run code (issue 10, item 1).
+
+Google's files and the mirror's are pickled object arrays of int16 arrays, so they are read
+with a restricted unpickler; these tests load the real ones, Google's own layout as Python 2
+wrote it, and crafted payloads that must be refused without running.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from http_mirror import serve
+
+from rasterize.drawings import MAX_POINTS_PER_DRAWING, MAX_STROKES_PER_DRAWING
+from rasterize.strokes import read_sketch_npz
+from sketchgen.data import load_drawings
+
+
+class Runs:
+    """Pickles as a call of ``function(*args)``: how a pickle names code to run on load."""
+
+    def __init__(self, function, *args):
+        self.call = (function, args)
+
+    def __reduce__(self):
+        return self.call
+
+
+def object_column(*items) -> np.ndarray:
+    column = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        column[i] = item
+    return column
+
+
+GOOD = np.array([[0, 0, 0], [5, 3, 1]], dtype=np.int16)
+
+
+@pytest.fixture
+def marker(tmp_path):
+    """A file that a payload would create: it must never exist."""
+    return tmp_path / "payload-ran"
+
+
+def payloads(marker):
+    """(name, object-array element, fragment of the error): each must be refused."""
+    write = f"open({str(marker)!r}, 'w').write('ran')"
+    return [
+        ("os.system", Runs(os.system, f"touch '{marker}'"), "system"),
+        ("builtins.eval", Runs(builtins.eval, write), "builtins.eval"),
+        ("builtins.exec", Runs(builtins.exec, write), "builtins.exec"),
+        # numpy.ndarray called directly: any size, with no data behind it
+        ("ndarray call", Runs(np.ndarray, (2**40, 3), "i2"), "called directly"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_a_pickled_call_is_refused_and_never_runs(tmp_path, marker, case):
+    name, payload, fragment = payloads(marker)[case]
+    path = tmp_path / "evil.npz"
+    np.savez(path, sketches=object_column(GOOD, payload))
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sketches: ") and fragment in message, name
+    assert "\n" not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "element, fragment",
+    [
+        (object_column(GOOD, GOOD), "sketches[1] is an object array inside an object array"),
+        ({"drawing": [[1, 2], [3, 4]]}, "sketches[1] is a dict"),
+        ("0,0,1", "sketches[1] is a str"),
+        (np.zeros((4, 2), np.int16), "sketches[1] has shape (4, 2)"),
+        (np.zeros((0, 3), np.int16), "sketches[1] has shape (0, 3)"),
+        (np.array([[0, 0, 1], [np.nan, 1, 1]]), "sketches[1] holds a value that is not finite"),
+        (np.array([["a", "b", "c"]]), "sketches[1] is an array of dtype 'U1'"),
+        (np.zeros((MAX_POINTS_PER_DRAWING + 1, 3), np.int16),
+         f"has {MAX_POINTS_PER_DRAWING + 1} points, more than the limit"),
+        (np.ones((MAX_STROKES_PER_DRAWING + 1, 3), np.int16),
+         f"has {MAX_STROKES_PER_DRAWING + 1} strokes, more than the limit"),
+    ],
+    ids=["nested object array", "dict", "string", "two columns", "empty", "NaN", "text",
+         "too many points", "too many strokes"],
+)
+def test_elements_that_are_not_stroke3_arrays_are_named(tmp_path, element, fragment):
+    path = tmp_path / "bad.npz"
+    np.savez(path, sketches=object_column(GOOD, element))
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value)
+
+
+@pytest.mark.filterwarnings("ignore:numpy.core:DeprecationWarning")  # the trusting loader's
+def test_the_mirrors_files_load_as_the_trusting_loader_read_them(mirror):
+    for path in sorted((mirror / "sketchrnn").glob("*.npz")):
+        ours = read_sketch_npz(path)["sketches"]
+        with np.load(path, allow_pickle=True, encoding="latin1") as trusted:  # our own mirror
+            theirs = list(trusted["sketches"])
+        assert len(ours) == len(theirs) == 2500
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.dtype == b.dtype == np.int16
+            np.testing.assert_array_equal(a, b)
+
+
+def python2_pickle(sketches: list[np.ndarray]) -> bytes:
+    """An object array of int16 arrays pickled the way Python 2 and numpy 1.x wrote Google's
+    files: protocol 2, ``numpy.core.multiarray`` names, byte strings as ``str``."""
+
+    def text(value: bytes) -> bytes:
+        return b"U" + bytes([len(value)]) + value if len(value) < 256 else (
+            b"T" + struct.pack("<I", len(value)) + value)
+
+    def dtype(spec: bytes, order: bytes, flags: int) -> bytes:
+        return (b"cnumpy\ndtype\n" + text(spec) + b"K\x00K\x01\x87R"
+                + b"(K\x03" + text(order) + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff"
+                + b"K" + bytes([flags]) + b"tb")
+
+    def array(shape: tuple[int, ...], descr: bytes, data: bytes) -> bytes:
+        dims = b"(" + b"".join(struct.pack("<Bi", ord("J"), n) for n in shape) + b"t"
+        return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+                + b"K\x00\x85" + text(b"b") + b"\x87R"
+                + b"(K\x01" + dims + descr + b"\x89" + data + b"tb")
+
+    items = b"".join(array(s.shape, dtype(b"i2", b"<", 0), text(s.astype("<i2").tobytes()))
+                     for s in sketches)
+    column = array((len(sketches),), dtype(b"O8", b"|", 63), b"](" + items + b"e")
+    return b"\x80\x02" + column + b"."
+
+
+def test_googles_python2_layout_loads(tmp_path, mirror):
+    """Google's own files (train/valid/test, written by Python 2) are not in the mirror:
+    this writes that layout byte by byte and checks it reads back."""
+    sketches = read_sketch_npz(mirror / "sketchrnn" / "pig.npz")["sketches"][:40]
+    payload = python2_pickle(sketches)
+    header = {"descr": "|O", "fortran_order": False, "shape": (len(sketches),)}
+    path = tmp_path / "pig.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for split in ("train", "valid", "test"):
+            with archive.open(f"{split}.npy", "w") as member:
+                np.lib.format.write_array_header_1_0(member, header)
+                member.write(payload)
+    with np.load(path, allow_pickle=True, encoding="latin1") as trusted:  # we wrote it
+        assert all(np.array_equal(a, b) for a, b in zip(trusted["train"], sketches, strict=True))
+    loaded = read_sketch_npz(path)
+    assert list(loaded) == ["train", "valid", "test"]
+    for a, b in zip(loaded["test"], sketches, strict=True):
+        assert a.dtype == np.int16
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_payload_in_a_key_that_is_not_read_never_runs(tmp_path, marker):
+    path = tmp_path / "extra.npz"
+    np.savez(path, sketches=object_column(GOOD, GOOD),
+             pix_count=object_column(Runs(os.system, f"touch '{marker}'")))
+    assert [s.tolist() for s in read_sketch_npz(path)["sketches"]] == [GOOD.tolist()] * 2
+    assert not marker.exists()
+
+
+def test_plain_arrays_still_load_without_pickle(tmp_path):
+    path = tmp_path / "plain.npz"
+    np.savez(path, train=np.stack([GOOD, GOOD + 1]))
+    loaded = read_sketch_npz(path)["train"]
+    np.testing.assert_array_equal(loaded[1], GOOD + 1)
+
+
+def test_a_file_that_is_no_zip_is_named(tmp_path, marker):
+    """np.load(allow_pickle=True) unpickles a file that is neither zip nor .npy."""
+    path = tmp_path / "raw-pickle.npz"
+    path.write_bytes(pickle.dumps(Runs(os.system, f"touch '{marker}'")))
+    with pytest.raises(ValueError, match=f"{path}: not an .npz"):
+        read_sketch_npz(path)
+    assert not marker.exists()
+
+
+def test_loading_a_category_over_http_refuses_the_payload(tmp_path, marker):
+    """``load_drawings(["cat"], fmt="sketchrnn")`` from an HTTP mirror serving a bad file."""
+    (tmp_path / "site" / "sketchrnn").mkdir(parents=True)
+    np.savez(tmp_path / "site" / "sketchrnn" / "cat.npz",
+             sketches=object_column(Runs(os.system, f"touch '{marker}'")))
+    with serve(tmp_path / "site") as httpd, pytest.raises(ValueError, match="refusing"):
+        load_drawings(["cat"], fmt="sketchrnn", mirror=httpd.url)
+    assert not marker.exists()
+
+
+def test_training_on_a_bad_npz_stops_before_the_payload_runs(tmp_path, marker):
+    """``sketchgen train sketch-rnn --categories evil.npz``, as the issue ran it."""
+    evil = tmp_path / "evil.npz"
+    np.savez(evil, sketches=object_column(GOOD, Runs(os.system, f"touch '{marker}'")))
+    done = subprocess.run(
+        [sys.executable, "-m", "sketchgen", "train", "sketch-rnn", "--categories", str(evil),
+         "--steps", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"{evil}: sketches: refusing to unpickle" in done.stderr
+    assert not marker.exists()
