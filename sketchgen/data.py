@@ -226,6 +226,19 @@ class DownloadOptions:
     # so 4 GiB leaves room for them while a server announcing 10 GiB cannot fill the disk.
     max_bytes: int = 4 << 30
 
+    def __post_init__(self) -> None:
+        valid = {
+            "timeout": self.timeout > 0,
+            "retries": self.retries >= 0,
+            "backoff": self.backoff >= 0,
+            "chunk_bytes": self.chunk_bytes >= 1,
+            "max_bytes": self.max_bytes >= 1,
+        }
+        wrong = [name for name, ok in valid.items() if not ok]
+        if wrong:
+            value = getattr(self, wrong[0])
+            raise ValueError(f"DownloadOptions.{wrong[0]} is out of range: {value!r}")
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -1048,7 +1061,8 @@ def load_drawings(
 ) -> LabelledDrawings:
     """Drawings of several categories / ndjson or Sketch-RNN ``.npz`` files with integer labels.
 
-    Deterministic: the first ``per_class`` records of each class, in file order. ``fmt`` is
+    Deterministic: the first ``per_class`` records of each class, in file order (over HTTP
+    only those are downloaded: a head of each file, see :func:`resolve`). ``fmt`` is
     ``"raw"``, ``"simplified"`` or ``"sketchrnn"`` for category names. An ``.npz`` gives its
     stroke-3 sketches as drawings, splits in the order train, valid, test (the mirror's files
     hold one split, ``sketches``); callers split them again by seed like any other source.

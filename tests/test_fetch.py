@@ -159,6 +159,12 @@ def test_a_download_that_does_not_fit_on_the_disk_is_refused(server, cache, monk
     assert list((cache / "downloads").rglob("cat.ndjson")) == []
 
 
+@pytest.mark.parametrize("field", ["chunk_bytes", "max_bytes", "timeout", "retries"])
+def test_download_options_out_of_range_are_refused(field):
+    with pytest.raises(ValueError, match=f"DownloadOptions.{field} is out of range: -1"):
+        data.DownloadOptions(**{field: -1})
+
+
 def test_size_mismatch_is_detected(server, mirror, cache):
     size = (mirror / "full/simplified/cat.ndjson").stat().st_size
     server.extra_length = 100
