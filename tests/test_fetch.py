@@ -171,6 +171,7 @@ def test_size_mismatch_is_detected(server, mirror, cache):
     with pytest.raises(data.DownloadError, match=f"received {size} of the {size + 100} bytes"):
         data.resolve("cat", mirror=server.url, options=FAST)
     assert list((cache / "downloads").rglob("cat.ndjson")) == []
+    assert list((cache / "downloads").rglob("MANIFEST.json")) == [], "no hash recorded"
 
 
 def test_corrupted_cached_file_is_detected(server, cache):
