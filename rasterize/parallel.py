@@ -16,13 +16,24 @@ skips the recorded shards and renders only the others; a manifest made for other
 options is discarded. The output is assembled from the shards into a temp file and renamed
 over ``OUT.npy`` only when every shard is done, so a partial output never replaces a good
 one. The work directory is removed after success.
+
+A killed job leaves nothing running and nothing behind for long: workers end when the job's
+process dies (they would otherwise wait on their task pipe forever), and the next run of the
+same output removes the temp files (``.OUT.npy.tmp-PID``, the shards' in the work dir) that
+a process which no longer exists left; it touches no other file.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
+import re
+import signal
+import sys
+import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -45,6 +56,8 @@ from rasterize.render import render
 
 MANIFEST = "manifest.json"
 _COPY_BYTES = 64 << 20  # rows copied per step when assembling the output: bounded memory
+_PARENT_POLL_S = 1.0  # how often a worker without prctl checks that its parent still lives
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,39 @@ def _render_chunk(
     return images.reshape(len(drawings), options.size**2), errors
 
 
+def _die_with_parent(parent: int | None) -> None:
+    """Worker initializer: end this worker when the process that started it dies.
+
+    A killed job's workers would otherwise block on their task pipe forever (each holds the
+    pipe's write end too, so it never reports end-of-file). On Linux the kernel kills the
+    worker with its parent (prctl); elsewhere a thread checks the parent every second.
+    ``parent`` is the job's pid when the job is the workers' parent (fork, spawn), so a job
+    that died before this ran is noticed too; None under a fork server.
+    """
+    parent = parent or os.getppid()
+    if not _killed_with_parent():
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _killed_with_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent ends; False where that is not there."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)
+
+
 # -- this process: read lines, plan shards -------------------------------------------------
 
 
@@ -178,6 +224,44 @@ def _plan(
 
 # -- files: shards, manifest, atomic .npy --------------------------------------------------
 
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.tmp-(?P<pid>[0-9]+)")  # what _temporary names
+_SHARD_FILE = re.compile(r"[0-9]{5,}-[0-9]{6,}\.npy")  # what _shard_name names, as a file
+
+
+def _temporary(path: Path) -> Path:
+    """Where this process writes ``path`` before renaming it into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _remove_stale_temporaries(folder: Path, ours: Callable[[str], bool]) -> None:
+    """Remove the temp files that dead processes left of the files ``ours(name)`` accepts.
+
+    Only regular files named as :func:`_temporary` names them, of a pid that no longer runs:
+    never a user's file, nor a temp file a live run is still writing.
+    """
+    for item in folder.iterdir():
+        match = _TEMPORARY.fullmatch(item.name)
+        if (match and ours(match["target"]) and not _running(int(match["pid"]))
+                and item.is_file() and not item.is_symlink()):
+            item.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _job_file(name: str) -> bool:
+    """Whether a work dir's file ``name`` is one a job writes there: a shard, the manifest."""
+    return name == MANIFEST or _SHARD_FILE.fullmatch(name) is not None
+
 
 class NpyRowWriter:
     """Append ``uint8`` rows to a ``.npy`` via a temp file; :meth:`commit` renames it in place.
@@ -190,7 +274,7 @@ class NpyRowWriter:
     def __init__(self, path: str | os.PathLike, columns: int):
         self.path = Path(path)
         self.columns, self.rows = columns, 0
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = _temporary(self.path)
         self._file: BinaryIO = open(self.tmp, "wb")
         self._write_header()
 
@@ -228,7 +312,7 @@ class NpyRowWriter:
 
 
 def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temporary(path)
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
 
@@ -250,6 +334,7 @@ class _WorkDir:
     def __init__(self, path: Path, fingerprint: dict):
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path, _job_file)
         manifest = self._read()
         if manifest.get("fingerprint") != fingerprint:
             self.clear()
@@ -275,10 +360,11 @@ class _WorkDir:
         _write_json_atomically(self.path / MANIFEST, self.manifest)
 
     def clear(self) -> None:
-        """Remove this job's files only (shards, manifest, temp files), never anything else."""
+        """Remove this job's files only (shards, manifest, their temp files), nothing else."""
         for item in self.path.iterdir():
-            ours = item.name == MANIFEST or item.suffix == ".npy" or ".tmp-" in item.name
-            if ours and item.is_file():
+            temporary = _TEMPORARY.fullmatch(item.name)
+            ours = _job_file(temporary["target"] if temporary else item.name)
+            if ours and item.is_file() and not item.is_symlink():
                 item.unlink()
 
     def remove(self) -> None:
@@ -322,7 +408,10 @@ def _executor(options: RasterizeOptions) -> Executor:
     if options.worker_count == 1:
         return _InProcess()
     # The platform's default start method; worker code is importable, so spawn works too.
-    return ProcessPoolExecutor(options.worker_count, mp_context=multiprocessing.get_context())
+    context = multiprocessing.get_context()
+    parent = os.getpid() if context.get_start_method() in ("fork", "spawn") else None
+    return ProcessPoolExecutor(options.worker_count, mp_context=context,
+                               initializer=_die_with_parent, initargs=(parent,))
 
 
 class _ShardSink:
@@ -425,6 +514,7 @@ def rasterize_files(
         if not path.is_file():
             raise FileNotFoundError(f"no such input file: {path}")
     output = Path(output)
+    _remove_stale_temporaries(output.parent, lambda name: name == output.name)
     work = _WorkDir(
         Path(work_dir) if work_dir else output.with_name(f".{output.name}.parts"),
         _fingerprint(inputs, options),

@@ -166,11 +166,14 @@ def test_a_stale_work_dir_is_not_reused(inputs, tmp_path):
     work.mkdir()
     (work / "00000-000000.npy").write_bytes(b"junk from another job")
     (work / MANIFEST).write_text(json.dumps({"fingerprint": "other", "shards": {}}))
-    (work / "notes.txt").write_text("not ours: must survive")
+    (work / ".00000-000001.npy.tmp-1234567").write_bytes(b"a dead job's temp file")
+    users = ["notes.txt", "data.npy", "notes.tmp-1", ".data.npy.tmp-1234567"]  # must survive
+    for name in users:
+        (work / name).write_text("not ours")
     result = rasterize_files(inputs[:1], out, options, work_dir=work)
     assert result.reused_shards == 0
     np.testing.assert_array_equal(np.load(out), expected_rows(inputs[:1])[0])
-    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in work.iterdir()) == sorted(users)
 
 
 @pytest.mark.parametrize(
