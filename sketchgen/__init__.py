@@ -5,15 +5,16 @@ The notebook API (``sketchgen.api``) is importable from here -- ``sg.load``, ``s
 ``sketchgen --help`` import neither torch nor the data stack.
 """
 
-API = ("load", "render", "fit", "Model", "evaluator", "Evaluator", "EvaluatorConfig",
-       "features", "fid", "kid", "scores")  # none may be the name of a submodule: importing
-# one (e.g. sketchgen.train) sets the package attribute of that name, shadowing the API's
+# None may be the name of a submodule: importing one (e.g. sketchgen.train) sets the package
+# attribute of that name, which would shadow the API's (hence sg.fit, not sg.train).
+_API = ("load", "render", "fit", "Model", "evaluator", "Evaluator", "EvaluatorConfig",
+        "features", "fid", "kid", "scores")
 
-__all__ = list(API)
+__all__ = list(_API)
 
 
 def __getattr__(name: str):
-    if name in API:
+    if name in _API:
         from sketchgen import api
 
         return getattr(api, name)
@@ -21,4 +22,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *API})
+    return sorted({*globals(), *_API})

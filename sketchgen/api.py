@@ -27,6 +27,7 @@ torch is imported only by the functions that need it, so ``import sketchgen`` st
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,7 +36,7 @@ import shutil
 import sys
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -273,8 +274,8 @@ class EvaluatorConfig:
     ``ClassifierSettings`` defaults, split 80/10/10 by ``classifier.fit_and_evaluate``."""
 
     categories: tuple[str, ...] = EVALUATOR_CATEGORIES  # Google names, one class each
-    per_class: int = 250  # Google's first N simplified drawings of each: 26 x 250 trains in
-    # about 25 s on one CPU core (early stopping after ~12 epochs), once per cache folder
+    per_class: int = 250  # Google's first N simplified drawings of each: 26 x 250 train in
+    # 22 s on one core (early stopping after 11 epochs), once per cache folder
     size: int = 28  # bitmap side; the suite's default training size and Google's numpy_bitmap
     seed: int = 0  # weight initialisation, batch order and the split
 
@@ -358,9 +359,24 @@ def _cached(path: Path, record: Path, recipe: dict[str, Any]) -> Evaluator:
     return Evaluator(classifier, identity)
 
 
-# Built on the CPU: bit for bit the same weights for every run of the same torch on the same
-# kind of CPU (CUDA kernels are not deterministic); 6,500 small bitmaps need no GPU.
-_BUILD_DEVICE = "cpu"
+# Built on the CPU with one thread: the same torch on the same kind of CPU then gives the
+# same weights bit for bit (CUDA kernels are not deterministic, and the thread count changes
+# the order of float sums: 1 and 2 threads gave different weights). 6,500 small bitmaps need
+# no GPU, and one thread is also the fast choice on a shared machine: two threads on the
+# 2-core machine under load took 404 s, one took 22 s.
+_BUILD_DEVICE, _BUILD_THREADS = "cpu", 1
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None) -> Evaluator:
@@ -379,8 +395,9 @@ def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None
         raise ValueError(f"the evaluator needs the first {config.per_class} drawings of each "
                          f"category; the data source has fewer for {', '.join(short)}")
     classifier_config = config.classifier_config()
-    with tqdm(total=classifier_config.max_epochs, unit="epoch", file=sys.stderr,
-              desc=f"evaluator {classifier_config.feature_name} (once; cached)") as bar:
+    with (_torch_threads(_BUILD_THREADS),
+          tqdm(total=classifier_config.max_epochs, unit="epoch", file=sys.stderr,
+               desc=f"evaluator {classifier_config.feature_name} (once; cached)") as bar):
 
         def log(entry: dict) -> None:
             bar.update(1)
@@ -393,11 +410,21 @@ def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None
     identity = {"feature_space": classifier.feature_name, "config": config.to_dict(),
                 "data_sha256": data.hexdigest(), "weights_sha256": weights_sha256(classifier),
                 "best_epoch": classifier.best_epoch, "test_accuracy": test.accuracy,
-                "test_drawings": test.n}
+                "test_drawings": test.n, "built_with": _build_environment()}
     # The record first: a cached network without its record is rebuilt, never trusted.
     atomic_write(record, lambda tmp: tmp.write_text(json.dumps(identity, indent=1) + "\n"))
     save_classifier(classifier, path)
     return Evaluator(classifier, identity)
+
+
+def _build_environment() -> dict[str, Any]:
+    """What the weights' bits depend on besides the config (for comparing identities)."""
+    import platform
+
+    import torch
+
+    return {"device": _BUILD_DEVICE, "threads": _BUILD_THREADS, "torch": torch.__version__,
+            "machine": platform.machine()}
 
 
 def _as_evaluator(value: Any) -> Evaluator:

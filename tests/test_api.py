@@ -46,6 +46,16 @@ def test_import_stays_torch_free():
     assert shown.stdout.split() == ["False", "False"]
 
 
+def test_no_api_name_is_shadowed_by_a_submodule():
+    import pkgutil
+
+    import sketchgen.train  # noqa: F401  (sets the attribute "train" on the package)
+
+    submodules = {module.name for module in pkgutil.iter_modules(sg.__path__)}
+    assert not submodules & set(sg.__all__)
+    assert callable(sg.fit) and sg.load is sg.api.load
+
+
 def test_the_five_lines(eyes, default_evaluator, tmp_path):
     """load -> render -> fit -> sample -> fid, numpy in and out. An untrained-for-long GAN
     draws nothing like an eye: its FID must be far above the floor of two real halves."""
@@ -186,6 +196,7 @@ def test_the_default_evaluator_is_cached_and_identified(default_evaluator, monke
     assert identity["config"] == sg.EvaluatorConfig().to_dict()
     assert len(identity["config"]["categories"]) == 26 and identity["config"]["per_class"] == 250
     assert identity["test_accuracy"] > 0.4  # 26 classes: chance is 0.04
+    assert identity["built_with"]["threads"] == 1 and identity["built_with"]["device"] == "cpu"
     from sketchgen import classifier
 
     def no_training(*args, **kwargs):
