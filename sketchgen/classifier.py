@@ -35,9 +35,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rasterize.render import render
+from rasterize.render import CHANNELS, render
+from sketchgen.config import (
+    BATCH_SIZES,
+    EPOCHS,
+    RATES,
+    SEEDS,
+    SIZES,
+    WIDTHS,
+    FieldError,
+    check_fields,
+    setting,
+)
 from sketchgen.data import load_bitmaps, load_drawings, split_indices
-from sketchgen.runtime import atomic_write, choose_device, load_checkpoint, save_checkpoint
+from sketchgen.runtime import atomic_write, choose_device, save_checkpoint
 
 CHECKPOINT_FORMAT = "sketchgen.classifier/1"
 POOLINGS = 4  # conv + 2x2 max-pool blocks: k, 2k, 4k, 8k filters
@@ -45,24 +56,26 @@ POOLINGS = 4  # conv + 2x2 max-pool blocks: k, 2k, 4k, 8k filters
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    width: int = 32  # k: filters k, 2k, 4k, 8k and 8k dense features (the reference: 12 to 75)
-    channels: tuple[str, ...] = ()  # render channels, e.g. ("ink", "order"); () = plain bitmap
-    size: int = 28  # bitmap side in pixels; 28 = Google's numpy_bitmap
-    line_width: float = 16.0  # render settings: generated strokes must be drawn like the
-    padding: float = 16.0  # training data, so both are stored with the weights
-    batch_size: int = 128  # training batch
-    learning_rate: float = 1e-3  # Adam, as in the reference
-    max_epochs: int = 30  # upper bound; early stopping usually ends training sooner
-    patience: int = 3  # epochs without a lower validation loss before stopping
-    seed: int = 0  # weight initialisation, batch order and the train/valid/test split
+    # k: filters k, 2k, 4k, 8k and 8k dense features (the reference: 12 to 75)
+    width: int = setting(32, within=WIDTHS)
+    # render channels, e.g. ("ink", "order"); () = plain bitmap
+    channels: tuple[str, ...] = setting((), choices=CHANNELS)
+    size: int = setting(28, within=SIZES)  # bitmap side in pixels; 28 = Google's numpy_bitmap
+    # render settings (units of Google's 256-unit box): generated strokes must be drawn like
+    # the training data, so both are stored with the weights
+    line_width: float = setting(16.0, within="(0, 256]")
+    padding: float = setting(16.0, within="[0, 256]")
+    batch_size: int = setting(128, within=BATCH_SIZES)  # training batch
+    learning_rate: float = setting(1e-3, within=RATES)  # Adam, as in the reference
+    max_epochs: int = setting(30, within=EPOCHS)  # early stopping usually ends training sooner
+    patience: int = setting(3, within=EPOCHS)  # epochs without a lower validation loss to stop
+    seed: int = setting(0, within=SEEDS)  # weight initialisation, batch order, data split
 
     def __post_init__(self):
-        if self.width < 1:
-            raise ValueError(f"width must be positive, got {self.width}")
+        check_fields(self)
         if self.size < 2**POOLINGS:
-            raise ValueError(f"size must be at least {2**POOLINGS} for {POOLINGS} poolings")
-        if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
-            raise ValueError("max_epochs, patience and batch_size must be positive")
+            raise FieldError("size", f"must be at least {2**POOLINGS} for {POOLINGS} poolings, "
+                                     f"got {self.size}")
         object.__setattr__(self, "channels", tuple(self.channels))
 
     @property
@@ -348,13 +361,16 @@ def save_classifier(classifier: Classifier, path: str | Path) -> Path:
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "auto") -> Classifier:
-    """A classifier saved by :func:`save_classifier` (read with ``weights_only=True``)."""
+    """A classifier saved by :func:`save_classifier` (read with ``weights_only=True``; its
+    settings checked before the network is built, its weights' shapes after:
+    ``sketchgen.checkpoints``, whose CheckpointError names the file)."""
+    from sketchgen.checkpoints import check_state, read_classifier_checkpoint
+
     device = choose_device(device)
-    checkpoint = load_checkpoint(path, device)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a sketchgen classifier checkpoint")
+    checkpoint = read_classifier_checkpoint(path)
     config = ClassifierConfig.from_dict(checkpoint["settings"])
     model = build_model(config, len(checkpoint["class_names"]))
+    check_state(model.state_dict(), checkpoint["state_dict"], "state_dict", Path(path))
     model.load_state_dict(checkpoint["state_dict"])
     model.to(device).eval()
     return Classifier(

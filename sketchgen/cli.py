@@ -3,6 +3,18 @@
 Each command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Command modules import torch only inside ``run`` so that
 ``sketchgen --help`` and argument errors stay instant.
+
+Expected errors are one line on stderr, ``sketchgen COMMAND: error: ...``, never a traceback:
+
+- exit status 2: a bad argument, config, data source or checkpoint (:class:`UsageError`, which
+  ``sketchgen.config.ConfigError`` and ``sketchgen.checkpoints.CheckpointError`` are), found
+  before any work starts;
+- exit status 1: the environment failed the run (an ``OSError``: a download that failed or no
+  longer matches its recorded sha256, ``sketchgen.data.DownloadError``; a full disk; a file
+  that cannot be read or written). Notes the error carries (e.g. a second failure while the
+  run wrote its figures) follow, one line each: ``sketchgen COMMAND: note: ...``.
+
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -37,11 +49,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UsageError as error:
-        print(f"sketchgen {args.command}: error: {error}", file=sys.stderr)
+        _report(args.command, error)
         return 2
+    except OSError as error:
+        _report(args.command, error)
+        return 1
     except KeyboardInterrupt:
         print(f"sketchgen {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _report(command: str, error: BaseException) -> None:
+    """The error on one line (a message of several lines is joined), then its notes."""
+    print(f"sketchgen {command}: error: {_one_line(str(error)) or type(error).__name__}",
+          file=sys.stderr)
+    for note in getattr(error, "__notes__", ()):
+        print(f"sketchgen {command}: note: {_one_line(str(note))}", file=sys.stderr)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

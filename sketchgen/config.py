@@ -1,6 +1,9 @@
 """Training configuration: one dataclass whose defaults are shared by the API, TOML files and CLI.
 
 Precedence: dataclass defaults < TOML file (``--config``) < explicit command-line flags.
+Every config dataclass of the suite declares each field's allowed values beside it
+(:func:`setting`) and checks them on construction (:func:`check_fields`), so TOML files, flags,
+API calls and the configs stored in checkpoints are held to the same types and ranges.
 The command-line flags of ``sketchgen train`` are generated from :class:`TrainConfig`
 (``add_config_arguments``), so a new field is automatically a new flag with the same default.
 
@@ -23,10 +26,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import tomllib
 import types
 import typing
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +47,207 @@ class ConfigError(UsageError):
     """
 
 
+class FieldError(ConfigError, ValueError):
+    """A field's value has the wrong type or lies outside its declared range or choices.
+
+    ``path`` names the field as the TOML file spells it (``steps``, ``models[3].batch_size``,
+    ``classifier.max_epochs``). Also a ValueError: to an API caller it is a bad argument value.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path, self.problem = path, problem
+
+    def under(self, prefix: str) -> FieldError:
+        """The same error named by its path inside the enclosing table ``prefix``."""
+        return FieldError(f"{prefix}.{self.path}", self.problem)
+
+
+# -- allowed values: declared beside each field, checked by check_fields ------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Allowed numbers, written as in mathematics: ``"(0, 1]"``, ``"[0, 1)"``; a tuple
+    ``(low, high)`` is the closed interval ``[low, high]``. Always bounded, so NaN and the
+    infinities are never inside."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    @classmethod
+    def of(cls, spec: str | tuple[float, float] | Interval) -> Interval:
+        if isinstance(spec, Interval):
+            return spec
+        if isinstance(spec, tuple):
+            return cls(*spec)
+        low, high = (_number(part) for part in spec[1:-1].split(","))
+        return cls(low, high, spec[0] == "(", spec[-1] == ")")
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low < value if self.low_open else self.low <= value
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        return (f"{'(' if self.low_open else '['}{_written(self.low)}, "
+                f"{_written(self.high)}{')' if self.high_open else ']'}")
+
+
+def _number(text: str) -> float:
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _written(number: float) -> str:
+    """1024 -> "1_024": big bounds readable, and still valid TOML and Python."""
+    if number == int(number):
+        return f"{int(number):_}"
+    return repr(number)
+
+
+MAX_STEPS = 10**9  # optimizer steps: ~30 years at one step per second
+# Ranges shared by several configs (each field names its own otherwise). Generous, but bounded
+# so that a typo or a stranger's file cannot ask for a terabyte before anything is checked.
+STEPS = Interval(1, MAX_STEPS)
+BATCH_SIZES = Interval(1, 65_536)  # 1,000x the DCGAN paper's 64
+SIZES = Interval(1, 1_024)  # px; Google's drawings live in a 256-unit box, 28 px bitmaps
+SEEDS = Interval(0, 2**63 - 1)  # torch's generators take any 64-bit seed; numpy folds it
+DRAWINGS_PER_CLASS = Interval(1, 10_000_000)  # no Quick, Draw! category has a million
+WIDTHS = Interval(1, 1_024)  # base channel counts (DCGAN: 64, the classifier's k: 12 to 75)
+UNITS = Interval(1, 4_096)  # latent, embedding and LSTM sizes (magenta's largest: 512)
+EPOCHS = Interval(1, 10_000)
+RATES = Interval.of("(0, 1]")  # learning rates, decays, keep probabilities
+FRACTIONS = Interval.of("(0, 1)")  # shares of a data set that must leave something either side
+
+
+def setting(default: Any = dataclasses.MISSING, *, within: Any = None,
+            choices: tuple[str, ...] = (), path: bool = False, help_text: str = "",
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its allowed values declared beside it, enforced by
+    :func:`check_fields`: ``within`` an :class:`Interval` (or its text or tuple) for a number
+    or each number of a list; ``choices`` the allowed strings; ``path`` for a string naming a
+    file or folder (not empty). No string may hold NUL or other control characters."""
+    metadata = {"help": help_text, "within": within and Interval.of(within),
+                "choices": choices, "path": path}
+    return field(default=default, default_factory=default_factory,
+                 metadata={key: value for key, value in metadata.items() if value})
+
+
 def _help(text: str, **kwargs: Any) -> Any:
-    """A dataclass field whose help text (what it is, and why the default) shows in ``--help``."""
-    return field(metadata={"help": text}, **kwargs)
+    """A TrainConfig field whose help text (what it is, and why the default) shows in
+    ``--help``; ``kwargs`` as for :func:`setting`."""
+    return setting(help_text=text, **kwargs)
+
+
+def check_fields(config: Any) -> None:
+    """Raise :class:`FieldError` for the first field of the dataclass instance ``config`` whose
+    value does not have the declared type or allowed value. Types are exact: a bool is not an
+    int, a float (even 2.0) is not an int; an int is a number where a float is declared."""
+    for spec, hint in _declarations(type(config)):
+        _check(getattr(config, spec.name), hint, spec.metadata, spec.name)
+
+
+def instantiate(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """``cls(**values)`` with a field error named by its path inside the table ``where``."""
+    try:
+        return cls(**values)
+    except FieldError as error:
+        raise error.under(where) from None
+
+
+@functools.cache
+def _declarations(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    return [(spec, hints[spec.name]) for spec in dataclasses.fields(cls)]
+
+
+def _check(value: Any, hint: Any, meta: Mapping[str, Any], path: str) -> None:
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    if optional:
+        if value is None:
+            return
+        (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))  # `X | None`
+    if _is_list(hint):
+        items = _item_hints(hint, value)
+        if items is not None:
+            for index, (item, item_hint) in enumerate(zip(value, items, strict=True)):
+                _check(item, item_hint, meta, f"{path}[{index}]")
+            return
+    elif _fits(value, hint, meta):
+        return
+    expected = ("None or " if optional else "") + _expected(hint, meta)
+    raise FieldError(path, f"must be {expected}, got {_shown(value)}")
+
+
+def _is_list(hint: Any) -> bool:
+    return typing.get_origin(hint) in (tuple, list)
+
+
+def _item_hints(hint: Any, value: Any) -> list[Any] | None:
+    """The hint of each item of ``value`` (a TOML list, tuple or list), or None if it is not
+    one or has the wrong length."""
+    args = typing.get_args(hint)
+    if not isinstance(value, (list, tuple)):
+        return None
+    if len(args) == 2 and args[1] is Ellipsis or typing.get_origin(hint) is list:
+        return [args[0]] * len(value)
+    return list(args) if len(args) == len(value) else None
+
+
+def _fits(value: Any, hint: Any, meta: Mapping[str, Any]) -> bool:
+    if hint is Any:
+        return True
+    if typing.get_origin(hint) is dict:
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is str:
+        return (isinstance(value, str) and not any(unicodedata.category(c) == "Cc" for c in value)
+                and (bool(value) or not meta.get("path"))
+                and (value in meta["choices"] if "choices" in meta else True))
+    number = (int,) if hint is int else (int, float)
+    return (isinstance(value, number) and not isinstance(value, bool)
+            and ("within" not in meta or value in meta["within"]))
+
+
+_NOUNS = {int: ("an integer", "integers"), float: ("a number", "numbers"),
+          bool: ("true or false", "booleans"), str: ("a string", "strings")}
+
+
+def _expected(hint: Any, meta: Mapping[str, Any], plural: bool = False) -> str:
+    """What a value of ``hint`` must be, in words: "an integer in [1, 65_536]"."""
+    if _is_list(hint):
+        items = typing.get_args(hint)
+        count = "" if items[-1] is Ellipsis or len(items) == 1 else f"{len(items)} "
+        return f"a list of {count}{_expected(items[0], meta, plural=True)}"
+    if typing.get_origin(hint) is dict:
+        return "tables" if plural else "a table"
+    if dataclasses.is_dataclass(hint):
+        return f"{hint.__name__}s" if plural else f"a {hint.__name__}"
+    if hint is str and "choices" in meta:
+        allowed = ", ".join(map(repr, meta["choices"]))
+        return f"strings, each one of {allowed}" if plural else f"one of {allowed}"
+    if hint is str and meta.get("path"):
+        return f"{'paths' if plural else 'a path'} without NUL or control characters"
+    if hint is str:
+        return f"{'strings' if plural else 'a string'} without control characters"
+    noun = _NOUNS.get(hint, (str(hint), str(hint)))[plural]
+    return f"{noun} in {meta['within']}" if "within" in meta else noun
+
+
+def _shown(value: Any) -> str:
+    """A value as the message quotes it: TOML's true/false, otherwise Python's repr (which
+    shows NUL and control characters escaped), cut to one readable line."""
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)
@@ -55,32 +259,40 @@ class TrainConfig:
         "Quick, Draw! category names or ndjson/npy paths; one class per entry, in this order",
         default=(),
     )
-    size: int = _help("image side in pixels; 28 is Google's numpy_bitmap size", default=28)
+    size: int = _help("image side in pixels; 28 is Google's numpy_bitmap size", default=28,
+                      within=SIZES)
     per_class: int | None = _help(
-        "drawings per class (first N); None = all, the default for real runs", default=None
+        "drawings per class (first N); None = all, the default for real runs", default=None,
+        within=DRAWINGS_PER_CLASS,
     )
     mirror: str | None = _help(
         "data mirror folder/URL; None = $QUICKDRAW_MIRROR, so runs stay offline-capable",
-        default=None,
+        default=None, path=True,
     )
     steps: int = _help("optimizer steps in total (a resumed run stops at the same step)",
-                       default=2000)
+                       default=2000, within=STEPS)
     batch_size: int = _help("images per step; 64 is the DCGAN paper's and the presets' value",
-                            default=64)
-    seed: int = _help("seeds python, numpy, torch and the task's batch generator", default=0)
-    out: str = _help("run directory: checkpoint, log, grids, GIF, loss curves", default="runs/run")
+                            default=64, within=BATCH_SIZES)
+    seed: int = _help("seeds python, numpy, torch and the task's batch generator", default=0,
+                      within=SEEDS)
+    out: str = _help("run directory: checkpoint, log, grids, GIF, loss curves", default="runs/run",
+                     path=True)
     checkpoint_every: int = _help(
-        "steps between atomic checkpoints; a kill loses at most this many steps", default=500
+        "steps between atomic checkpoints; a kill loses at most this many steps", default=500,
+        within=STEPS,
     )
     sample_every: int = _help(
-        "steps between sample grids from the fixed noise batch (the GIF's frames)", default=250
+        "steps between sample grids from the fixed noise batch (the GIF's frames)", default=250,
+        within=STEPS,
     )
-    log_every: int = _help("steps between JSONL log lines; 1 = every step, cheap", default=1)
+    log_every: int = _help("steps between JSONL log lines; 1 = every step, cheap", default=1,
+                           within=STEPS)
     grad_norm_every: int = _help(
         "steps between per-layer gradient norms in the log (one pass over all parameters)",
-        default=50,
+        default=50, within=STEPS,
     )
-    grid_size: int = _help("images per sample grid (a square number reads best)", default=64)
+    grid_size: int = _help("images per sample grid (a square number reads best)", default=64,
+                           within=(1, 1_024))  # a 32 x 32 grid
     device: str = _help("auto = CUDA, then MPS, then CPU; or any torch device string",
                         default="auto")
     amp: bool = _help("bfloat16/float16 autocast; used on CUDA only, ignored elsewhere",
@@ -94,18 +306,9 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        check_fields(self)  # model-specific checks live in the model's config
         # TOML and argparse give lists; a tuple keeps the config hashable and immutable.
         object.__setattr__(self, "categories", tuple(self.categories))
-        self.check()
-
-    def check(self) -> None:
-        """Reject values no model can use; model-specific checks live in the model config."""
-        for name in ("size", "steps", "batch_size", "checkpoint_every", "sample_every",
-                     "log_every", "grad_norm_every", "grid_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.per_class is not None and self.per_class < 1:
-            raise ConfigError(f"per_class must be >= 1 or None, got {self.per_class}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, no tuples) for TOML/JSON and ``weights_only`` checkpoints."""
@@ -142,10 +345,7 @@ def config_from_mapping(values: dict[str, Any], base: TrainConfig | None = None)
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; "
                           f"known: {', '.join(FIELDS)}")
-    try:
-        return dataclasses.replace(base or TrainConfig(), **values)
-    except TypeError as error:  # e.g. a string where a number belongs, caught in __post_init__
-        raise ConfigError(str(error)) from error
+    return dataclasses.replace(base or TrainConfig(), **values)
 
 
 def load_toml(path: str | Path) -> TrainConfig:
@@ -159,7 +359,10 @@ def load_toml(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file not found: {path}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: {error}") from error
-    return config_from_mapping(data)
+    try:
+        return config_from_mapping(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:

@@ -51,7 +51,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from sketchgen import runtime
-from sketchgen.config import ConfigError, TrainConfig
+from sketchgen.config import (
+    RATES,
+    UNITS,
+    WIDTHS,
+    ConfigError,
+    FieldError,
+    TrainConfig,
+    check_fields,
+    setting,
+)
 from sketchgen.train import TaskInputs
 
 ARCHITECTURES = ("dcgan", "superdeep", "tf-dcgan", "brownlee", "smooth")
@@ -59,52 +68,59 @@ CONDITIONINGS = ("none", "concat", "projection")
 LOSSES = ("bce", "hinge")
 OUTPUTS = ("tanh", "sigmoid")
 D_UPDATES = ("joint", "separate")
+TARGETS = "[-1, 2]"  # D's label targets: around 0 and 1 (smooth-cgan's real ones reach 1.2)
 
 
 @dataclass(frozen=True)
 class GanConfig:
     """A GAN's architecture and training recipe. Defaults are the DCGAN paper's."""
 
-    architecture: str = "dcgan"  # generator/discriminator builder, one of ARCHITECTURES
+    # generator/discriminator builder
+    architecture: str = setting("dcgan", choices=ARCHITECTURES)
     # "none"; "concat": label embedding joins z in G and an extra label channel in D;
     # "projection": label embedding joins z in G, projection discriminator (dcgan only)
-    conditioning: str = "none"
-    latent_dim: int = 100  # the size every reference uses
-    width: int = 64  # base channel count of the dcgan builder (DCGAN paper: 64)
-    embed_dim: int = 50  # label embedding size (Brownlee: 50)
-    loss: str = "bce"  # "bce": non-saturating GAN loss; "hinge": SNGAN/SAGAN hinge loss
-    real_target: tuple[float, float] = (1.0, 1.0)  # D's target for real, drawn ~ U[lo, hi]
-    fake_target: tuple[float, float] = (0.0, 0.0)  # D's target for fake, drawn ~ U[lo, hi]
-    lr_g: float = 2e-4  # DCGAN paper
-    lr_d: float = 2e-4  # DCGAN paper
-    betas: tuple[float, float] = (0.5, 0.999)  # DCGAN paper: beta1 0.5 steadies training
-    adam_eps: float = 1e-8  # torch default (Keras: 1e-7)
-    weight_decay: float = 0.0  # L2 on both nets; superdeep used 1e-5
-    g_dropout: float = 0.0  # dropout in G (superdeep: "to combat mode collapse")
+    conditioning: str = setting("none", choices=CONDITIONINGS)
+    latent_dim: int = setting(100, within=UNITS)  # the size every reference uses
+    width: int = setting(64, within=WIDTHS)  # base channel count of the dcgan builder (paper: 64)
+    embed_dim: int = setting(50, within=UNITS)  # label embedding size (Brownlee: 50)
+    # "bce": non-saturating GAN loss; "hinge": SNGAN/SAGAN hinge loss
+    loss: str = setting("bce", choices=LOSSES)
+    # D's targets for real and fake images, drawn ~ U[lo, hi]; soft labels stay near 0 and 1
+    real_target: tuple[float, float] = setting((1.0, 1.0), within=TARGETS)
+    fake_target: tuple[float, float] = setting((0.0, 0.0), within=TARGETS)
+    lr_g: float = setting(2e-4, within=RATES)  # DCGAN paper
+    lr_d: float = setting(2e-4, within=RATES)  # DCGAN paper
+    # DCGAN paper: beta1 0.5 steadies training
+    betas: tuple[float, float] = setting((0.5, 0.999), within="[0, 1)")
+    adam_eps: float = setting(1e-8, within=RATES)  # torch default (Keras: 1e-7)
+    weight_decay: float = setting(0.0, within="[0, 1]")  # L2 on both nets; superdeep used 1e-5
+    # dropout in G (superdeep: "to combat mode collapse")
+    g_dropout: float = setting(0.0, within="[0, 1)")
     # batch norm in the dcgan builder's G (DCGAN paper); off gives a G whose output does not
     # depend on the batch, e.g. to check data-parallel runs on CPUs, which lack SyncBatchNorm
     g_batch_norm: bool = True
     spectral_norm: bool = False  # spectral norm on every D layer, replacing D's batch norm
-    ema_decay: float = 0.0  # EMA of G's weights used for sampling; 0 = sample G itself
-    output: str = "tanh"  # "tanh": data scaled to [-1, 1]; "sigmoid": to [0, 1]
-    d_update: str = "joint"  # "joint": one D step on real+fake; "separate": half batches
+    # EMA of G's weights used for sampling; 0 = sample G itself
+    ema_decay: float = setting(0.0, within="[0, 1)")
+    # "tanh": data scaled to [-1, 1]; "sigmoid": to [0, 1]
+    output: str = setting("tanh", choices=OUTPUTS)
+    # "joint": one D step on real+fake; "separate": half batches
+    d_update: str = setting("joint", choices=D_UPDATES)
     # batches of STANDING_BATCH noise draws that estimate G's batch-norm statistics before
     # sampling (see with_standing_statistics; 8 x 128: per-channel means to ~3% of a std);
     # 0 = sample with training's running averages, as Keras's predict() would
-    standing_batches: int = 8
+    standing_batches: int = setting(8, within=(0, 1_000))
 
     def __post_init__(self) -> None:
-        for name, allowed in (("architecture", ARCHITECTURES), ("conditioning", CONDITIONINGS),
-                              ("loss", LOSSES), ("output", OUTPUTS), ("d_update", D_UPDATES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, name)!r}")
+        check_fields(self)
         if self.conditioning == "projection" and self.architecture != "dcgan":
-            raise ValueError("projection conditioning needs architecture 'dcgan'")
-        if self.standing_batches < 0:
-            raise ValueError(f"standing_batches must be >= 0, got {self.standing_batches}")
-        object.__setattr__(self, "real_target", tuple(self.real_target))
-        object.__setattr__(self, "fake_target", tuple(self.fake_target))
+            raise FieldError("conditioning", "'projection' needs architecture 'dcgan', got "
+                                             f"{self.architecture!r}")
+        for name in ("real_target", "fake_target"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise FieldError(name, f"must be (low, high) with low <= high, got {(low, high)}")
+            object.__setattr__(self, name, (low, high))
         object.__setattr__(self, "betas", tuple(self.betas))
 
     @property

@@ -6,11 +6,13 @@ and that module (which imports torch) is imported only when the model is used.
 A model module provides, for each entry:
 
 - a *config*: a frozen dataclass instance holding the model's own defaults (presets of one
-  family are entries sharing a factory with different configs). It must have a method
-  ``check(train_config) -> None`` raising ``sketchgen.config.ConfigError`` for settings the
-  model cannot do (e.g. an image size the architecture does not support), so that bad
-  configs fail before any work, and an attribute ``conditional`` (bool): whether the model
-  samples by class label (then one run covers every category).
+  family are entries sharing a factory with different configs). Its fields declare their
+  allowed values (``sketchgen.config.setting``), which its ``__post_init__`` checks
+  (``sketchgen.config.check_fields``). It must have a method ``check(train_config) -> None``
+  raising ``sketchgen.config.ConfigError`` for settings the model cannot do in this run (e.g.
+  an image size the architecture does not support), so that bad configs fail before any
+  work, and an attribute ``conditional`` (bool): whether the model samples by class label
+  (then one run covers every category).
 - a *factory*: ``factory(inputs: sketchgen.train.TaskInputs) -> Task`` (protocol in
   ``sketchgen.train``).
 """
@@ -22,7 +24,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sketchgen.config import ConfigError, TrainConfig
+from sketchgen.config import ConfigError, FieldError, TrainConfig
 
 Kind = Literal["bitmap", "strokes"]
 
@@ -40,19 +42,21 @@ class ModelEntry:
     def default_config(self) -> Any:
         return _resolve(self.config)
 
-    def model_config(self, overrides: dict[str, Any] | None = None) -> Any:
-        """The default config with ``overrides`` applied; unknown or mistyped fields fail."""
+    def model_config(self, overrides: dict[str, Any] | None = None,
+                     where: str = "model_options") -> Any:
+        """The default config with ``overrides`` applied; an unknown field or a bad value is
+        a ConfigError naming it inside ``where``, the table the overrides come from."""
         config = self.default_config()
         overrides = overrides or {}
         known = {f.name for f in dataclasses.fields(config)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ConfigError(f"model {self.name!r} has no option(s) {', '.join(unknown)}; "
-                              f"options: {', '.join(sorted(known))}")
+            raise ConfigError(f"{where}: model {self.name!r} has no option(s) "
+                              f"{', '.join(unknown)}; options: {', '.join(sorted(known))}")
         try:
             return dataclasses.replace(config, **overrides)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"model {self.name!r}: {error}") from error
+        except FieldError as error:
+            raise error.under(where) from None
 
     def build(self, inputs: Any) -> Any:
         """Build the training task (see ``sketchgen.train.Task``)."""

@@ -100,11 +100,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``: a checkpoint cannot run code when loaded."""
-    import torch
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` of a checked archive: a checkpoint cannot run
+    code when loaded, and a damaged or refused one is a one-line error naming the file
+    (``sketchgen.checkpoints.load``; its ``read_checkpoint`` also checks the layout)."""
+    from sketchgen.checkpoints import load
 
-    return torch.load(path, map_location=device, weights_only=True)
+    return load(path, device)
 
 
 def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:

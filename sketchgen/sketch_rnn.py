@@ -74,7 +74,15 @@ from rasterize.strokes import (
     stroke3_to_stroke5,
     stroke5_to_stroke3,
 )
-from sketchgen.config import ConfigError
+from sketchgen.config import (
+    MAX_STEPS,
+    RATES,
+    UNITS,
+    ConfigError,
+    FieldError,
+    check_fields,
+    setting,
+)
 from sketchgen.runtime import check_shards, eval_mode
 
 if TYPE_CHECKING:
@@ -82,6 +90,8 @@ if TYPE_CHECKING:
 
 MODES = ("vae", "unconditional", "class")
 CELLS = ("lstm", "layer_norm")
+SEQUENCE_LENGTHS = (1, 10_000)  # points per sketch (magenta: 250; Google's raw drawings: more)
+KL = "[0, 100]"  # KL weights and tolerance (magenta: 0.01 to 0.5, tolerance 0.2)
 LN_EPSILON = 1e-3  # magenta's layer-norm epsilon (inside the square root)
 FORGET_BIAS = 1.0  # added to the forget gate so memory is kept at the start of training
 LOG_2PI = math.log(2.0 * math.pi)
@@ -100,68 +110,55 @@ class SketchRNNConfig:
     with batches of 100: ``--batch-size 100``).
     """
 
-    mode: str = "vae"  # "vae" | "unconditional" | "class" (see the module doc)
-    enc_rnn_size: int = 256  # encoder LSTM units per direction
-    dec_rnn_size: int = 512  # decoder LSTM units
-    z_size: int = 128  # latent size (paper: 32, 64 or 128 recommended)
-    class_embedding_size: int = 128  # class mode: the category vector in z's place; = z_size
-    num_mixture: int = 20  # bivariate Gaussians in the offset mixture
-    enc_model: str = "lstm"  # "lstm" | "layer_norm" (magenta also has "hyper": not here)
-    dec_model: str = "lstm"  # "lstm" | "layer_norm"
+    mode: str = setting("vae", choices=MODES)  # see the module doc
+    enc_rnn_size: int = setting(256, within=UNITS)  # encoder LSTM units per direction
+    dec_rnn_size: int = setting(512, within=UNITS)  # decoder LSTM units
+    z_size: int = setting(128, within=UNITS)  # latent size (paper: 32, 64 or 128 recommended)
+    # class mode: the category vector in z's place; = z_size
+    class_embedding_size: int = setting(128, within=UNITS)
+    num_mixture: int = setting(20, within=(1, 100))  # bivariate Gaussians in the offset mixture
+    # magenta also has "hyper": not here
+    enc_model: str = setting("lstm", choices=CELLS)
+    dec_model: str = setting("lstm", choices=CELLS)
     # magenta's default is True; off here so the default cell is the fused nn.LSTM. Turning it
     # on runs the per-step StepLSTM, with or without layer norm.
     use_recurrent_dropout: bool = False
-    recurrent_dropout_keep: float = 0.90  # keep probability of the candidate-update dropout
-    max_seq_len: int = 250  # longer sketches are dropped (counts printed, kept in checkpoint)
-    random_scale_factor: float = 0.15  # x and y scaled by independent U(1 - f, 1 + f)
-    augment_stroke_prob: float = 0.10  # probability of dropping an interior point
-    learning_rate: float = 1e-3  # Adam's starting rate
-    decay_rate: float = 0.9999  # learning-rate decay per step, towards min_learning_rate
-    min_learning_rate: float = 1e-5  # floor of the decayed learning rate
-    grad_clip: float = 1.0  # each gradient element clipped to +-grad_clip
-    kl_weight: float = 0.5  # w_max, the KL weight annealing converges to
-    kl_weight_start: float = 0.01  # w_start, the KL weight at step 0
-    kl_decay_rate: float = 0.99995  # r in w = w_max - (w_max - w_start) * r^step
-    kl_tolerance: float = 0.2  # KL below this is not penalised (free bits)
-    valid_fraction: float = 0.05  # share of the data held out for validation (seeded split)
-    test_fraction: float = 0.05  # share held out for testing (never trained on)
-    eval_every: int = 500  # steps between validation costs in the log; 0 = never
-    sample_temperature: float = 1.0  # temperature of `sample` / `sample_drawings`
-    sample_max_len: int = 250  # cap on points per sampled sketch; a capped sketch is ended
+    # keep probability of the candidate-update dropout
+    recurrent_dropout_keep: float = setting(0.90, within=RATES)
+    # longer sketches are dropped (counts printed, kept in checkpoint)
+    max_seq_len: int = setting(250, within=SEQUENCE_LENGTHS)
+    # x and y scaled by independent U(1 - f, 1 + f)
+    random_scale_factor: float = setting(0.15, within="[0, 1)")
+    # probability of dropping an interior point
+    augment_stroke_prob: float = setting(0.10, within="[0, 1)")
+    learning_rate: float = setting(1e-3, within=RATES)  # Adam's starting rate
+    # learning-rate decay per step, towards min_learning_rate
+    decay_rate: float = setting(0.9999, within=RATES)
+    min_learning_rate: float = setting(1e-5, within=RATES)  # floor of the decayed rate
+    grad_clip: float = setting(1.0, within="(0, 1_000]")  # each gradient element to +-grad_clip
+    kl_weight: float = setting(0.5, within=KL)  # w_max, the KL weight annealing converges to
+    kl_weight_start: float = setting(0.01, within=KL)  # w_start, the KL weight at step 0
+    # r in w = w_max - (w_max - w_start) * r^step
+    kl_decay_rate: float = setting(0.99995, within=RATES)
+    kl_tolerance: float = setting(0.2, within=KL)  # KL below this is not penalised (free bits)
+    # shares of the data held out for validation and testing (seeded split; never trained on)
+    valid_fraction: float = setting(0.05, within="[0, 1)")
+    test_fraction: float = setting(0.05, within="[0, 1)")
+    # steps between validation costs in the log; 0 = never
+    eval_every: int = setting(500, within=(0, MAX_STEPS))
+    sample_temperature: float = setting(1.0, within="(0, 100]")  # of `sample`, `sample_drawings`
+    # cap on points per sampled sketch; a capped sketch is ended
+    sample_max_len: int = setting(250, within=SEQUENCE_LENGTHS)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Raise ConfigError for settings the model cannot run with."""
-        choices = {"mode": MODES, "enc_model": CELLS, "dec_model": CELLS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"sketch-rnn: {name} must be one of {allowed}, "
-                                  f"got {getattr(self, name)!r}")
-        for name in ("enc_rnn_size", "dec_rnn_size", "z_size", "class_embedding_size",
-                     "num_mixture", "max_seq_len", "sample_max_len"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"sketch-rnn: {name} must be >= 1, got {getattr(self, name)}")
-        unit = {"recurrent_dropout_keep": (0.0, 1.0, "(0, 1]"),
-                "decay_rate": (0.0, 1.0, "(0, 1]"), "kl_decay_rate": (0.0, 1.0, "(0, 1]")}
-        for name, (low, high, text) in unit.items():
-            if not low < getattr(self, name) <= high:
-                raise ConfigError(f"sketch-rnn: {name} must be in {text}, "
-                                  f"got {getattr(self, name)}")
-        for name in ("random_scale_factor", "augment_stroke_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"sketch-rnn: {name} must be in [0, 1), "
-                                  f"got {getattr(self, name)}")
-        positive = ("learning_rate", "min_learning_rate", "grad_clip", "sample_temperature")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"sketch-rnn: {name} must be > 0, got {getattr(self, name)}")
-        for name in ("kl_weight", "kl_weight_start", "kl_tolerance", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"sketch-rnn: {name} must be >= 0, got {getattr(self, name)}")
-        held_out = self.valid_fraction + self.test_fraction
-        if self.valid_fraction < 0 or self.test_fraction < 0 or held_out >= 1:
-            raise ConfigError("sketch-rnn: valid_fraction and test_fraction must be >= 0 "
-                              f"and leave training data, got {self.valid_fraction}, "
-                              f"{self.test_fraction}")
+        check_fields(self)
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise FieldError("test_fraction", "and valid_fraction must leave training data, "
+                                              f"got {self.test_fraction} and {self.valid_fraction}")
 
     @property
     def conditional(self) -> bool:

@@ -123,7 +123,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     (["superdeep", "--size", "64"], "cannot make 64 px images; it supports 28 px only"),
     (["dcgan", "--size", "30"], "cannot make 30 px images"),
     (["dcgan", "--set", "lr=1"], "has no option"),
-    (["dcgan", "--batch-size", "0"], "batch_size must be >= 1"),
+    (["dcgan", "--batch-size", "0"], r"batch_size must be an integer in \[1, 65_536\], got 0"),
     (["dcgan", "--categories"], None),  # argparse: CATEGORIES needs a value
 ])
 def test_bad_train_arguments_fail_in_one_line_before_any_work(tmp_path, capsys, argv, message):

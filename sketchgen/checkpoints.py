@@ -1,0 +1,323 @@
+"""Checkpoints from strangers: every file the suite reads with ``torch.load`` is checked here,
+in three layers, before anything is built from it. Each problem is a one-line
+:class:`CheckpointError` naming the file and the key.
+
+1. The file (:func:`load`): a zip archive as ``torch.save`` writes it, every entry stored
+   uncompressed (torch would inflate a compressed one to whatever size the archive claims: a
+   zip bomb) and no larger than the file; then ``torch.load(weights_only=True)``, which
+   builds tensors and plain data only and runs no code.
+2. The layout (:func:`read_checkpoint` for a run's ``checkpoint.pt``,
+   :func:`read_classifier_checkpoint` for a saved classifier): keys and types, and the
+   stored configs through their dataclasses' own field checks -- so every size is in its
+   range before a module is built -- and the RNG states through ``runtime.set_rng_state``.
+3. The weights (:func:`load_task_state`, :func:`check_state`): once the model is built from
+   checked sizes, every tensor of the stored state must have the built one's shape and dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sketchgen.config import (
+    EPOCHS,
+    MAX_STEPS,
+    ConfigError,
+    FieldError,
+    check_fields,
+    config_from_mapping,
+    instantiate,
+    setting,
+)
+
+MAX_CLASSES = 10_000  # class names in one checkpoint; embeddings grow with their count
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used: unreadable, refused, or not what the suite wrote."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = Path(path), problem
+
+
+# -- 1. the file --------------------------------------------------------------------------------
+
+
+def load(path: str | Path, device: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of a checked archive; errors name the file."""
+    import torch
+
+    path = Path(path)
+    _check_archive(path)
+    try:
+        with warnings.catch_warnings():  # about the pickle protocol of a file refused anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:  # weights_only met a global it does not allow
+        raise CheckpointError(path, "refused: it holds objects other than tensors and plain "
+                                    f"data ({_unpickling_reason(error)})") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, TypeError, IndexError,
+            AttributeError, OverflowError) as error:  # a damaged archive or record
+        raise CheckpointError(path, f"not a torch checkpoint ({_first_line(error)})") from None
+
+
+def _check_archive(path: Path) -> None:
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(path, "not a torch checkpoint (torch.save writes a zip archive; "
+                                    "this file is none, or is cut short)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(path, f"not a torch checkpoint ({error})") from None
+    compressed = [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        raise CheckpointError(path, f"not a torch checkpoint: entry {compressed[0]!r} is "
+                                    "compressed (torch.save stores every entry as it is)")
+    if sum(entry.file_size for entry in entries) > path.stat().st_size:
+        raise CheckpointError(path, "not a torch checkpoint: its entries claim more bytes "
+                                    "than the file holds")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _unpickling_reason(error: pickle.UnpicklingError) -> str:
+    """The line of torch's message that says what was refused (it leads with boilerplate that
+    suggests weights_only=False, which is exactly what must not be done with this file)."""
+    lines = [line.split("WeightsUnpickler error:")[-1].strip()
+             for line in str(error).splitlines()[1:]]
+    useful = [line for line in lines
+              if line and not line.startswith(("Please file", "Check the documentation"))]
+    return useful[0] if useful else _first_line(error)
+
+
+# -- 2. the layout ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The dict of a training run's ``checkpoint.pt`` (``sketchgen.train._Session.save``)."""
+
+    format: int
+    step: int = setting(within=(0, MAX_STEPS))
+    model: str
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    model_config: dict[str, Any]  # the registry entry's config dataclass as a dict
+    class_names: tuple[str, ...]
+    task: dict[str, Any]  # task.state_dict()
+    rng: dict[str, Any]  # runtime.rng_state()
+    data: dict[str, Any] | None = None  # fingerprint of data given in memory (sketchgen.train)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class ClassifierLayout:
+    """The dict of a saved classifier (``sketchgen.classifier.save_classifier``)."""
+
+    format: str
+    settings: dict[str, Any]  # ClassifierConfig.to_dict()
+    class_names: tuple[str, ...]
+    history: tuple[dict[str, Any], ...]  # one entry per epoch
+    best_epoch: int = setting(within=(0, EPOCHS.high))
+    state_dict: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def check_layout(layout: type, checkpoint: Any, path: Path) -> Any:
+    """``layout(**checkpoint)``: a dict with every key of the layout (others are ignored),
+    each of its declared type."""
+    names = [spec.name for spec in fields(layout)]
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(path, f"expected a dict of {', '.join(names)}, "
+                                    f"got {type(checkpoint).__name__}")
+    required = [spec.name for spec in fields(layout) if spec.default is dataclasses.MISSING]
+    missing = [name for name in required if name not in checkpoint]
+    if missing:
+        raise CheckpointError(path, f"missing {', '.join(missing)}")
+    try:
+        return layout(**{name: checkpoint[name] for name in names if name in checkpoint})
+    except FieldError as error:
+        raise CheckpointError(path, str(error)) from None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training run's checkpoint, its layout, configs, sizes and RNG states checked; nothing
+    is built. Returns the dict as it was saved."""
+    from sketchgen import registry
+    from sketchgen.train import CHECKPOINT_FORMAT
+
+    path = Path(path)
+    checkpoint = load(path)
+    layout = check_layout(RunLayout, checkpoint, path)
+    if layout.format != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"format {layout.format} is not {CHECKPOINT_FORMAT}, the "
+                                    "one this version reads")
+    try:
+        config = config_from_mapping(layout.config)
+    except FieldError as error:
+        raise CheckpointError(path, str(error.under("config"))) from None
+    except ConfigError as error:
+        raise CheckpointError(path, f"config: {error}") from None
+    try:
+        entry = registry.get_model(layout.model)
+    except ConfigError as error:
+        raise CheckpointError(path, f"model: {error}") from None
+    if config.model != layout.model:
+        raise CheckpointError(path, f"config.model is {config.model!r}, model is "
+                                    f"{layout.model!r}")
+    try:
+        entry.model_config(layout.model_config, where="model_config").check(config)
+    except ConfigError as error:
+        raise CheckpointError(path, str(error)) from None
+    _check_class_names(layout.class_names, path, "class_names")
+    _check_rng(layout.rng, path)
+    return checkpoint
+
+
+def read_classifier_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A saved classifier, its layout and settings checked; nothing is built. Returns the dict
+    as it was saved."""
+    from sketchgen.classifier import CHECKPOINT_FORMAT, ClassifierConfig
+
+    path = Path(path)
+    checkpoint = load(path)
+    layout = check_layout(ClassifierLayout, checkpoint, path)
+    if layout.format != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"format {layout.format!r} is not {CHECKPOINT_FORMAT!r}: "
+                                    "not a sketchgen classifier")
+    known = {spec.name for spec in fields(ClassifierConfig)}
+    if set(layout.settings) != known:
+        raise CheckpointError(path, f"settings: expected the keys {', '.join(sorted(known))}")
+    try:
+        instantiate(ClassifierConfig, layout.settings, "settings")
+    except FieldError as error:
+        raise CheckpointError(path, str(error)) from None
+    _check_class_names(layout.class_names, path, "class_names", at_least=2)
+    return checkpoint
+
+
+def _check_class_names(names: tuple[str, ...], path: Path, where: str, at_least: int = 1
+                       ) -> None:
+    if not at_least <= len(names) <= MAX_CLASSES or len(set(names)) != len(names):
+        raise CheckpointError(path, f"{where} must be {at_least} to {MAX_CLASSES:_} distinct "
+                                    f"names, got {len(names)} ({len(set(names))} distinct)")
+
+
+def _check_rng(state: dict[str, Any], path: Path) -> None:
+    """The RNG states must be what ``runtime.set_rng_state`` restores: tried on the global
+    generators, which get their own states back whatever happens."""
+    from sketchgen import runtime
+
+    saved = runtime.rng_state()
+    try:
+        runtime.set_rng_state(state)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError,
+            OverflowError) as error:
+        raise CheckpointError(path, "rng: not the RNG states sketchgen saves "
+                                    f"({_first_line(error)})") from None
+    finally:
+        runtime.set_rng_state(saved)
+
+
+# -- 3. the weights -----------------------------------------------------------------------------
+
+
+def load_task_state(task: Any, state: dict[str, Any], path: Path) -> None:
+    """Load a run's stored task state into the task freshly built from its checked configs:
+    first :func:`check_state` against the task's own state, then the optimizers' moments
+    against their parameters (torch checks neither before a training step would fail)."""
+    check_state(task.state_dict(), state, "task", path)
+    try:
+        task.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise CheckpointError(path, f"task: {_first_line(error)}") from None
+    _check_moments(task, path)
+
+
+def check_state(expected: Any, found: Any, where: str, path: Path) -> None:
+    """``found`` has everything ``expected`` (the built model's state) has: tensors of the same
+    shape and dtype, numbers where numbers are, lists of the same length, every dict key.
+    Extra keys are left to the loader (an optimizer's per-parameter state is empty before
+    the first step, and the loaders of modules refuse unexpected keys themselves)."""
+    import torch
+
+    if isinstance(expected, torch.Tensor):
+        _check_tensor(expected, found, where, path)
+    elif isinstance(expected, dict):
+        if not isinstance(found, dict):
+            raise CheckpointError(path, f"{where} must be a dict, got {type(found).__name__}")
+        for key, value in expected.items():
+            inner = f"{where}.{key}" if isinstance(key, str) else f"{where}[{key!r}]"
+            if key not in found:
+                raise CheckpointError(path, f"{inner} is missing")
+            check_state(value, found[key], inner, path)
+    elif isinstance(expected, (list, tuple)):
+        if not isinstance(found, (list, tuple)) or len(found) != len(expected):
+            raise CheckpointError(path, f"{where} must be a list of {len(expected)}, "
+                                        f"got {_described(found)}")
+        for index, (value, item) in enumerate(zip(expected, found, strict=True)):
+            check_state(value, item, f"{where}[{index}]", path)
+    elif not _same_kind(expected, found):
+        raise CheckpointError(path, f"{where} must be like {expected!r}, got {_described(found)}")
+
+
+def _check_tensor(expected: Any, found: Any, where: str, path: Path) -> None:
+    import torch
+
+    if not isinstance(found, torch.Tensor):
+        raise CheckpointError(path, f"{where} must be a tensor, got {_described(found)}")
+    if found.shape != expected.shape:
+        raise CheckpointError(path, f"{where} has shape {tuple(found.shape)}, the model's is "
+                                    f"{tuple(expected.shape)}")
+    if found.dtype != expected.dtype:
+        raise CheckpointError(path, f"{where} has dtype {found.dtype}, the model's is "
+                                    f"{expected.dtype}")
+
+
+def _same_kind(expected: Any, found: Any) -> bool:
+    """Scalars: a bool for a bool, a string for a string, a number (or None) for a number or
+    None (a task built without data holds None where a trained one holds a number)."""
+    if isinstance(expected, bool) or isinstance(found, bool):
+        return isinstance(expected, bool) and isinstance(found, bool)
+    if isinstance(expected, str) or isinstance(found, str):
+        return isinstance(expected, str) and isinstance(found, str)
+    if expected is None or isinstance(expected, (int, float)):
+        return found is None or isinstance(found, (int, float))
+    return True
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _check_moments(task: Any, path: Path) -> None:
+    """Every optimizer state tensor that is not a scalar (Adam's moments) has its parameter's
+    shape. The optimizers are found among the task's attributes: the Task protocol does not
+    name them."""
+    import torch
+
+    for name, optimizer in vars(task).items():
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            continue
+        for parameter, state in optimizer.state.items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.dim() and (
+                        value.shape != parameter.shape):
+                    raise CheckpointError(path, f"task: {name} state {key!r} has shape "
+                                                f"{tuple(value.shape)}, its parameter's is "
+                                                f"{tuple(parameter.shape)}")
