@@ -34,6 +34,11 @@ turn; unconditional models are trained once per category. Working files (trainin
 classifier) go to ``<out>/_work/``; a killed comparison resumes its runs when started again,
 and a run whose settings changed is trained afresh.
 
+The report folder is claimed and locked for the whole run (``sketchgen.outputs``): a new or
+empty folder, or one an earlier comparison made; its marker records the files the report
+wrote, and only those are removed before a new report is written. Model labels and the name
+are file names (``outputs.check_name``).
+
 Validation happens before any training: unknown model, category or option, an impossible
 size, a ``load`` directory without a fitting checkpoint, too few drawings for the held-out
 sets -- each is a one-line :class:`sketchgen.cli.UsageError`.
@@ -56,23 +61,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from sketchgen import report
+from sketchgen import outputs, report
 from sketchgen.cli import UsageError
-from sketchgen.config import (
-    BATCH_SIZES,
-    DRAWINGS_PER_CLASS,
-    EPOCHS,
-    FRACTIONS,
-    SEEDS,
-    SIZES,
-    STEPS,
-    WIDTHS,
-    ConfigError,
-    TrainConfig,
-    check_fields,
-    instantiate,
-    setting,
-)
+from sketchgen.config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +72,7 @@ if TYPE_CHECKING:
     from sketchgen.sample import LoadedRun
 
 WORK = "_work"  # under the report folder; git-ignored (reports/**/_work/)
+REPORT_KIND = "report"  # the report folder's kind in its sketchgen.outputs marker
 GRID_SAMPLES = 64  # drawings shown per sample grid (8 x 8)
 GRID_COLUMNS = 8
 
@@ -93,17 +85,14 @@ class ModelSpec:
     """One compared model: a registry entry with its budget."""
 
     model: str  # registry name, e.g. "dcgan", "sngan", "sketch-rnn"
-    steps: int = setting(within=STEPS)  # optimiser steps of training
-    batch_size: int = setting(within=BATCH_SIZES)  # images (or sketches) per step
+    steps: int  # optimiser steps of training
+    batch_size: int  # images (or sketches) per step
     label: str = ""  # row name in the tables; "" = the model name (labels must be unique)
     options: dict[str, Any] = field(default_factory=dict)  # the model config's fields
     # A `sketchgen train` run directory (relative to the working directory) to use instead of
     # training; for an unconditional model, a folder holding one run per category, named by
     # its class name (the layout of <out>/_work/runs/<label>/).
-    load: str | None = setting(None, path=True)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
+    load: str | None = None
 
     @property
     def name(self) -> str:
@@ -114,17 +103,12 @@ class ModelSpec:
 class ClassifierSettings:
     """The evaluator and feature space: sketchgen.classifier's width-k CNN."""
 
-    # k: 8k = 128 features, fewer than N so covariances are full rank
-    width: int = setting(16, within=WIDTHS)
-    max_epochs: int = setting(15, within=EPOCHS)  # early stopping usually ends sooner
-    patience: int = setting(2, within=EPOCHS)  # epochs without a better validation loss to stop
-    batch_size: int = setting(128, within=BATCH_SIZES)  # the classifier module's default
-    # share of the training drawings used for early stopping
-    valid_fraction: float = setting(0.1, within=FRACTIONS)
-    load: str | None = setting(None, path=True)  # a saved classifier to use instead of training
-
-    def __post_init__(self) -> None:
-        check_fields(self)
+    width: int = 16  # k: 8k = 128 features, fewer than N so covariances are full rank
+    max_epochs: int = 15  # early stopping usually ends sooner
+    patience: int = 2  # epochs without a better validation loss before stopping
+    batch_size: int = 128  # the classifier module's default
+    valid_fraction: float = 0.1  # share of the training drawings used for early stopping
+    load: str | None = None  # a saved classifier to use instead of training one
 
     def classifier_config(self, size: int, seed: int) -> ClassifierConfig:
         """These settings as the classifier module's config (also the API's default evaluator)."""
@@ -142,20 +126,15 @@ class CompareConfig:
     categories: tuple[str, ...]  # Quick, Draw! names or data file paths; one class each
     models: tuple[ModelSpec, ...]
     label: str = "Comparison run"  # one line for the report, e.g. how small the budget is
-    size: int = setting(28, within=SIZES)  # bitmap side; 28 = Google's numpy_bitmap size
-    # training drawings per category (the first ones in the file)
-    per_class: int = setting(2000, within=DRAWINGS_PER_CLASS)
-    # N per model and category, and per real set; FID needs some, memory bounds it
-    n_samples: int = setting(500, within=(10, 1_000_000))
-    seed: int = setting(0, within=SEEDS)  # training, sampling, held-out split and bootstrap
+    size: int = 28  # bitmap side; 28 = Google's numpy_bitmap size
+    per_class: int = 2000  # training drawings per category (the first ones in the file)
+    n_samples: int = 500  # N per model and category, and per real set
+    seed: int = 0  # training, sampling, held-out split and bootstrap
     device: str = "auto"  # CUDA, then MPS, then CPU; or a torch device string
-    bootstrap: int = setting(200, within=(1, 100_000))  # replicates behind every interval
-    ci_level: float = setting(0.95, within=FRACTIONS)  # coverage of the intervals
+    bootstrap: int = 200  # bootstrap replicates behind every interval
+    ci_level: float = 0.95  # coverage of the intervals
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    out: str | None = setting(None, path=True)  # report folder; None = reports/<name>
-
-    def __post_init__(self) -> None:
-        check_fields(self)
+    out: str | None = None  # report folder; None = reports/<name>
 
     @property
     def out_dir(self) -> Path:
@@ -166,56 +145,70 @@ class CompareConfig:
         return self.out_dir / WORK
 
 
-def _check_keys(table: dict, cls, where: str) -> None:
-    """No unknown key, and every field without a default given."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _check_keys(table: dict, cls, where: str, required: tuple[str, ...] = ()) -> None:
+    known = _fields(cls)
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                          f"known: {', '.join(known)}")
-    missing = [key for key, f in known.items() if key not in table
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [key for key in required if key not in table]
     if missing:
         raise UsageError(f"{where}: missing {', '.join(missing)}")
 
 
-def _model_spec(table: Any, index: int) -> ModelSpec:
-    """One [[models]] table; its options are checked by the model's own config."""
-    from sketchgen import registry
+_SCALARS = {"int": int, "float": (int, float), "str": str, "str | None": str}
 
+
+def _check_types(table: dict, cls, where: str) -> None:
+    """Scalars must have their field's type (TOML already distinguishes them)."""
+    for key, value in table.items():
+        expected = _SCALARS.get(str(_fields(cls)[key].type))
+        wrong_bool = isinstance(value, bool)
+        if expected is not None and (wrong_bool or not isinstance(value, expected)):
+            raise UsageError(f"{where}: {key} must be {_fields(cls)[key].type}, got {value!r}")
+
+
+def _model_spec(table: Any, index: int) -> ModelSpec:
     where = f"models[{index}]"
     if not isinstance(table, dict):
         raise UsageError(f"{where}: expected a [[models]] table")
-    _check_keys(table, ModelSpec, where)
-    spec = instantiate(ModelSpec, table, where)
-    try:
-        entry = registry.get_model(spec.model)
-    except ConfigError as error:
-        raise UsageError(f"{where}.model: {error}") from None
-    entry.model_config(spec.options, where=f"{where}.options")
-    return spec
+    _check_keys(table, ModelSpec, where, required=("model", "steps", "batch_size"))
+    _check_types(table, ModelSpec, where)
+    if not isinstance(table.get("options", {}), dict):
+        raise UsageError(f"{where}: options must be a table")
+    return ModelSpec(**table)
 
 
 def config_from_dict(data: dict) -> CompareConfig:
-    """A CompareConfig from parsed TOML; structure, types and ranges checked, one-line errors
-    naming each field by its path (``models[1].batch_size``, ``classifier.max_epochs``)."""
-    _check_keys(data, CompareConfig, "config")
+    """A CompareConfig from parsed TOML; structure and types checked, one-line errors."""
+    _check_keys(data, CompareConfig, "config", required=("name", "categories", "models"))
+    scalars = {k: v for k, v in data.items() if k not in ("categories", "models", "classifier")}
+    _check_types(scalars, CompareConfig, "config")
+    categories = data["categories"]
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise UsageError("config: categories must be a list of strings")
     models = data["models"]
     if not isinstance(models, list) or not models:
-        raise UsageError("models: give at least one [[models]] table")
+        raise UsageError("config: give at least one [[models]] table")
     classifier = data.get("classifier", {})
     if not isinstance(classifier, dict):
-        raise UsageError("classifier: must be a [classifier] table")
+        raise UsageError("config: [classifier] must be a table")
     _check_keys(classifier, ClassifierSettings, "classifier")
-    config = CompareConfig(**{
-        **data, "models": tuple(_model_spec(table, i) for i, table in enumerate(models)),
-        "classifier": instantiate(ClassifierSettings, classifier, "classifier")})
-    return dataclasses.replace(
-        config, categories=tuple(os.path.expandvars(c) for c in config.categories))
+    _check_types(classifier, ClassifierSettings, "classifier")
+    return CompareConfig(
+        **scalars,
+        categories=tuple(os.path.expandvars(c) for c in categories),
+        models=tuple(_model_spec(table, i) for i, table in enumerate(models)),
+        classifier=ClassifierSettings(**classifier),
+    )
 
 
 def load_config(path: str | Path) -> CompareConfig:
-    """Read and check a comparison TOML file; an error names the file."""
+    """Read and structurally check a comparison TOML file."""
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -223,10 +216,7 @@ def load_config(path: str | Path) -> CompareConfig:
         raise UsageError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"{path}: {error}") from None
-    try:
-        return config_from_dict(data)
-    except UsageError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    return config_from_dict(data)
 
 
 # -- the plan: which training runs, checked before any work --------------------------------------
@@ -248,21 +238,35 @@ class PlannedRun:
 
 
 def _check_settings(config: CompareConfig) -> None:
-    """What the fields' own checks cannot see: the models' names together, and a classifier
-    to load (read and checked now, not after the data are loaded)."""
-    load = config.classifier.load
-    if load is not None and not Path(load).is_file():
-        raise UsageError(f"classifier.load = {load!r}: no such file")
-    if load is not None:
-        from sketchgen.classifier import load_classifier
-
-        load_classifier(load, "cpu")
+    positive = {"size": config.size, "per_class": config.per_class,
+                "bootstrap": config.bootstrap}
+    for key, value in positive.items():
+        if value < 1:
+            raise UsageError(f"config: {key} must be >= 1, got {value}")
+    if config.n_samples < 10:
+        raise UsageError(f"config: n_samples must be >= 10, got {config.n_samples}")
+    if not 0 < config.ci_level < 1:
+        raise UsageError(f"config: ci_level must be in (0, 1), got {config.ci_level}")
+    if not 0 < config.classifier.valid_fraction < 1:
+        raise UsageError("classifier: valid_fraction must be in (0, 1)")
     names = [spec.name for spec in config.models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise UsageError(f"models: {', '.join(twice)} listed twice; give each a distinct label")
     if report.REAL_FLOOR in names:
         raise UsageError(f"models: {report.REAL_FLOOR!r} is reserved for the real-vs-real floor")
+
+
+def _check_names(config: CompareConfig, class_names: tuple[str, ...]) -> None:
+    """Strings that become file or folder names are plain names (nothing can point
+    elsewhere): the report name, model labels (run folders, grids) and class names (the run
+    folders of unconditional models)."""
+    outputs.check_name(config.name, "name")
+    for index, spec in enumerate(config.models):
+        if spec.label:
+            outputs.check_name(spec.label, f"models[{index}].label")
+    for index, name in enumerate(class_names):
+        outputs.check_name(name, f"class name of categories[{index}]")
 
 
 def class_names_of(categories: tuple[str, ...]) -> tuple[str, ...]:
@@ -309,6 +313,7 @@ def plan_runs(config: CompareConfig) -> list[PlannedRun]:
     _check_settings(config)
     check_categories(TrainConfig(categories=config.categories))
     class_names = class_names_of(config.categories)
+    _check_names(config, class_names)
     if len(class_names) < 2:
         raise UsageError("config: give at least two categories (the classifier needs them)")
     runs_dir = config.work_dir / "runs"
@@ -336,16 +341,14 @@ def _planned(spec: ModelSpec, train_config: TrainConfig, categories: tuple[str, 
 
 
 def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...]) -> None:
-    """The run exists, holds this model, was trained on these categories with this budget,
-    and its weights fit the model (read as sampling will read them: sketchgen.checkpoints)."""
-    from sketchgen.checkpoints import read_checkpoint
-    from sketchgen.sample import load_run
+    """The run exists, holds this model and was trained on these categories."""
+    from sketchgen import runtime
     from sketchgen.train import CHECKPOINT
 
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise UsageError(f"models: {spec.name}: load = {spec.load!r} but {path} does not exist")
-    checkpoint = read_checkpoint(path)
+    checkpoint = runtime.load_checkpoint(path)
     if checkpoint.get("model") != spec.model:
         raise UsageError(f"models: {spec.name}: {path} holds model "
                          f"{checkpoint.get('model')!r}, not {spec.model!r}")
@@ -356,7 +359,6 @@ def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...])
     if budget != (spec.steps, spec.batch_size):
         raise UsageError(f"models: {spec.name}: {path} was trained for {budget[0]} steps of "
                          f"batch {budget[1]}; the config says {spec.steps} of {spec.batch_size}")
-    load_run(run_dir)
 
 
 # -- real data ----------------------------------------------------------------------------------
@@ -507,17 +509,19 @@ def make_scorer(config: CompareConfig, classifier: Classifier, real: RealData) -
 # -- training and sampling ----------------------------------------------------------------------
 
 
-def train_or_resume(plan: PlannedRun) -> None:
-    """Train the planned run in its work folder; a finished or killed run with the same
-    settings is resumed (a finished one returns at once), one with other settings redone."""
+def train_or_resume(plan: PlannedRun, work_dir: Path, overwrite: bool = False) -> None:
+    """Train the planned run in its folder under ``work_dir``; a finished or killed run with
+    the same settings is resumed (a finished one returns at once), one with other settings
+    deleted -- only if the suite created it (``outputs.remove_folder``) -- and redone.
+    ``overwrite``: as for ``train``."""
     from sketchgen.config import load_toml
-    from sketchgen.train import CONFIG, train
+    from sketchgen.train import CONFIG, RUN_KIND, train
 
     run_dir = Path(plan.train.out)
     stored = run_dir / CONFIG
     if stored.exists() and load_toml(stored) != plan.train:
-        shutil.rmtree(run_dir)
-    train(plan.train, resume=True)
+        outputs.remove_folder(run_dir, work_dir, RUN_KIND)
+    train(plan.train, resume=True, overwrite=overwrite)
 
 
 def sample_category(loaded: LoadedRun, plan: PlannedRun, category: str, n: int,
@@ -556,18 +560,13 @@ class Outcome:
 
 
 CONFUSION = "confusion.png"
-GENERATED = (report.INDEX, report.RESULTS_CSV, report.RESULTS_JSON, report.TABLE_MD,
-             report.TABLE_TEX, report.THROUGHPUT_MD, report.THROUGHPUT_TEX, CONFUSION)
-GENERATED_DIRS = ("grids", "training")
 
 
-def clear_previous_report(out_dir: Path) -> None:
-    """Remove what an earlier comparison wrote there (never `_work` or other files), so the
-    folder holds no figure or table of a model that is no longer in the config."""
-    for name in GENERATED:
-        (out_dir / name).unlink(missing_ok=True)
-    for name in GENERATED_DIRS:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
+def clear_previous_report(folder: outputs.Claim) -> None:
+    """Remove what earlier comparisons wrote there -- the files its marker records, never
+    `_work` or anyone else's files -- so the folder holds no figure or table of a model that
+    is no longer in the config. A folder that is not the suite's (``overwrite``) keeps all."""
+    folder.remove_recorded()
 
 
 def _minutes(began: float) -> str:
@@ -631,14 +630,14 @@ class _Collected:
 
 
 def _evaluate_run(plan: PlannedRun, number: int, total: int, device: torch.device,
-                  collected: _Collected, began: float) -> None:
+                  collected: _Collected, began: float, overwrite: bool) -> None:
     """Train (or load) one planned run, sample every category it covers, score them."""
     from sketchgen.sample import load_run
 
     what = plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
     _say(f"[{number}/{total}] {what} (at {_minutes(began)})")
     if plan.load_dir is None:
-        train_or_resume(plan)
+        train_or_resume(plan, collected.config.work_dir, overwrite)
     loaded = load_run(plan.run_dir, str(device))
     name = _slug(plan.spec.name + ("" if plan.conditional else f"-{plan.categories[0]}"))
     collected.figures += copy_run_figures(plan.run_dir, collected.out_dir, name, what)
@@ -649,8 +648,13 @@ def _evaluate_run(plan: PlannedRun, number: int, total: int, device: torch.devic
         collected.add(plan.spec.name, category, loaded.step, plan.spec.batch_size, images)
 
 
-def run_comparison(config: CompareConfig, benchmarks: Path | None = None) -> Outcome:
-    """Validate, train or load, sample, score and write the report; see the module doc."""
+def run_comparison(config: CompareConfig, benchmarks: Path | None = None,
+                   overwrite: bool = False) -> Outcome:
+    """Validate, train or load, sample, score and write the report; see the module doc.
+
+    ``overwrite``: write into a report folder that is neither empty nor one the suite made
+    (replacing files of the names a report writes, deleting nothing); see sketchgen.outputs.
+    """
     from sketchgen.classifier import plot_confusion
     from sketchgen.runtime import choose_device
 
@@ -659,32 +663,36 @@ def run_comparison(config: CompareConfig, benchmarks: Path | None = None) -> Out
         raise UsageError(f"--benchmarks {benchmarks}: no such file")
     plans = plan_runs(config)
     device = choose_device(config.device)
-    _say(f"{len(plans)} runs planned; reading the real drawings")
-    real = load_real(config)
-    classifier = get_classifier(config, real, device)
     out_dir = config.out_dir
-    clear_previous_report(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with outputs.claim(out_dir, REPORT_KIND, overwrite) as folder:
+        _say(f"{len(plans)} runs planned; reading the real drawings")
+        real = load_real(config)
+        classifier = get_classifier(config, real, device)
+        clear_previous_report(folder)
 
-    test = evaluate_classifier(classifier, real)
-    title = (f"{classifier.feature_name}: test accuracy {test.accuracy:.3f} on {test.n} "
-             "held-out drawings")
-    plot_confusion(test, out_dir / CONFUSION, title)
-    _say(f"classifier ready; scoring the real-vs-real floor (at {_minutes(began)})")
-    collected = _Collected(config, make_scorer(config, classifier, real), describe_device(device),
-                           out_dir, figures=[report.Figure(CONFUSION, "Classifier confusion on "
-                                                           "held-out real drawings")])
-    for name in real.class_names:
-        collected.add(report.REAL_FLOOR, name, 0, 0, real.second[name])
-    for number, plan in enumerate(plans, 1):
-        _evaluate_run(plan, number, len(plans), device, collected, began)
+        test = evaluate_classifier(classifier, real)
+        title = (f"{classifier.feature_name}: test accuracy {test.accuracy:.3f} on {test.n} "
+                 "held-out drawings")
+        plot_confusion(test, out_dir / CONFUSION, title)
+        _say(f"classifier ready; scoring the real-vs-real floor (at {_minutes(began)})")
+        collected = _Collected(config, make_scorer(config, classifier, real),
+                               describe_device(device), out_dir,
+                               figures=[report.Figure(CONFUSION, "Classifier confusion on "
+                                                                 "held-out real drawings")])
+        for name in real.class_names:
+            collected.add(report.REAL_FLOOR, name, 0, 0, real.second[name])
+        for number, plan in enumerate(plans, 1):
+            folder.record(out_dir / figure.path for figure in collected.figures)  # so far
+            _evaluate_run(plan, number, len(plans), device, collected, began, overwrite)
 
-    results = pd.DataFrame(collected.rows)
-    info = report.RunInfo(
-        name=config.name, label=config.label, categories=real.class_names, size=config.size,
-        classifier=_classifier_line(classifier, test), ci_level=config.ci_level,
-        elapsed_s=time.perf_counter() - began, notes=_notes(test))
-    written = report.write_report(results, out_dir, info, collected.figures, benchmarks)
+        results = pd.DataFrame(collected.rows)
+        info = report.RunInfo(
+            name=config.name, label=config.label, categories=real.class_names,
+            size=config.size, classifier=_classifier_line(classifier, test),
+            ci_level=config.ci_level, elapsed_s=time.perf_counter() - began,
+            notes=_notes(test))
+        written = report.write_report(results, out_dir, info, collected.figures, benchmarks)
+        folder.record([*written, *(out_dir / figure.path for figure in collected.figures)])
     return Outcome(results, collected.figures, info, written)
 
 

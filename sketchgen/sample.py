@@ -5,7 +5,8 @@ evaluator reads real and generated drawings alike): ``.npy`` holds uint8 ``(n, s
 row-major bitmaps, white (255) strokes on black (0). Next to it, ``<file>.json`` records the
 run, checkpoint step, seed, class names and each row's label. ``.png`` writes one grid image.
 Models of kind "strokes" also write their drawings as simplified-format ``<stem>.ndjson``.
-The same run, seed, n and labels always give the same samples.
+The same run, seed, n and labels always give the same samples. An existing file of those
+names is never replaced unless asked (``overwrite``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sketchgen import registry, runtime
-from sketchgen.checkpoints import load_task_state, read_checkpoint
+from sketchgen import outputs, registry, runtime
 from sketchgen.config import ConfigError, config_from_mapping
 from sketchgen.train import CHECKPOINT, Task, build_task
 
@@ -42,13 +42,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no {CHECKPOINT}; is it a `sketchgen train` run directory?")
-    checkpoint = read_checkpoint(path)  # layout, configs and sizes checked; nothing built yet
+    checkpoint = runtime.load_checkpoint(path)
     config = config_from_mapping(checkpoint["config"])
     entry = registry.get_model(checkpoint["model"])
     model_config = entry.model_config(checkpoint["model_config"])
     class_names = tuple(checkpoint["class_names"])
     task = build_task(config, runtime.choose_device(device), None, class_names, model_config)
-    load_task_state(task, checkpoint["task"], path)  # every weight's shape checked, then loaded
+    task.load_state_dict(checkpoint["task"])
     return LoadedRun(task, entry.kind, config.size, class_names, checkpoint["step"],
                      Path(run_dir))
 
@@ -92,13 +92,32 @@ def check_request(n: int, out: str | Path) -> None:
         raise ConfigError(f"--n must be >= 1, got {n}")
 
 
+def output_files(out: str | Path, kind: str) -> list[Path]:
+    """The files ``write_samples`` writes for ``out`` from a run of ``kind``: the bitmaps
+    (.npy, and its labels in .npy.json) or the grid (.png); a "strokes" model's drawings."""
+    out = Path(out)
+    return ([out] + ([_labels_file(out)] if out.suffix == ".npy" else [])
+            + ([_drawings_file(out)] if kind == "strokes" else []))
+
+
+def _labels_file(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def _drawings_file(out: Path) -> Path:
+    return out.with_suffix(".ndjson")
+
+
 def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None = None,
-                  seed: int = 0) -> list[Path]:
-    """Sample ``n`` drawings and write them to ``out`` (.npy or .png); returns the files."""
+                  seed: int = 0, overwrite: bool = False) -> list[Path]:
+    """Sample ``n`` drawings and write them to ``out`` (.npy or .png); returns the files.
+    A file it would write that exists already is an ``outputs.OutputError`` before any
+    sampling, unless ``overwrite``."""
     from sketchgen.figures import save_grid
 
     out = Path(out)
     check_request(n, out)
+    outputs.check_free(output_files(out, run.kind), overwrite)
     labels = sample_labels(run, n, category)
     written = []
     if run.kind == "strokes":
@@ -107,8 +126,8 @@ def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None 
 
         drawings = sample_drawings(run, labels, seed)
         images = render(drawings, size=run.size)
-        ndjson = out.with_suffix(".ndjson")
-        written.append(runtime.atomic_write(ndjson, lambda tmp: write_ndjson(drawings, tmp)))
+        written.append(runtime.atomic_write(_drawings_file(out),
+                                            lambda tmp: write_ndjson(drawings, tmp)))
     else:
         images = sample_images(run, labels, seed)
     if out.suffix == ".png":
@@ -119,9 +138,8 @@ def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None 
     meta = {"run": str(run.run_dir), "step": run.step, "seed": seed, "size": run.size,
             "layout": "uint8 (n, size*size), white strokes on black",
             "class_names": list(run.class_names), "labels": labels.tolist()}
-    sidecar = out.with_name(out.name + ".json")
     written.insert(1, runtime.atomic_write(
-        sidecar, lambda tmp: tmp.write_text(json.dumps(meta) + "\n")))
+        _labels_file(out), lambda tmp: tmp.write_text(json.dumps(meta) + "\n")))
     return written
 
 

@@ -23,8 +23,10 @@ bitwise identical weights as long as the task keeps all its state in ``state_dic
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -152,6 +154,9 @@ SAMPLES = "samples"  # grids from the fixed noise batch, samples/step_000250.png
 GIF = "learning.gif"  # those grids in step order
 CURVES = "losses.png"  # loss and D-output curves from the log
 CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes incompatibly
+RUN_KIND = "run"  # a run folder's kind in its sketchgen.outputs marker
+# What atomic_write leaves when killed: "." + the file's name + 8 random characters + ".tmp"
+STALE_TEMPORARY = ".?*.????????.tmp"
 # Settings that may differ between a run and its resumption: they don't change the result.
 RESUMABLE_CHANGES = ("steps", "out", "device", "progress", "checkpoint_every", "sample_every",
                      "log_every", "grad_norm_every")
@@ -335,8 +340,27 @@ class _Run:
     def remove_temporaries(self) -> None:
         """Temp files of writes a kill interrupted (the real files are intact)."""
         for folder in (self.dir, self.samples):
-            for stale in folder.glob(".*.tmp"):
+            for stale in folder.glob(STALE_TEMPORARY):
                 stale.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def claimed(self, overwrite: bool, is_main: bool) -> Iterator[None]:
+        """The run folder taken and locked by the main rank for the session (rules in
+        ``sketchgen.outputs``; ``overwrite`` as for ``train``). Every rank learns whether
+        that worked, so under torchrun all ranks stop together when it did not."""
+        from sketchgen import outputs
+        from sketchgen.config import ConfigError
+
+        claim, refused = contextlib.nullcontext(), None
+        if is_main:
+            try:
+                claim = outputs.claim(self.dir, RUN_KIND, overwrite, recognise=_unmarked_run)
+            except outputs.OutputError as error:
+                refused = error
+        if not _on_rank_zero(refused is None):
+            raise refused or ConfigError(f"rank 0 could not take the run folder {self.dir}")
+        with claim:
+            yield
 
     def truncate_log(self, last_step: int) -> None:
         """Drop records after ``last_step``: a killed run may have logged past its checkpoint."""
@@ -348,6 +372,28 @@ class _Run:
         kept = [r for r in read_jsonl(self.log) if r.get("step", 0) <= last_step]
         text = b"".join(orjson_line(r) for r in kept)
         atomic_write(self.log, lambda tmp: tmp.write_bytes(text))
+
+
+def _unmarked_run(folder: Path) -> bool:
+    """A run folder from before the suite marked its folders: a checkpoint and its config.
+    Resumed as it is, never marked (it may hold files of the user's), never deleted."""
+    return (folder / CHECKPOINT).is_file() and (folder / CONFIG).is_file()
+
+
+def _on_rank_zero(value: bool) -> bool:
+    """Rank 0's ``value``, on every rank (``value`` itself on one process)."""
+    import torch
+    import torch.distributed as dist
+
+    from sketchgen.runtime import world
+
+    if world()[1] == 1:
+        return value
+    flag = torch.tensor([int(value)])
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def orjson_line(record: dict[str, Any]) -> bytes:
@@ -399,7 +445,8 @@ def build_task(config: TrainConfig, device: torch.device, data: Any,
     return entry.build(TaskInputs(config, model_config, class_names, device, data))
 
 
-def train(config: TrainConfig, resume: bool = False, data: Any | None = None) -> RunResult:
+def train(config: TrainConfig, resume: bool = False, data: Any | None = None,
+          overwrite: bool = False) -> RunResult:
     """Train ``config.model`` as configured, writing everything into ``config.out``.
 
     ``resume``: continue from ``<out>/checkpoint.pt`` if there is one (else start afresh);
@@ -408,7 +455,11 @@ def train(config: TrainConfig, resume: bool = False, data: Any | None = None) ->
     ``config.size``) or ``LabelledBitmaps`` already in memory, trained on instead of reading
     ``config.categories`` (see :func:`config_for_data`); its :func:`data_fingerprint` goes
     into the checkpoint, and resuming on other data is refused.
-    Raises ConfigError (bad settings, before any work) or DivergenceError.
+    ``config.out`` must be a new or empty folder or a run folder (``sketchgen.outputs``); it is
+    locked while the run trains. ``overwrite``: write into any other folder too (files of the
+    names a run writes are replaced, nothing else is deleted).
+    Raises ConfigError (bad settings, before any work; ``outputs.OutputError`` for the folder)
+    or DivergenceError.
     """
     from sketchgen import runtime
 
@@ -416,7 +467,8 @@ def train(config: TrainConfig, resume: bool = False, data: Any | None = None) ->
         config = config_for_data(config, data)
     rank, world_size, device = runtime.init_distributed(config.device)
     try:
-        return _train(config, resume, device, is_main=rank == 0, given=data)
+        return _train(config, resume, device, is_main=rank == 0, given=data,
+                      overwrite=overwrite)
     finally:
         if world_size > 1:
             import torch.distributed as dist
@@ -425,7 +477,7 @@ def train(config: TrainConfig, resume: bool = False, data: Any | None = None) ->
 
 
 def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: bool,
-           given: Any | None = None) -> RunResult:
+           given: Any | None = None, overwrite: bool = False) -> RunResult:
     from sketchgen import registry, runtime
     from sketchgen.config import ConfigError
 
@@ -433,34 +485,31 @@ def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: boo
     if given is None:
         check_categories(config)
     run = _Run(config.out)
-    if is_main:
-        run.remove_temporaries()
-    checkpoint = _checkpoint_to_resume(run, config, resume)
-    fingerprint = None if given is None else data_fingerprint(given)
-    if checkpoint is not None:
-        check_same_data(checkpoint, fingerprint)
-        model_config = entry.model_config(checkpoint["model_config"])
-    runtime.seed_everything(config.seed)
-    data, class_names = load_data(config, entry.kind, device, given)
-    task = build_task(config, device, data, class_names, model_config)
-    if runtime.world()[1] > 1 and not getattr(task, "supports_distributed", False):
-        raise ConfigError(f"model {config.model!r} does not support torchrun yet")
-    session = _Session(config, model_config, class_names, task, run, is_main, fingerprint)
-    if checkpoint is not None:
-        session.restore(checkpoint)
-    else:
-        session.start_afresh()
-    del checkpoint  # the task holds copies; free the memory before training
-    return session.loop()
+    with run.claimed(overwrite, is_main):
+        if is_main:
+            run.remove_temporaries()
+        checkpoint = _checkpoint_to_resume(run, config, resume)
+        fingerprint = None if given is None else data_fingerprint(given)
+        if checkpoint is not None:
+            check_same_data(checkpoint, fingerprint)
+            model_config = entry.model_config(checkpoint["model_config"])
+        runtime.seed_everything(config.seed)
+        data, class_names = load_data(config, entry.kind, device, given)
+        task = build_task(config, device, data, class_names, model_config)
+        if runtime.world()[1] > 1 and not getattr(task, "supports_distributed", False):
+            raise ConfigError(f"model {config.model!r} does not support torchrun yet")
+        session = _Session(config, model_config, class_names, task, run, is_main, fingerprint)
+        if checkpoint is not None:
+            session.restore(checkpoint)
+        else:
+            session.start_afresh()
+        del checkpoint  # the task holds copies; free the memory before training
+        return session.loop()
 
 
 def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict | None:
-    """The run's checkpoint if ``resume`` and compatible (checked through and through: see
-    ``sketchgen.checkpoints``); refuse to overwrite one otherwise."""
-    import torch
-
-    from sketchgen import registry
-    from sketchgen.checkpoints import load_task_state, read_checkpoint
+    """The run's checkpoint if ``resume`` and compatible; refuse to overwrite one otherwise."""
+    from sketchgen import runtime
     from sketchgen.config import ConfigError
 
     if not run.checkpoint.exists():
@@ -468,15 +517,11 @@ def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict 
     if not resume:
         raise ConfigError(f"{run.checkpoint} exists; pass --resume to continue that run "
                           "or choose another --out")
-    checkpoint = read_checkpoint(run.checkpoint)  # layout, configs, sizes, RNG states
+    checkpoint = runtime.load_checkpoint(run.checkpoint)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{run.checkpoint}: unknown checkpoint format "
+                          f"{checkpoint.get('format')!r}")
     _check_resumable(checkpoint["config"], config)
-    # the weights against a model built from the checked sizes (on the CPU, without data),
-    # before any data is loaded; the real task is built and restored by _train
-    entry = registry.get_model(checkpoint["model"])
-    model_config = entry.model_config(checkpoint["model_config"])
-    task = build_task(config, torch.device("cpu"), None, tuple(checkpoint["class_names"]),
-                      model_config)
-    load_task_state(task, checkpoint["task"], run.checkpoint)
     return checkpoint
 
 
@@ -512,7 +557,6 @@ class _Session:
 
         if not self.is_main:
             return
-        self.run.dir.mkdir(parents=True, exist_ok=True)
         (self.run.dir / CONFIG).write_text(dump_toml(self.config))
         self.run.log.unlink(missing_ok=True)
         self.save_grid(0)
@@ -569,7 +613,6 @@ class _Session:
         bar = tqdm(total=config.steps, initial=self.last_saved or 0, desc=config.model,
                    disable=not (config.progress and self.is_main), dynamic_ncols=True,
                    file=sys.stderr)
-        failure: BaseException | None = None  # in flight while the figures are written
         try:
             for step in range((self.last_saved or 0) + 1, config.steps + 1):
                 metrics = average_metrics(self.task.train_step(step))
@@ -590,33 +633,22 @@ class _Session:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
                                  if k.startswith("loss")}, refresh=False)
-        except BaseException as error:
-            failure = error
-            raise
         finally:
             bar.close()
             if self.is_main:
-                _finish_figures(self.run, config, failure)
+                _finish_figures(self.run, config)
         if self.is_main and hasattr(self.task, "save_figures"):  # e.g. Sketch-RNN reconstructions
             self.task.save_figures(self.run.dir)
         return RunResult(self.run.dir, config.steps, metrics)
 
 
-def _finish_figures(run: _Run, config: TrainConfig, failure: BaseException | None = None
-                    ) -> None:
-    """The learning GIF from the grids so far and the loss curves (also after a divergence).
-    While ``failure`` ends the run (e.g. a full disk while checkpointing), an error here must
-    not take its place: it becomes a note on ``failure``."""
+def _finish_figures(run: _Run, config: TrainConfig) -> None:
+    """The learning GIF from the grids so far and the loss curves (also after a divergence)."""
     from sketchgen.figures import save_gif, training_curves
 
-    try:
-        frames = sorted(run.samples.glob("step_*.png"))
-        frames = [f for f in frames if int(f.stem.split("_")[1]) <= config.steps]
-        if frames:
-            save_gif(frames, run.dir / GIF)
-        if run.log.exists() and run.log.stat().st_size:
-            training_curves(run.log, run.dir / CURVES, title=f"{config.model}: {run.dir.name}")
-    except Exception as error:
-        if failure is None:
-            raise
-        failure.add_note(f"the learning GIF and loss curves were not written either: {error}")
+    frames = sorted(run.samples.glob("step_*.png"))
+    frames = [f for f in frames if int(f.stem.split("_")[1]) <= config.steps]
+    if frames:
+        save_gif(frames, run.dir / GIF)
+    if run.log.exists() and run.log.stat().st_size:
+        training_curves(run.log, run.dir / CURVES, title=f"{config.model}: {run.dir.name}")

@@ -1,4 +1,5 @@
-"""``sketchgen compare CONFIG.toml [--benchmarks reports/benchmarks.json] [--out DIR]``."""
+"""``sketchgen compare CONFIG.toml [--benchmarks reports/benchmarks.json] [--out DIR]
+[--overwrite]``."""
 
 from __future__ import annotations
 
@@ -18,16 +19,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "throughput table")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="report folder (default: the config's `out`, else reports/NAME)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into DIR even if it is neither empty nor a report folder "
+                             "(files of the names a report writes are replaced; nothing is "
+                             "deleted)")
 
 
 def run(args: argparse.Namespace) -> int:
     from sketchgen.compare import load_config, run_comparison
+    from sketchgen.outputs import OutputError
     from sketchgen.report import INDEX, TABLE_MD
 
     config = load_config(args.config)
     if args.out is not None:
         config = dataclasses.replace(config, out=args.out)
-    outcome = run_comparison(config, args.benchmarks)
+    try:
+        outcome = run_comparison(config, args.benchmarks, overwrite=args.overwrite)
+    except OutputError as error:
+        raise error.for_cli() from None
     print((config.out_dir / TABLE_MD).read_text(encoding="utf-8"))
     print(f"report: {config.out_dir / INDEX} ({outcome.info.elapsed_s / 60:.1f} min)",
           file=sys.stderr)

@@ -1,4 +1,5 @@
-"""``sketchgen sample RUN --n 1000 [--category cat] [--seed S] -o samples.npy|grid.png``."""
+"""``sketchgen sample RUN --n 1000 [--category cat] [--seed S] -o samples.npy|grid.png
+[--overwrite]``."""
 
 from __future__ import annotations
 
@@ -17,15 +18,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", required=True, metavar="FILE",
                         help="samples.npy (uint8 (n, size*size), labels in FILE.json) or "
                              "grid.png; strokes models also write FILE's stem .ndjson")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace FILE (and the files written with it) if they exist")
     parser.add_argument("--device", default="cpu",
                         help="torch device, or auto (default: cpu, reproducible everywhere)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from sketchgen.outputs import OutputError
     from sketchgen.sample import check_request, load_run, write_samples
 
     check_request(args.n, args.out)
     loaded = load_run(args.run_dir, args.device)
-    for path in write_samples(loaded, args.n, args.out, args.category, args.seed):
+    try:
+        written = write_samples(loaded, args.n, args.out, args.category, args.seed,
+                                overwrite=args.overwrite)
+    except OutputError as error:
+        raise error.for_cli() from None
+    for path in written:
         print(path)
     return 0

@@ -1,4 +1,4 @@
-"""``sketchgen train MODEL --categories cat dog ... [--config run.toml] [--resume]``.
+"""``sketchgen train MODEL --categories cat dog ... [--config run.toml] [--resume] [--overwrite]``.
 
 Data parallel with torchrun (``--batch-size`` is the global batch, split evenly over ranks;
 NCCL with one GPU per process when CUDA is available, gloo on CPU; rank 0 writes the run)::
@@ -30,17 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a TOML file of these settings; explicit flags override it")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT/checkpoint.pt if it exists (else start afresh)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into OUT even if it is neither empty nor a run folder "
+                             "(files of the names a run writes are replaced; nothing is "
+                             "deleted)")
     add_config_arguments(parser, skip=("model",))
 
 
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from sketchgen.outputs import OutputError
     from sketchgen.train import DivergenceError, train
 
     config = config_from_args(args)
     try:
-        result = train(config, resume=args.resume)
+        result = train(config, resume=args.resume, overwrite=args.overwrite)
+    except OutputError as error:
+        raise error.for_cli() from None
     except DivergenceError as error:
         print(f"sketchgen train: diverged at {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,445 @@
+"""Where the suite writes (issue 10, items 2-4): safe names, owned folders, locks, checked
+deletes -- the module's rules, then `sketchgen train`, `sample` and `compare` on folders
+holding a user's files, on paths from configs, and with two processes on one folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from test_compare import tiny_config, write_toml
+from test_train import CATEGORIES, small
+
+from sketchgen import cli, compare, outputs
+from sketchgen.cli import UsageError
+from sketchgen.config import ConfigError, TrainConfig, dump_toml
+from sketchgen.figures import read_jsonl
+from sketchgen.train import CHECKPOINT, CONFIG, train
+
+TRAIN = ["sngan", "--categories", *CATEGORIES, "--per-class", "40", "--batch-size", "8",
+         "--set", "width=8", "--device", "cpu", "--no-progress"]
+TINY_SKETCH_RNN = ["sketch-rnn", "--categories", *CATEGORIES, "--per-class", "40",
+                   "--batch-size", "8", "--steps", "2", "--device", "cpu", "--no-progress",
+                   *(f"--set={k}={v}" for k, v in {"enc_rnn_size": 8, "dec_rnn_size": 16,
+                                                   "z_size": 4, "num_mixture": 2,
+                                                   "sample_max_len": 30}.items())]
+
+
+def snapshot(root) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for folders)."""
+    return {path.relative_to(root).as_posix(): path.read_bytes() if path.is_file() else None
+            for path in sorted(root.rglob("*"))}
+
+
+def users_folder(path, files: dict[str, str]):
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    return path
+
+
+def one_line_error(capsys) -> str:
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    return error
+
+
+def hold_lock(folder, kind: str = "run") -> subprocess.Popen:
+    """Another process holding ``folder``'s lock until its stdin closes."""
+    code = ("import sys; from sketchgen import outputs\n"
+            f"claim = outputs.claim({str(folder)!r}, {kind!r}, overwrite=True)\n"
+            "print('locked', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def release(holder: subprocess.Popen) -> None:
+    holder.stdin.close()
+    assert holder.wait(timeout=30) == 0
+
+
+# -- names --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dcgan", "sngan 2", "v1.5-b+c_d", "The Eiffel Tower", "café",
+                                  "x" * outputs.NAME_MAX])
+def test_plain_names_are_accepted(name):
+    assert outputs.check_name(name, "models[0].label") == name
+
+
+@pytest.mark.parametrize("name", ["/tmp/x/victim", "../../../victim", "../../escape", "a/b",
+                                  "a\\b", "..", ".", "", ".hidden", "a..b", "a\x00b", "tab\t",
+                                  "-flag", "x" * (outputs.NAME_MAX + 1), 3])
+def test_names_that_could_leave_a_folder_are_refused_naming_the_field(name):
+    with pytest.raises(ConfigError, match=r"^models\[2\]\.label: .* cannot name a file"):
+        outputs.check_name(name, "models[2].label")
+
+
+# -- claiming folders -----------------------------------------------------------------------
+
+
+def test_a_new_or_empty_folder_is_claimed_and_marked(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "new" / "deeper", tmp_path / "empty"):
+        with outputs.claim(folder, "run") as claimed:
+            assert claimed.owned and (folder / outputs.LOCK).is_file()
+        assert outputs.is_owned(folder, "run") and not outputs.is_owned(folder, "report")
+        assert sorted(os.listdir(folder)) == [outputs.MARKER]  # the lock goes with the claim
+        with outputs.claim(folder, "run") as again:  # its own folder: taken again
+            assert again.owned
+
+
+def test_a_users_folder_is_refused_and_left_as_it_was(tmp_path):
+    folder = users_folder(tmp_path / "mine", {"notes.txt": "mine", "a/b.png": "x"})
+    before = snapshot(tmp_path)
+    with pytest.raises(outputs.OutputError) as refused:
+        outputs.claim(folder, "run")
+    message = str(refused.value)
+    assert str(folder) in message and "a, notes.txt" in message
+    assert "pass overwrite=True to write into it anyway" in message
+    assert "pass --overwrite to" in str(refused.value.for_cli())
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_writes_into_a_users_folder_without_taking_it(tmp_path):
+    folder = users_folder(tmp_path / "mine", {"notes.txt": "mine"})
+    with outputs.claim(folder, "run", overwrite=True) as claimed:
+        assert not claimed.owned
+    assert not outputs.is_owned(folder, "run")  # the next write needs overwrite again
+    with pytest.raises(outputs.OutputError):
+        outputs.claim(folder, "run")
+
+
+def test_a_folder_of_another_kind_or_a_file_is_refused(tmp_path):
+    with outputs.claim(tmp_path / "report", "report"):
+        pass
+    with pytest.raises(outputs.OutputError, match="not a sketchgen run folder"):
+        outputs.claim(tmp_path / "report", "run")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(outputs.OutputError, match="is a file, not a folder"):
+        outputs.claim(tmp_path / "file", "run", overwrite=True)
+
+
+def test_a_recognised_old_folder_is_accepted_but_not_marked(tmp_path):
+    folder = users_folder(tmp_path / "old", {"checkpoint.pt": "", "mine.txt": ""})
+    with outputs.claim(folder, "run", recognise=lambda f: (f / "checkpoint.pt").exists()) as c:
+        assert not c.owned
+    assert not (folder / outputs.MARKER).exists()
+
+
+def test_a_marker_that_is_not_the_suites_does_not_make_a_folder_ours(tmp_path):
+    folder = users_folder(tmp_path / "fake", {outputs.MARKER: "[1, 2]", "mine.txt": ""})
+    with pytest.raises(outputs.OutputError, match="not a sketchgen run folder"):
+        outputs.claim(folder, "run")
+
+
+# -- locks ----------------------------------------------------------------------------------
+
+
+def test_a_second_claim_is_refused_at_once_naming_the_holder(tmp_path):
+    with outputs.claim(tmp_path / "run", "run"):
+        with pytest.raises(outputs.OutputError,
+                           match=f"being written by another sketchgen process "
+                                 f"\\(pid {os.getpid()}, this one\\)"):
+            outputs.claim(tmp_path / "run", "run", overwrite=True)
+    with outputs.claim(tmp_path / "run", "run"):  # released: free again
+        pass
+
+
+def test_the_lock_holds_across_processes_and_ends_with_its_holder(tmp_path):
+    holder = hold_lock(tmp_path / "run")
+    try:
+        with pytest.raises(outputs.OutputError, match=f"\\(pid {holder.pid}\\)"):
+            outputs.claim(tmp_path / "run", "run")
+    finally:
+        release(holder)
+    with outputs.claim(tmp_path / "run", "run"):
+        pass
+
+
+# -- deleting -------------------------------------------------------------------------------
+
+
+def test_remove_folder_deletes_only_marked_folders_inside_the_working_folder(tmp_path):
+    work = tmp_path / "work"
+    with outputs.claim(work / "runs" / "a", "run"):
+        pass
+    users_folder(work / "runs" / "b", {"mine.txt": "mine"})
+    with outputs.claim(tmp_path / "outside", "run"):
+        pass
+    (work / "runs" / "link").symlink_to(tmp_path / "outside")
+    before = snapshot(tmp_path)
+    for target, why in ((work / "runs" / "b", "sketchgen did not create it"),
+                        (tmp_path / "outside", "not inside"),
+                        (work / "runs" / "link", "not inside"),
+                        (work / "runs" / "a" / ".." / "..", "not inside"),
+                        (work, "not inside")):
+        with pytest.raises(outputs.OutputError, match=f"refusing to delete .*{why}"):
+            outputs.remove_folder(target, work, "run")
+    assert snapshot(tmp_path) == before
+    outputs.remove_folder(work / "runs" / "a", work, "run")
+    assert not (work / "runs" / "a").exists()
+
+
+def test_a_folder_being_written_is_not_deleted(tmp_path):
+    holder = hold_lock(tmp_path / "work" / "run")
+    try:
+        with pytest.raises(outputs.OutputError, match="being written by another"):
+            outputs.remove_folder(tmp_path / "work" / "run", tmp_path / "work", "run")
+        assert outputs.is_owned(tmp_path / "work" / "run", "run")
+    finally:
+        release(holder)
+
+
+def test_only_recorded_files_are_removed(tmp_path):
+    folder = tmp_path / "report"
+    with outputs.claim(folder, "report") as claimed:
+        users_folder(folder, {"README.md": "", "grids/a.png": "", "grids/b.png": "",
+                              "training/x/losses.png": "", "mine.txt": "", "grids/mine.png": ""})
+        claimed.record([folder / "README.md", folder / "grids" / "a.png",
+                        folder / "grids" / "b.png", folder / "training" / "x" / "losses.png"])
+    with outputs.claim(folder, "report") as claimed:
+        claimed.remove_recorded()
+    assert sorted(snapshot(folder)) == [outputs.MARKER, "grids", "grids/mine.png", "mine.txt"]
+
+
+@pytest.mark.parametrize("listed", ["../victim/file", "/elsewhere", "link/file", outputs.LOCK])
+def test_a_marker_listing_files_elsewhere_deletes_nothing(tmp_path, listed):
+    folder = tmp_path / "report"
+    with outputs.claim(folder, "report"):
+        pass
+    users_folder(tmp_path, {"victim/file": "mine", "report/README.md": ""})
+    (folder / "link").symlink_to(tmp_path / "victim")
+    (folder / outputs.MARKER).write_text(json.dumps({"kind": "report",
+                                                      "written": ["README.md", listed]}))
+    before = snapshot(tmp_path)
+    with outputs.claim(folder, "report") as claimed, \
+            pytest.raises(outputs.OutputError, match="which is not a file of this folder"):
+        claimed.remove_recorded()
+    assert snapshot(tmp_path) == before
+
+
+def test_existing_output_files_need_overwrite(tmp_path):
+    (tmp_path / "x.npy").write_text("mine")
+    outputs.check_free([tmp_path / "y.npy"])
+    with pytest.raises(outputs.OutputError, match="x.npy exists; .*pass overwrite=True to "
+                                                  "replace it"):
+        outputs.check_free([tmp_path / "y.npy", tmp_path / "x.npy"])
+    outputs.check_free([tmp_path / "x.npy"], overwrite=True)
+
+
+# -- sketchgen train --------------------------------------------------------------------------
+
+USERS_RUN_LIKE_FOLDER = {"config.toml": "my = 'settings'\n", "log.jsonl": "{}\n",
+                         "losses.png": "my figure", "notes.txt": "keep me", ".draft.tmp": "keep",
+                         "samples/mine.png": "my grid"}
+
+
+def test_train_refuses_a_users_folder_and_leaves_every_byte(tmp_path, capsys):
+    out = users_folder(tmp_path / "mine", USERS_RUN_LIKE_FOLDER)
+    before = snapshot(tmp_path)
+    assert cli.main(["train", *TRAIN, "--steps", "2", "--out", str(out)]) == 2
+    error = one_line_error(capsys)
+    assert f"{out} is not empty" in error and "pass --overwrite to write into it" in error
+    assert snapshot(tmp_path) == before
+
+
+def test_train_with_overwrite_replaces_its_own_names_only(tmp_path, capsys):
+    out = users_folder(tmp_path / "mine", USERS_RUN_LIKE_FOLDER)
+    assert cli.main(["train", *TRAIN, "--steps", "2", "--out", str(out), "--overwrite"]) == 0
+    after = snapshot(out)
+    kept = ("notes.txt", ".draft.tmp", "samples/mine.png")
+    assert {name: after.get(name) for name in kept} == {
+        name: USERS_RUN_LIKE_FOLDER[name].encode() for name in kept}
+    assert (out / CHECKPOINT).is_file() and "sngan" in (out / CONFIG).read_text()
+    assert outputs.MARKER not in after  # still the user's folder
+
+
+def test_a_run_from_before_markers_keeps_resuming(tmp_path):
+    train(small(tmp_path / "run", steps=2))
+    (tmp_path / "run" / outputs.MARKER).unlink()  # the layout of runs made before markers
+    train(small(tmp_path / "run", steps=4), resume=True)
+    assert [r["step"] for r in read_jsonl(tmp_path / "run" / "log.jsonl")] == [1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="exists; pass --resume"):
+        train(small(tmp_path / "run", steps=4))
+
+
+def test_a_second_train_on_the_same_out_exits_at_once(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "sketchgen", "train", *TRAIN, "--steps", "5000",
+               "--checkpoint-every", "100000", "--out", str(out)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "log.jsonl").exists():  # the first one is training
+            assert first.poll() is None, first.stderr.read().decode()
+            assert time.monotonic() < deadline, "the first run logged nothing within 120 s"
+            time.sleep(0.05)
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None  # the second one ended while the first still trains
+    finally:
+        first.kill()
+        first.wait()
+        first.stderr.close()
+    assert second.returncode == 2
+    assert second.stderr.strip() == (f"sketchgen train: error: {out} is being written by "
+                                     f"another sketchgen process (pid {first.pid}); wait for "
+                                     "it to finish or choose another folder")
+    steps = [r["step"] for r in read_jsonl(out / "log.jsonl")]
+    assert steps == list(range(1, len(steps) + 1))  # one writer
+
+
+def test_torchrun_ranks_stop_together_when_the_run_is_taken(tmp_path):
+    out = tmp_path / "run"
+    holder = hold_lock(out)
+    try:
+        launched = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+             "2", "-m", "sketchgen", "train", *TRAIN, "--steps", "4", "--out", str(out)],
+            capture_output=True, text=True, timeout=300)
+    finally:
+        release(holder)
+    assert launched.returncode != 0
+    assert f"{out} is being written by another sketchgen process (pid {holder.pid})" in (
+        launched.stderr)
+    assert not (out / CHECKPOINT).exists()
+
+
+# -- sketchgen sample -----------------------------------------------------------------------
+
+
+def test_sample_refuses_to_replace_a_file_unless_overwrite(tmp_path, capsys):
+    train(small(tmp_path / "run", steps=2))
+    sidecar = users_folder(tmp_path, {"x.npy.json": "mine"}) / "x.npy.json"
+    argv = ["sample", str(tmp_path / "run"), "--n", "4", "-o", str(tmp_path / "x.npy")]
+    assert cli.main(argv) == 2
+    assert f"{sidecar} exists; choose another output, or pass --overwrite to replace it" in (
+        one_line_error(capsys))
+    assert sidecar.read_text() == "mine" and not (tmp_path / "x.npy").exists()
+    assert cli.main([*argv, "--overwrite"]) == 0
+    assert json.loads(sidecar.read_text())["labels"] == [0, 1, 0, 1]
+
+
+def test_sample_of_a_strokes_model_refuses_an_existing_ndjson(tmp_path, capsys):
+    assert cli.main(["train", *TINY_SKETCH_RNN, "--out", str(tmp_path / "run")]) == 0
+    strokes = users_folder(tmp_path, {"x.ndjson": "mine"}) / "x.ndjson"
+    assert cli.main(["sample", str(tmp_path / "run"), "--n", "4",
+                     "-o", str(tmp_path / "x.npy")]) == 2
+    assert f"{strokes} exists" in capsys.readouterr().err
+    assert strokes.read_text() == "mine" and not (tmp_path / "x.npy").exists()
+
+
+# -- sketchgen compare ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def test_a_label_that_is_a_path_is_refused_before_any_work(tmp_path, where):
+    out = tmp_path / "a" / "report"
+    victim = tmp_path / "a" / "victim"  # out/_work/runs/../../../victim
+    users_folder(victim, {"keep.txt": "mine",
+                          CONFIG: dump_toml(TrainConfig(model="dcgan", categories=("eye",)))})
+    config = tiny_config(out)
+    config["models"][1]["label"] = str(victim) if where == "absolute" else "../../../victim"
+    before = snapshot(tmp_path)
+    with pytest.raises(UsageError, match=r"models\[1\]\.label: .* cannot name a file"):
+        compare.run_comparison(compare.config_from_dict(config))
+    assert snapshot(tmp_path) == before
+
+
+def test_a_report_name_that_is_a_path_is_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "x" / "y").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "x" / "y")  # reports/../../escape would be x/escape
+    config = tiny_config(None, name="../../escape")
+    del config["out"]
+    with pytest.raises(UsageError, match=r"^name: '../../escape' cannot name a file"):
+        compare.run_comparison(compare.config_from_dict(config))
+    assert snapshot(tmp_path) == {"x": None, "x/y": None}
+
+
+USERS_REPORT_LIKE_FOLDER = {"README.md": "# my project\n", "results.csv": "mine,1\n",
+                            "grids/mine.png": "my grid", "training/notes.txt": "my notes",
+                            "other.txt": "keep me"}
+
+
+def test_compare_refuses_a_users_folder_and_with_overwrite_deletes_none_of_it(tmp_path, capsys):
+    out = users_folder(tmp_path / "mine", USERS_REPORT_LIKE_FOLDER)
+    toml = write_toml(tmp_path / "tiny.toml", tiny_config(out))
+    before = snapshot(tmp_path)
+    assert cli.main(["compare", toml]) == 2
+    error = one_line_error(capsys)
+    assert f"{out} is not empty" in error and "pass --overwrite to write into it" in error
+    assert snapshot(tmp_path) == before
+
+    for _ in range(2):  # the second run must not clear what the first wrote around the files
+        assert cli.main(["compare", toml, "--overwrite"]) == 0
+        after = snapshot(out)
+        kept = ("grids/mine.png", "training/notes.txt", "other.txt")
+        assert {name: after.get(name) for name in kept} == {
+            name: USERS_REPORT_LIKE_FOLDER[name].encode() for name in kept}
+        assert "grids/dcgan-eye.png" in after and outputs.MARKER not in after
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """A tiny comparison in a folder of its own; its config file."""
+    root = tmp_path_factory.mktemp("owned")
+    toml = write_toml(root / "tiny.toml", tiny_config(root / "report"))
+    assert cli.main(["compare", toml]) == 0
+    return root / "report", toml
+
+
+def test_a_report_folder_records_what_it_wrote(compared):
+    out, _ = compared
+    marker = json.loads((out / outputs.MARKER).read_text())
+    files = {path.relative_to(out).as_posix() for path in out.rglob("*")
+             if path.is_file() and compare.WORK not in path.parts}
+    assert marker["kind"] == "report" and set(marker["written"]) == files - {outputs.MARKER}
+    assert "grids/dcgan-eye.png" in marker["written"] and "README.md" in marker["written"]
+    assert outputs.is_owned(out / compare.WORK / "runs" / "sketch-rnn", "run")
+
+
+def test_a_rerun_removes_what_it_wrote_before_and_nothing_else(compared):
+    out, toml = compared
+    users_folder(out, {"notes.txt": "mine", "grids/mine.png": "my grid"})
+    gone = out / "grids" / "gone-eye.png"  # a model since removed from the config
+    gone.write_bytes(b"old grid")
+    with outputs.claim(out, "report") as claimed:
+        claimed.record([gone])
+    assert cli.main(["compare", toml]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "grids" / "mine.png").read_text() == "my grid"
+    assert not gone.exists() and (out / "grids" / "dcgan-eye.png").is_file()
+
+
+def test_a_second_comparison_on_the_same_folder_exits_at_once(compared, capsys):
+    out, toml = compared
+    holder = hold_lock(out, "report")
+    try:
+        assert cli.main(["compare", toml]) == 2
+    finally:
+        release(holder)
+    assert (f"{out} is being written by another sketchgen process (pid {holder.pid})"
+            in one_line_error(capsys))
+
+
+def test_a_changed_run_that_sketchgen_did_not_create_is_not_deleted(compared, tmp_path):
+    out, _ = compared
+    run = out / compare.WORK / "runs" / "sketch-rnn"
+    (run / outputs.MARKER).unlink()  # as if the user had put a run of their own there
+    users_folder(run, {"mine.txt": "mine"})
+    before = snapshot(run)
+    config = tiny_config(out)
+    config["models"][1]["steps"] = 3
+    try:
+        with pytest.raises(UsageError, match=f"refusing to delete {run}: sketchgen did not "
+                                             "create it"):
+            compare.run_comparison(compare.config_from_dict(config))
+        assert snapshot(run) == before
+    finally:
+        (run / outputs.MARKER).write_text(json.dumps({"kind": "run", "written": []}))
