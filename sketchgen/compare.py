@@ -63,7 +63,21 @@ from tqdm import tqdm
 
 from sketchgen import outputs, report
 from sketchgen.cli import UsageError
-from sketchgen.config import TrainConfig
+from sketchgen.config import (
+    BATCH_SIZES,
+    DRAWINGS_PER_CLASS,
+    EPOCHS,
+    FRACTIONS,
+    SEEDS,
+    SIZES,
+    STEPS,
+    WIDTHS,
+    ConfigError,
+    TrainConfig,
+    check_fields,
+    instantiate,
+    setting,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -85,14 +99,17 @@ class ModelSpec:
     """One compared model: a registry entry with its budget."""
 
     model: str  # registry name, e.g. "dcgan", "sngan", "sketch-rnn"
-    steps: int  # optimiser steps of training
-    batch_size: int  # images (or sketches) per step
+    steps: int = setting(within=STEPS)  # optimiser steps of training
+    batch_size: int = setting(within=BATCH_SIZES)  # images (or sketches) per step
     label: str = ""  # row name in the tables; "" = the model name (labels must be unique)
     options: dict[str, Any] = field(default_factory=dict)  # the model config's fields
     # A `sketchgen train` run directory (relative to the working directory) to use instead of
     # training; for an unconditional model, a folder holding one run per category, named by
     # its class name (the layout of <out>/_work/runs/<label>/).
-    load: str | None = None
+    load: str | None = setting(None, path=True)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     @property
     def name(self) -> str:
@@ -103,12 +120,17 @@ class ModelSpec:
 class ClassifierSettings:
     """The evaluator and feature space: sketchgen.classifier's width-k CNN."""
 
-    width: int = 16  # k: 8k = 128 features, fewer than N so covariances are full rank
-    max_epochs: int = 15  # early stopping usually ends sooner
-    patience: int = 2  # epochs without a better validation loss before stopping
-    batch_size: int = 128  # the classifier module's default
-    valid_fraction: float = 0.1  # share of the training drawings used for early stopping
-    load: str | None = None  # a saved classifier to use instead of training one
+    # k: 8k = 128 features, fewer than N so covariances are full rank
+    width: int = setting(16, within=WIDTHS)
+    max_epochs: int = setting(15, within=EPOCHS)  # early stopping usually ends sooner
+    patience: int = setting(2, within=EPOCHS)  # epochs without a better validation loss to stop
+    batch_size: int = setting(128, within=BATCH_SIZES)  # the classifier module's default
+    # share of the training drawings used for early stopping
+    valid_fraction: float = setting(0.1, within=FRACTIONS)
+    load: str | None = setting(None, path=True)  # a saved classifier to use instead of training
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def classifier_config(self, size: int, seed: int) -> ClassifierConfig:
         """These settings as the classifier module's config (also the API's default evaluator)."""
@@ -126,15 +148,20 @@ class CompareConfig:
     categories: tuple[str, ...]  # Quick, Draw! names or data file paths; one class each
     models: tuple[ModelSpec, ...]
     label: str = "Comparison run"  # one line for the report, e.g. how small the budget is
-    size: int = 28  # bitmap side; 28 = Google's numpy_bitmap size
-    per_class: int = 2000  # training drawings per category (the first ones in the file)
-    n_samples: int = 500  # N per model and category, and per real set
-    seed: int = 0  # training, sampling, held-out split and bootstrap
+    size: int = setting(28, within=SIZES)  # bitmap side; 28 = Google's numpy_bitmap size
+    # training drawings per category (the first ones in the file)
+    per_class: int = setting(2000, within=DRAWINGS_PER_CLASS)
+    # N per model and category, and per real set; FID needs some, memory bounds it
+    n_samples: int = setting(500, within=(10, 1_000_000))
+    seed: int = setting(0, within=SEEDS)  # training, sampling, held-out split and bootstrap
     device: str = "auto"  # CUDA, then MPS, then CPU; or a torch device string
-    bootstrap: int = 200  # bootstrap replicates behind every interval
-    ci_level: float = 0.95  # coverage of the intervals
+    bootstrap: int = setting(200, within=(1, 100_000))  # replicates behind every interval
+    ci_level: float = setting(0.95, within=FRACTIONS)  # coverage of the intervals
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    out: str | None = None  # report folder; None = reports/<name>
+    out: str | None = setting(None, path=True)  # report folder; None = reports/<name>
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     @property
     def out_dir(self) -> Path:
@@ -145,70 +172,56 @@ class CompareConfig:
         return self.out_dir / WORK
 
 
-def _fields(cls) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
-def _check_keys(table: dict, cls, where: str, required: tuple[str, ...] = ()) -> None:
-    known = _fields(cls)
+def _check_keys(table: dict, cls, where: str) -> None:
+    """No unknown key, and every field without a default given."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                          f"known: {', '.join(known)}")
-    missing = [key for key in required if key not in table]
+    missing = [key for key, f in known.items() if key not in table
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise UsageError(f"{where}: missing {', '.join(missing)}")
 
 
-_SCALARS = {"int": int, "float": (int, float), "str": str, "str | None": str}
-
-
-def _check_types(table: dict, cls, where: str) -> None:
-    """Scalars must have their field's type (TOML already distinguishes them)."""
-    for key, value in table.items():
-        expected = _SCALARS.get(str(_fields(cls)[key].type))
-        wrong_bool = isinstance(value, bool)
-        if expected is not None and (wrong_bool or not isinstance(value, expected)):
-            raise UsageError(f"{where}: {key} must be {_fields(cls)[key].type}, got {value!r}")
-
-
 def _model_spec(table: Any, index: int) -> ModelSpec:
+    """One [[models]] table; its options are checked by the model's own config."""
+    from sketchgen import registry
+
     where = f"models[{index}]"
     if not isinstance(table, dict):
         raise UsageError(f"{where}: expected a [[models]] table")
-    _check_keys(table, ModelSpec, where, required=("model", "steps", "batch_size"))
-    _check_types(table, ModelSpec, where)
-    if not isinstance(table.get("options", {}), dict):
-        raise UsageError(f"{where}: options must be a table")
-    return ModelSpec(**table)
+    _check_keys(table, ModelSpec, where)
+    spec = instantiate(ModelSpec, table, where)
+    try:
+        entry = registry.get_model(spec.model)
+    except ConfigError as error:
+        raise UsageError(f"{where}.model: {error}") from None
+    entry.model_config(spec.options, where=f"{where}.options")
+    return spec
 
 
 def config_from_dict(data: dict) -> CompareConfig:
-    """A CompareConfig from parsed TOML; structure and types checked, one-line errors."""
-    _check_keys(data, CompareConfig, "config", required=("name", "categories", "models"))
-    scalars = {k: v for k, v in data.items() if k not in ("categories", "models", "classifier")}
-    _check_types(scalars, CompareConfig, "config")
-    categories = data["categories"]
-    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
-        raise UsageError("config: categories must be a list of strings")
+    """A CompareConfig from parsed TOML; structure, types and ranges checked, one-line errors
+    naming each field by its path (``models[1].batch_size``, ``classifier.max_epochs``)."""
+    _check_keys(data, CompareConfig, "config")
     models = data["models"]
     if not isinstance(models, list) or not models:
-        raise UsageError("config: give at least one [[models]] table")
+        raise UsageError("models: give at least one [[models]] table")
     classifier = data.get("classifier", {})
     if not isinstance(classifier, dict):
-        raise UsageError("config: [classifier] must be a table")
+        raise UsageError("classifier: must be a [classifier] table")
     _check_keys(classifier, ClassifierSettings, "classifier")
-    _check_types(classifier, ClassifierSettings, "classifier")
-    return CompareConfig(
-        **scalars,
-        categories=tuple(os.path.expandvars(c) for c in categories),
-        models=tuple(_model_spec(table, i) for i, table in enumerate(models)),
-        classifier=ClassifierSettings(**classifier),
-    )
+    config = CompareConfig(**{
+        **data, "models": tuple(_model_spec(table, i) for i, table in enumerate(models)),
+        "classifier": instantiate(ClassifierSettings, classifier, "classifier")})
+    return dataclasses.replace(
+        config, categories=tuple(os.path.expandvars(c) for c in config.categories))
 
 
 def load_config(path: str | Path) -> CompareConfig:
-    """Read and structurally check a comparison TOML file."""
+    """Read and check a comparison TOML file; an error names the file."""
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -216,7 +229,10 @@ def load_config(path: str | Path) -> CompareConfig:
         raise UsageError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"{path}: {error}") from None
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except UsageError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 # -- the plan: which training runs, checked before any work --------------------------------------
@@ -238,17 +254,15 @@ class PlannedRun:
 
 
 def _check_settings(config: CompareConfig) -> None:
-    positive = {"size": config.size, "per_class": config.per_class,
-                "bootstrap": config.bootstrap}
-    for key, value in positive.items():
-        if value < 1:
-            raise UsageError(f"config: {key} must be >= 1, got {value}")
-    if config.n_samples < 10:
-        raise UsageError(f"config: n_samples must be >= 10, got {config.n_samples}")
-    if not 0 < config.ci_level < 1:
-        raise UsageError(f"config: ci_level must be in (0, 1), got {config.ci_level}")
-    if not 0 < config.classifier.valid_fraction < 1:
-        raise UsageError("classifier: valid_fraction must be in (0, 1)")
+    """What the fields' own checks cannot see: the models' names together, and a classifier
+    to load (read and checked now, not after the data are loaded)."""
+    load = config.classifier.load
+    if load is not None and not Path(load).is_file():
+        raise UsageError(f"classifier.load = {load!r}: no such file")
+    if load is not None:
+        from sketchgen.classifier import load_classifier
+
+        load_classifier(load, "cpu")
     names = [spec.name for spec in config.models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -341,14 +355,16 @@ def _planned(spec: ModelSpec, train_config: TrainConfig, categories: tuple[str, 
 
 
 def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...]) -> None:
-    """The run exists, holds this model and was trained on these categories."""
-    from sketchgen import runtime
+    """The run exists, holds this model, was trained on these categories with this budget,
+    and its weights fit the model (read as sampling will read them: sketchgen.checkpoints)."""
+    from sketchgen.checkpoints import read_checkpoint
+    from sketchgen.sample import load_run
     from sketchgen.train import CHECKPOINT
 
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise UsageError(f"models: {spec.name}: load = {spec.load!r} but {path} does not exist")
-    checkpoint = runtime.load_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     if checkpoint.get("model") != spec.model:
         raise UsageError(f"models: {spec.name}: {path} holds model "
                          f"{checkpoint.get('model')!r}, not {spec.model!r}")
@@ -359,6 +375,7 @@ def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...])
     if budget != (spec.steps, spec.batch_size):
         raise UsageError(f"models: {spec.name}: {path} was trained for {budget[0]} steps of "
                          f"batch {budget[1]}; the config says {spec.steps} of {spec.batch_size}")
+    load_run(run_dir)
 
 
 # -- real data ----------------------------------------------------------------------------------

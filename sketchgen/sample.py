@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sketchgen import outputs, registry, runtime
+from sketchgen.checkpoints import load_task_state, read_checkpoint
 from sketchgen.config import ConfigError, config_from_mapping
 from sketchgen.train import CHECKPOINT, Task, build_task
 
@@ -42,13 +43,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no {CHECKPOINT}; is it a `sketchgen train` run directory?")
-    checkpoint = runtime.load_checkpoint(path)
+    checkpoint = read_checkpoint(path)  # layout, configs and sizes checked; nothing built yet
     config = config_from_mapping(checkpoint["config"])
     entry = registry.get_model(checkpoint["model"])
     model_config = entry.model_config(checkpoint["model_config"])
     class_names = tuple(checkpoint["class_names"])
     task = build_task(config, runtime.choose_device(device), None, class_names, model_config)
-    task.load_state_dict(checkpoint["task"])
+    load_task_state(task, checkpoint["task"], path)  # every weight's shape checked, then loaded
     return LoadedRun(task, entry.kind, config.size, class_names, checkpoint["step"],
                      Path(run_dir))
 

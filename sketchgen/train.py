@@ -508,8 +508,12 @@ def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: boo
 
 
 def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict | None:
-    """The run's checkpoint if ``resume`` and compatible; refuse to overwrite one otherwise."""
-    from sketchgen import runtime
+    """The run's checkpoint if ``resume`` and compatible (checked through and through: see
+    ``sketchgen.checkpoints``); refuse to overwrite one otherwise."""
+    import torch
+
+    from sketchgen import registry
+    from sketchgen.checkpoints import load_task_state, read_checkpoint
     from sketchgen.config import ConfigError
 
     if not run.checkpoint.exists():
@@ -517,11 +521,15 @@ def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict 
     if not resume:
         raise ConfigError(f"{run.checkpoint} exists; pass --resume to continue that run "
                           "or choose another --out")
-    checkpoint = runtime.load_checkpoint(run.checkpoint)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{run.checkpoint}: unknown checkpoint format "
-                          f"{checkpoint.get('format')!r}")
+    checkpoint = read_checkpoint(run.checkpoint)  # layout, configs, sizes, RNG states
     _check_resumable(checkpoint["config"], config)
+    # the weights against a model built from the checked sizes (on the CPU, without data),
+    # before any data is loaded; the real task is built and restored by _train
+    entry = registry.get_model(checkpoint["model"])
+    model_config = entry.model_config(checkpoint["model_config"])
+    task = build_task(config, torch.device("cpu"), None, tuple(checkpoint["class_names"]),
+                      model_config)
+    load_task_state(task, checkpoint["task"], run.checkpoint)
     return checkpoint
 
 
@@ -613,6 +621,7 @@ class _Session:
         bar = tqdm(total=config.steps, initial=self.last_saved or 0, desc=config.model,
                    disable=not (config.progress and self.is_main), dynamic_ncols=True,
                    file=sys.stderr)
+        failure: BaseException | None = None  # in flight while the figures are written
         try:
             for step in range((self.last_saved or 0) + 1, config.steps + 1):
                 metrics = average_metrics(self.task.train_step(step))
@@ -633,22 +642,33 @@ class _Session:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
                                  if k.startswith("loss")}, refresh=False)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             bar.close()
             if self.is_main:
-                _finish_figures(self.run, config)
+                _finish_figures(self.run, config, failure)
         if self.is_main and hasattr(self.task, "save_figures"):  # e.g. Sketch-RNN reconstructions
             self.task.save_figures(self.run.dir)
         return RunResult(self.run.dir, config.steps, metrics)
 
 
-def _finish_figures(run: _Run, config: TrainConfig) -> None:
-    """The learning GIF from the grids so far and the loss curves (also after a divergence)."""
+def _finish_figures(run: _Run, config: TrainConfig, failure: BaseException | None = None
+                    ) -> None:
+    """The learning GIF from the grids so far and the loss curves (also after a divergence).
+    While ``failure`` ends the run (e.g. a full disk while checkpointing), an error here must
+    not take its place: it becomes a note on ``failure``."""
     from sketchgen.figures import save_gif, training_curves
 
-    frames = sorted(run.samples.glob("step_*.png"))
-    frames = [f for f in frames if int(f.stem.split("_")[1]) <= config.steps]
-    if frames:
-        save_gif(frames, run.dir / GIF)
-    if run.log.exists() and run.log.stat().st_size:
-        training_curves(run.log, run.dir / CURVES, title=f"{config.model}: {run.dir.name}")
+    try:
+        frames = sorted(run.samples.glob("step_*.png"))
+        frames = [f for f in frames if int(f.stem.split("_")[1]) <= config.steps]
+        if frames:
+            save_gif(frames, run.dir / GIF)
+        if run.log.exists() and run.log.stat().st_size:
+            training_curves(run.log, run.dir / CURVES, title=f"{config.model}: {run.dir.name}")
+    except Exception as error:
+        if failure is None:
+            raise
+        failure.add_note(f"the learning GIF and loss curves were not written either: {error}")
