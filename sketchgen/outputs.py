@@ -110,7 +110,8 @@ def _lock(folder: Path) -> int:
     """An exclusive, non-blocking flock on ``folder/LOCK``; its file descriptor."""
     path = folder / LOCK
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a lock "file" that links elsewhere must not get truncated (OSError)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

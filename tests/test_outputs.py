@@ -163,6 +163,15 @@ def test_the_lock_holds_across_processes_and_ends_with_its_holder(tmp_path):
         pass
 
 
+def test_a_lock_file_that_links_elsewhere_is_not_written_through(tmp_path):
+    victim = users_folder(tmp_path, {"victim.txt": "mine"}) / "victim.txt"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / outputs.LOCK).symlink_to(victim)
+    with pytest.raises(OSError):
+        outputs.claim(tmp_path / "run", "run", overwrite=True)
+    assert victim.read_text() == "mine"
+
+
 # -- deleting -------------------------------------------------------------------------------
 
 
@@ -270,27 +279,30 @@ def test_a_run_from_before_markers_keeps_resuming(tmp_path):
         train(small(tmp_path / "run", steps=4))
 
 
-def test_a_second_train_on_the_same_out_exits_at_once(tmp_path):
+def test_a_second_train_on_the_same_out_exits_at_once(tmp_path, capsys):
+    """A `sketchgen train` process trains; this process, a second `sketchgen train` on the
+    same --out, must stop at once instead of interleaving its log with the first one's."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "sketchgen", "train", *TRAIN, "--steps", "5000",
-               "--checkpoint-every", "100000", "--out", str(out)]
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    argv = ["train", *TRAIN, "--steps", "5000", "--checkpoint-every", "100000",
+            "--out", str(out)]
+    first = subprocess.Popen([sys.executable, "-m", "sketchgen", *argv],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while not (out / "log.jsonl").exists():  # the first one is training
             assert first.poll() is None, first.stderr.read().decode()
             assert time.monotonic() < deadline, "the first run logged nothing within 120 s"
             time.sleep(0.05)
-        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        status = cli.main(argv)
         assert first.poll() is None  # the second one ended while the first still trains
     finally:
         first.kill()
         first.wait()
         first.stderr.close()
-    assert second.returncode == 2
-    assert second.stderr.strip() == (f"sketchgen train: error: {out} is being written by "
-                                     f"another sketchgen process (pid {first.pid}); wait for "
-                                     "it to finish or choose another folder")
+    assert status == 2
+    assert one_line_error(capsys) == (
+        f"sketchgen train: error: {out} is being written by another sketchgen process "
+        f"(pid {first.pid}); wait for it to finish or choose another folder\n")
     steps = [r["step"] for r in read_jsonl(out / "log.jsonl")]
     assert steps == list(range(1, len(steps) + 1))  # one writer
 
