@@ -537,7 +537,9 @@ def bench_train_check(ctx: Context) -> str:
     if importlib.util.find_spec("pytest_benchmark") is None:
         raise Skipped("pytest-benchmark is not installed (pip install -e '.[test]')")
     report = ctx.work / "bench_train.json"
-    env = dict(os.environ)
+    # pytest-benchmark disables itself when it sees PYTEST_XDIST_WORKER (set when this check
+    # runs inside an xdist worker, as in the test suite)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
     if ctx.mirror:
         env["QUICKDRAW_MIRROR"] = ctx.mirror
     if ctx.device.type != "cuda":
@@ -550,7 +552,9 @@ def bench_train_check(ctx: Context) -> str:
                           text=True, timeout=SUBPROCESS_TIMEOUT)
     _require(done.returncode == 0,
              f"pytest exited with {done.returncode}: {_last_line(done.stdout + done.stderr)}")
-    results = [entry["extra_info"] for entry in json.loads(report.read_text())["benchmarks"]]
+    written = report.read_text() if report.exists() else ""
+    _require(bool(written), f"pytest-benchmark wrote no results: {_last_line(done.stderr)}")
+    results = [entry["extra_info"] for entry in json.loads(written)["benchmarks"]]
     _require(len(results) == len(cases), f"{len(results)} results for {len(cases)} cases")
     wrong = [info["device"] for info in results
              if not info["device"].startswith(ctx.device.type)]
