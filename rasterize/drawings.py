@@ -11,7 +11,9 @@ The reader accepts both, plain or gzip-compressed, one line at a time, so memory
 however large the file. ``drawing`` is the only key a record must have; Google's metadata
 keys (``word``, ``countrycode``, ``timestamp``, ``recognized``, ``key_id``) are kept when
 present. Every problem is reported as ``FILE:LINE: reason``; with ``on_error="skip"`` the
-reader keeps going and a :class:`SkipLog` counts what it skipped and why.
+reader keeps going and a :class:`SkipLog` counts what it skipped and why. A drawing of more
+than :data:`MAX_POINTS_PER_DRAWING` points or :data:`MAX_STROKES_PER_DRAWING` strokes is a
+bad line too (``too-many-points``, ``too-many-strokes``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ import orjson
 
 ON_ERROR_MODES = ("raise", "skip")
 # The most a drawing may hold; a line over either is a bad line. Far above Google's data (the
-# mirror's largest: 1,174 points, raw cello:12; 366 strokes, simplified banana:57), low enough
-# that no single line can hold a worker for long or take much memory.
+# mirror's largest of 79,791 drawings: 1,174 points, raw cello:12; 366 strokes, simplified
+# banana:57), low enough that no one line holds a worker for long (3 s to render 100,000
+# points of random segments, the slowest shape measured) or takes much memory. Sketch-RNN
+# .npz sketches are held to the same limits (rasterize.strokes).
 MAX_POINTS_PER_DRAWING = 100_000
 MAX_STROKES_PER_DRAWING = 10_000
 _BOM = b"\xef\xbb\xbf"
@@ -224,6 +228,9 @@ def parse_record(record: Any) -> Drawing:
         raise LineError("bad-drawing", "'drawing' is not a list of strokes")
     if not raw_strokes:
         raise LineError("empty-drawing", "'drawing' has no strokes")
+    if len(raw_strokes) > MAX_STROKES_PER_DRAWING:
+        raise LineError("too-many-strokes", f"drawing has {len(raw_strokes)} strokes, more "
+                                            f"than the limit of {MAX_STROKES_PER_DRAWING}")
     fast = _all_columns(raw_strokes)
     if fast is None:
         strokes, times = _checked_strokes(raw_strokes)  # raises the first problem's error
@@ -232,6 +239,10 @@ def parse_record(record: Any) -> Drawing:
         bounds = list(zip([0, *ends[:-1]], ends, strict=True))
         strokes = [points[start:end] for start, end in bounds]
         times = None if all_times is None else [all_times[start:end] for start, end in bounds]
+    points = sum(map(len, strokes))
+    if points > MAX_POINTS_PER_DRAWING:
+        raise LineError("too-many-points", f"drawing has {points} points, more than the limit "
+                                           f"of {MAX_POINTS_PER_DRAWING}")
     meta = {}
     for key in _METADATA_KEYS:
         value = record.get(key)
@@ -386,6 +397,8 @@ def drawing_from_arrays(
 
 
 __all__ = [
+    "MAX_POINTS_PER_DRAWING",
+    "MAX_STROKES_PER_DRAWING",
     "ON_ERROR_MODES",
     "STREAM_ERRORS",
     "LineError",

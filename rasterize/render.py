@@ -9,6 +9,14 @@ its first point, then ``line_to`` every point *including the first* (so a one-po
 is a round dot) -- stroked on its own with round caps and joins and antialias BEST, white
 on opaque black, on an ARGB32 surface whose blue byte is the grey level.
 
+One exception, for speed: cairo's time to stroke one path grows faster than its points (one
+stroke of 80k points took 0.7 s, of 320k 9.8 s), so a stroke of more than
+:data:`MAX_PATH_POINTS` points (Google's longest in the mirror has 1,174) is stroked in
+consecutive pieces of at most that many, each starting at the point where the previous one
+ends. Rendering time is
+then linear in the points; such a stroke can differ from one stroked whole at antialiased
+pixels where its pieces meet or overlap (each piece is composited on its own).
+
 :func:`render_reference` is that recipe as a plain per-point cairo loop (the documented
 baseline in ``benchmarks/bench_render.py``). :func:`render` gives byte-identical pixels but
 hands cairo each stroke as one prebuilt ``cairo_path_t`` built with numpy: one C call per
@@ -34,6 +42,10 @@ ORIGINAL_SIDE = 256.0  # Google's simplified drawings live in 0..255
 CHANNELS = ("ink", "order", "time")
 TIME_MIN_LEVEL = 0.25  # "time" grey level (x255) of the earliest ink: dim but still visible
 _BLUE_BYTE = 0 if sys.byteorder == "little" else 3  # ARGB32 pixels are native-endian uint32
+# Most points cairo strokes at once: 3.5x Google's longest stroke in the mirror, and where
+# cairo's cost per point is still flat (one stroke of random segments: 41 us per point at
+# 4,096 points, 68 us at 8,192).
+MAX_PATH_POINTS = 4096
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -243,6 +255,24 @@ def _time(batch: _Batch) -> _Polylines:
 _CHANNEL_PATHS = {"ink": _ink, "order": _order, "time": _time}
 
 
+def _in_pieces(polylines: _Polylines, most: int = MAX_PATH_POINTS) -> _Polylines:
+    """Polylines of more than ``most`` points as consecutive pieces of at most ``most``
+    points, each starting at the last point of the one before, at the same grey level."""
+    lengths = polylines.lengths
+    if not len(lengths) or lengths.max() <= most:
+        return polylines
+    pieces = np.maximum(1, -(-(lengths - 1) // (most - 1)))  # ceil((n - 1) / (most - 1))
+    rank = _ranks(pieces)
+    first = np.repeat(_starts(lengths), pieces) + rank * (most - 1)
+    piece_lengths = np.minimum(most, np.repeat(lengths, pieces) - rank * (most - 1))
+    source = np.repeat(first, piece_lengths) + _ranks(piece_lengths)
+    images = len(polylines.per_image)
+    image_of = np.repeat(np.arange(images), polylines.per_image)
+    per_image = np.bincount(image_of, weights=pieces, minlength=images).astype(np.int64)
+    levels = np.repeat(polylines.levels, pieces)
+    return _Polylines(polylines.points[source], piece_lengths, levels, per_image)
+
+
 def _path_records(points: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, list, list]:
     """Polylines as ``cairo_path_data_t`` records (16 bytes each) in one float64 buffer.
 
@@ -283,6 +313,7 @@ class _Canvas:
     def draw(self, polylines: _Polylines, out: np.ndarray) -> None:
         """Image i: its polylines each stroked on its own at its grey level, over black."""
         cr, path, blue = self._cr, self._path, _blue(self.pixels, self.size)
+        polylines = _in_pieces(polylines)
         records, starts, counts = _path_records(polylines.points, polylines.lengths)
         data = _ffi.cast("cairo_path_data_t *", _ffi.from_buffer(records))
         levels = polylines.levels.tolist()
@@ -359,6 +390,7 @@ def render(
 
 __all__ = [
     "CHANNELS",
+    "MAX_PATH_POINTS",
     "ORIGINAL_SIDE",
     "TIME_MIN_LEVEL",
     "is_simplified",

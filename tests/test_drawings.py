@@ -7,9 +7,12 @@ import re
 from collections import Counter
 
 import numpy as np
+import orjson
 import pytest
 
 from rasterize.drawings import (
+    MAX_POINTS_PER_DRAWING,
+    MAX_STROKES_PER_DRAWING,
     Drawing,
     LineError,
     NdjsonError,
@@ -122,6 +125,40 @@ def test_bad_line_names_file_and_line(tmp_path, name, line, kind, reason):
     log = SkipLog()
     assert len(list(read_ndjson(path, on_error="skip", skipped=log))) == 2
     assert log.counts == {kind: 1} and log.examples == [str(error)]
+
+
+def drawing_line(points_per_stroke: list[int], times: bool = False) -> bytes:
+    """A line whose strokes have these point counts, going back and forth along one row."""
+    strokes = []
+    for count in points_per_stroke:
+        x = (np.arange(count) % 200).tolist()
+        strokes.append([x, [7] * count] + ([list(range(count))] if times else []))
+    return orjson.dumps({"word": "limit", "drawing": strokes})
+
+
+LIMITS = [  # (kind, the line at the limit, the line one over it)
+    ("too-many-points", [MAX_POINTS_PER_DRAWING - 10, 10], [MAX_POINTS_PER_DRAWING - 10, 11]),
+    ("too-many-strokes", [1] * MAX_STROKES_PER_DRAWING, [1] * (MAX_STROKES_PER_DRAWING + 1)),
+]
+
+
+@pytest.mark.parametrize("times", [False, True], ids=["simplified", "raw"])
+@pytest.mark.parametrize("kind, at_limit, over", LIMITS, ids=[k for k, _, _ in LIMITS])
+def test_a_drawing_over_the_limits_is_a_bad_line(tmp_path, kind, at_limit, over, times):
+    """Issue 10, item 7: one huge line must not hold a reader or a worker for long."""
+    path = tmp_path / "huge.ndjson"
+    path.write_bytes(GOOD + b"\n" + drawing_line(over, times) + b"\n"
+                     + drawing_line(at_limit, times) + b"\n")
+    with pytest.raises(NdjsonError) as caught:
+        list(read_ndjson(path))
+    assert caught.value.kind == kind
+    limit = MAX_POINTS_PER_DRAWING if kind == "too-many-points" else MAX_STROKES_PER_DRAWING
+    assert str(caught.value) == (f"{path}:2: drawing has {limit + 1} "
+                                 f"{kind.rsplit('-', 1)[1]}, more than the limit of {limit}")
+    log = SkipLog()
+    drawings = list(read_ndjson(path, on_error="skip", skipped=log))
+    assert log.counts == {kind: 1}
+    assert [d.num_points for d in drawings] == [3, sum(at_limit)]
 
 
 def test_non_finite_values_from_python_objects():

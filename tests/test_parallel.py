@@ -12,9 +12,10 @@ import sys
 import time
 
 import numpy as np
+import orjson
 import pytest
 
-from rasterize.drawings import NdjsonError, SkipLog, read_ndjson
+from rasterize.drawings import MAX_POINTS_PER_DRAWING, NdjsonError, SkipLog, read_ndjson
 from rasterize.parallel import MANIFEST, NpyRowWriter, RasterizeOptions, rasterize_files
 from rasterize.render import render
 
@@ -102,6 +103,27 @@ def test_skip_counts_and_rows_match_the_streaming_reader(bad_file, tmp_path):
         "ragged": 1,
         "empty-drawing": 1,
     }
+
+
+def test_a_drawing_over_the_point_limit_is_a_bad_line_in_both_modes(bad_file, tmp_path):
+    """Issue 10, item 7: a line of too many points stops the job with FILE:LINE, or is
+    counted under its own reason; one at the limit is rendered."""
+    def line(points):
+        return orjson.dumps({"drawing": [[[0, 255] * (points // 2), [9] * points]]}) + b"\n"
+
+    path = tmp_path / "huge.ndjson"
+    path.write_bytes(b"".join(head_lines(bad_file, 3)[1:2]) + line(MAX_POINTS_PER_DRAWING + 2)
+                     + line(MAX_POINTS_PER_DRAWING))
+    out = tmp_path / "out.npy"
+    with pytest.raises(NdjsonError, match=rf"^{path}:2: drawing has {MAX_POINTS_PER_DRAWING + 2}"
+                                          rf" points, more than the limit"):
+        rasterize_files([path], out, RasterizeOptions(workers=2, chunk_lines=1))
+    assert not out.exists()
+    result = rasterize_files([path], out, RasterizeOptions(on_error="skip", workers=2,
+                                                           chunk_lines=1))
+    assert result.skipped.counts == {"too-many-points": 1}
+    np.testing.assert_array_equal(np.load(out), expected_rows([path], on_error="skip")[0])
+    assert result.rows == 2
 
 
 def test_a_truncated_last_line_is_called_truncated(mirror, tmp_path):

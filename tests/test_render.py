@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import head
 
+import rasterize.render as render_module
 from rasterize.drawings import Drawing
-from rasterize.render import is_simplified, render, render_reference
+from rasterize.render import MAX_PATH_POINTS, is_simplified, render, render_reference
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +153,55 @@ def test_bad_options_are_rejected(google_pairs, options, message):
 def test_no_drawings_give_an_empty_batch():
     assert render([], size=16).shape == (0, 16, 16)
     assert render([], channels=("ink", "order")).shape == (0, 2, 28, 28)
+
+
+# -- long strokes: linear by construction (issue 10, item 7) ---------------------------------
+
+
+def sweep(points: int) -> Drawing:
+    """One stroke of ``points`` integer points sweeping the box row by row."""
+    k = np.arange(points)
+    x = np.where(k // 256 % 2, 255 - k % 256, k % 256)
+    return Drawing((np.column_stack([x, k // 256 % 256]).astype(np.float64),))
+
+
+def test_cairo_is_never_given_more_than_max_path_points_at_once(monkeypatch):
+    """cairo's time for one stroke grows faster than its points (80k points 0.7 s, 320k 9.8 s;
+    a 1.4M-point line never finished): longer strokes go to it in pieces of at most
+    MAX_PATH_POINTS, so the work is a sum of bounded steps, linear in the points."""
+    seen = []
+
+    def spy(points, lengths):
+        seen.append(lengths.copy())
+        return path_records(points, lengths)
+
+    path_records = render_module._path_records
+    monkeypatch.setattr(render_module, "_path_records", spy)
+    n = 3 * MAX_PATH_POINTS + 5
+    render([sweep(n), sweep(MAX_PATH_POINTS)], channels=("ink", "order"))
+    for lengths in seen:
+        assert lengths.max() <= MAX_PATH_POINTS
+        assert MAX_PATH_POINTS in lengths[4:]  # a stroke at the bound is stroked whole
+        assert lengths.sum() == n + 3 + MAX_PATH_POINTS  # pieces share only their end points
+
+
+def test_a_stroke_in_pieces_differs_from_it_whole_only_at_a_few_edge_pixels(monkeypatch):
+    long = [sweep(3 * MAX_PATH_POINTS + 5)]  # it overlaps itself row after row
+    pieces = render(long)
+    monkeypatch.setattr(render_module, "_in_pieces", lambda polylines: polylines)
+    whole = render(long)
+    differ = pieces != whole
+    assert differ.sum() <= 0.03 * differ.size  # 11 of 784 pixels, measured
+
+
+def test_pieces_share_their_end_points_and_keep_every_segment():
+    points = np.arange(30.0).reshape(15, 2)
+    whole = render_module._Polylines(points, np.array([1, 10, 4]), np.array([0.2, 0.5, 0.9]),
+                                     np.array([2, 1]))
+    pieces = render_module._in_pieces(whole, most=4)
+    assert pieces.lengths.tolist() == [1, 4, 4, 4, 4]
+    assert pieces.levels.tolist() == [0.2, 0.5, 0.5, 0.5, 0.9]
+    assert pieces.per_image.tolist() == [4, 1]
+    taken = (pieces.points[:, 0] // 2).astype(int)  # which point of the input each one is
+    assert taken.tolist() == [0, 1, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 10, 11, 12, 13, 14]
+    assert render_module._in_pieces(whole, most=10) is whole  # nothing to cut
