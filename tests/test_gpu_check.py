@@ -19,7 +19,9 @@ from sketchgen import gpu_check
 from sketchgen.gpu_check import Check, CheckFailed, Context, Outcome, TrainedRun
 
 LINE = re.compile(r"^(PASS|FAIL|SKIP)  (.+?) +(\d+\.\d s|-)  (.+)$")
-no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a torch without CUDA")
+no_gpu = pytest.mark.skipif(torch.cuda.is_available() or gpu_check.NVIDIA_DRIVER.exists(),
+                            reason="checks a machine without a GPU")
 
 FAKE_BENCH_TRAIN = '''
 import pytest
@@ -51,7 +53,7 @@ def test_without_cuda_the_default_run_prints_one_line_and_exits_0():
                            "CUDA not available)\n")
 
 
-@no_gpu
+@no_cuda
 def test_an_nvidia_driver_with_a_torch_that_sees_no_cuda_fails(tmp_path, monkeypatch, capsys):
     """A GPU machine whose torch is the CPU build must not pass as 'nothing to check'."""
     driver = tmp_path / "version"
