@@ -14,7 +14,9 @@ from __future__ import annotations
 import copy
 import gzip
 import itertools
+import math
 import random
+import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -477,3 +479,528 @@ def check_renders(goods: Sequence[tuple[Drawing, Good]]) -> None:
     checked = [(i, g) for i, (_, g) in enumerate(goods) if g.reference is not None]
     references = render([align_and_scale(g.reference) for _, g in checked])
     np.testing.assert_array_equal(images[[i for i, _ in checked]], references)
+
+
+# -- configs and checkpoints (issue 10, item 8) ------------------------------------------------
+# Generated TOML configs (train and compare) and checkpoints, each spoiled one way with a known
+# fate: it loads, or it fails with a one-line ConfigError that names the file and the field or
+# key. Bad values are drawn from each field's declared type and range (wrong TOML types,
+# numbers outside the range -- far enough outside that a missing check would allocate
+# visibly --, NaN and infinities, control characters, unknown choices and keys).
+
+_CONTROL = ("\x00", "\x07", "\x1b", "\n", "\r", "\t", "\x7f", "\x85")
+_OTHER_TYPES = {int: [True, False, 2.5, 2.0, "7", [1], {"a": 1}],
+                float: [True, "0.1", [0.1], {"a": 0.1}],
+                bool: [1, 0, "true", 1.0, [True]],
+                str: [5, 1.5, True, ["x"], {"a": "x"}]}
+
+
+@dataclass(frozen=True)
+class Spoiled:
+    """A value put where a field's value belongs, and what the error must name."""
+
+    value: object
+    reason: str  # wrong-type, out-of-range, not-finite, control-char, bad-choice, ...
+    path: str  # the field as the error names it, relative to the field's table
+    valid: bool = False  # True: the value is allowed (the config must load)
+
+
+def _field_kinds(cls) -> dict[str, tuple[object, dict]]:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], dict(f.metadata)) for f in dataclasses.fields(cls)}
+
+
+def _scalar(hint):
+    """``int | None`` -> int; other hints as they are."""
+    import types
+    import typing
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def spoil(rng: random.Random, name: str, hint, meta: dict, current, item: bool = False
+          ) -> Spoiled:
+    """A bad value for field ``name`` (declared ``hint`` with ``meta``), or now and then a
+    good one: an int where a float belongs, a number low in its range (low: the fields that
+    constrain each other -- valid + test fractions, a target's low and high -- stay
+    consistent; ``item``: a list item, whose neighbours are not known, gets no such value)."""
+    import typing
+
+    hint = _scalar(hint)
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        item = typing.get_args(hint)[0]
+        if rng.random() < 0.5 and current:
+            index = rng.randrange(len(current))
+            inner = spoil(rng, f"{name}[{index}]", item, meta, current[index], item=True)
+            value = list(current)
+            value[index] = inner.value
+            return Spoiled(value, inner.reason, inner.path, inner.valid)
+        return Spoiled(rng.choice([5, "x", {"a": 1}, True]), "wrong-type", name)
+    if origin is dict:
+        return Spoiled(rng.choice([3, "x", [1], True]), "wrong-type", name)
+    within = meta.get("within")
+    reasons = ["wrong-type"]
+    if hint in (int, float) and within is not None:
+        reasons += ["out-of-range", "out-of-range"] + ["in-range"] * (not item)
+    if hint is float:
+        reasons += ["not-finite", "int-for-float"]
+    if hint is str:
+        reasons += ["control-char"] + ["bad-choice"] * bool(meta.get("choices"))
+    reason = rng.choice(reasons)
+    if reason == "wrong-type":
+        return Spoiled(rng.choice(_OTHER_TYPES[hint]), reason, name)
+    if reason == "out-of-range":
+        if rng.random() < 0.5:
+            low = within.low
+            value = low if within.low_open else low - rng.choice([1, 1, 10, 1000, 10**12])
+        else:
+            high = within.high
+            value = high if within.high_open else rng.choice(
+                [v for v in (high + 1, high * rng.randint(2, 20), 10**12, 10**30) if v > high])
+        return Spoiled(float(value) if hint is float else int(value), reason, name)
+    if reason == "in-range":
+        low = within.low
+        value = (rng.uniform(low, low + 0.4 * min(1, within.high - low)) if hint is float
+                 else rng.randint(int(low), int(min(within.high, low + 1000))))
+        return Spoiled(value if value in within else current, reason, name, valid=True)
+    if reason == "not-finite":
+        return Spoiled(rng.choice([math.nan, math.inf, -math.inf]), reason, name)
+    if reason == "int-for-float":
+        return Spoiled(int(current) if float(current).is_integer() else current, reason, name,
+                       valid=True)
+    if reason == "bad-choice":
+        return Spoiled(rng.choice(["", "other", meta["choices"][0].upper()]), reason, name)
+    text = str(current or "x")
+    at = rng.randrange(len(text) + 1)
+    return Spoiled(text[:at] + rng.choice(_CONTROL) + text[at:], reason, name)
+
+
+def toml_text(table: dict) -> str:
+    """``table`` as TOML: scalars and lists first, then sub-tables and arrays of tables."""
+    def value(v) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json_key(k)} = {value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else {math.inf: "inf", -math.inf: "-inf"}.get(v, repr(v))
+        if isinstance(v, str):  # JSON escapes are TOML's; TOML also wants DEL escaped
+            return orjson.dumps(v).decode().replace("\x7f", "\\u007f")
+        return repr(v)
+
+    def json_key(key: str) -> str:
+        return orjson.dumps(key).decode()
+
+    plain = {k: v for k, v in table.items() if not _is_tables(v)}
+    lines = [f"{json_key(k)} = {value(v)}" for k, v in plain.items()]
+    for key, tables in table.items():
+        if isinstance(tables, dict) and key not in plain:
+            lines += ["", f"[{json_key(key)}]"] + [
+                f"{json_key(k)} = {value(v)}" for k, v in tables.items()]
+        elif key not in plain:
+            for item in tables:
+                lines += ["", f"[[{json_key(key)}]]"] + [
+                    f"{json_key(k)} = {value(v)}" for k, v in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _is_tables(value) -> bool:
+    return (isinstance(value, dict) and all(not isinstance(v, dict) for v in value.values())
+            and bool(value) or isinstance(value, list) and bool(value)
+            and all(isinstance(v, dict) for v in value))
+
+
+@dataclass(frozen=True)
+class ConfigCase:
+    kind: str  # "train" or "compare"
+    text: str  # the TOML file
+    reason: str  # how it was spoiled ("valid": not at all)
+    expected: str | None  # what the one-line error must contain; None: the config loads
+    prefixed: bool = True  # the error starts with the file's path
+
+
+TRAIN_BASE = {"model": "dcgan", "categories": ["eye", "mouth"], "per_class": 20, "steps": 1,
+              "batch_size": 4, "device": "cpu", "progress": False}
+TRAIN_OPTIONS = {"dcgan": {"width": 8}, "sketch-rnn": {"enc_rnn_size": 16, "dec_rnn_size": 16}}
+COMPARE_BASE = {"name": "fuzz", "categories": ["eye", "mouth"], "per_class": 20,
+                "n_samples": 10}
+COMPARE_MODELS = [{"model": "dcgan", "steps": 2, "batch_size": 4, "options": {"width": 8}},
+                  {"model": "sketch-rnn", "steps": 2, "batch_size": 4,
+                   "options": {"enc_rnn_size": 16}}]
+
+
+def _spoiled_table(rng: random.Random, table: dict, cls, skip: tuple[str, ...] = ()
+                   ) -> tuple[dict, Spoiled]:
+    kinds = {k: v for k, v in _field_kinds(cls).items() if k not in skip}
+    name = rng.choice(sorted(kinds))
+    hint, meta = kinds[name]
+    spoiled = spoil(rng, name, hint, meta, table.get(name, _default(cls, name)))
+    return {**table, name: spoiled.value}, spoiled
+
+
+def _default(cls, name: str):
+    import dataclasses
+
+    spec = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    return spec.default_factory() if spec.default_factory is not dataclasses.MISSING else None
+
+
+def _expectation(spoiled: Spoiled, where: str) -> str | None:
+    if spoiled.valid:
+        return None
+    return f"{where}{spoiled.path} must be"
+
+
+def train_config_case(rng: random.Random, out: Path) -> ConfigCase:
+    from sketchgen import registry
+    from sketchgen.config import TrainConfig
+
+    model = rng.choice(sorted(TRAIN_OPTIONS))
+    table = {**TRAIN_BASE, "model": model, "out": str(out),
+             "model_options": dict(TRAIN_OPTIONS[model])}
+    how = rng.random()
+    if how < 0.08:
+        return ConfigCase("train", "steps = 3\n" + toml_text(table), "toml-syntax",
+                          "Cannot overwrite a value")
+    if how < 0.16:
+        table["lerning_rate"] = 1
+        return ConfigCase("train", toml_text(table), "unknown-key", "unknown config field(s)")
+    if how < 0.24:
+        table["model_options"]["widht"] = 8
+        return ConfigCase("train", toml_text(table), "unknown-option", "has no option(s) widht",
+                          prefixed=False)
+    if how < 0.55:  # a model option: checked by the model's config once the model is known
+        options_class = type(registry.get_model(model).default_config())
+        options, spoiled = _spoiled_table(rng, table["model_options"], options_class)
+        table["model_options"] = options
+        return ConfigCase("train", toml_text(table), f"option-{spoiled.reason}",
+                          _expectation(spoiled, "model_options."), prefixed=False)
+    # size, categories and model are checked by the data and the registry, not by ranges alone
+    table, spoiled = _spoiled_table(rng, table, TrainConfig, skip=(
+        "model_options", "model", "size", "out", "device"))
+    if spoiled.valid and spoiled.path in ("batch_size", "steps"):
+        table[spoiled.path] = TRAIN_BASE[spoiled.path]  # keep valid runs tiny
+    return ConfigCase("train", toml_text(table), f"field-{spoiled.reason}",
+                      _expectation(spoiled, ""))
+
+
+def compare_config_case(rng: random.Random, out: Path) -> ConfigCase:
+    from sketchgen import compare, registry
+
+    models = [dict(m, options=dict(m["options"])) for m in COMPARE_MODELS]
+    table = {**COMPARE_BASE, "out": str(out), "classifier": {"width": 4}, "models": models}
+    part = rng.choice(["top", "classifier", "model", "options", "unknown", "missing"])
+    index = rng.randrange(len(models))
+    if part == "unknown":
+        where, target = rng.choice([("config", table), ("classifier", table["classifier"]),
+                                    (f"models[{index}]", models[index])])
+        target["sampels"] = 5
+        return ConfigCase("compare", toml_text(table), "unknown-key",
+                          f"{where}: unknown key(s) sampels")
+    if part == "missing":
+        key = rng.choice(["steps", "batch_size", "model"])
+        del models[index][key]
+        return ConfigCase("compare", toml_text(table), "missing-key",
+                          f"models[{index}]: missing {key}")
+    if part == "top":
+        table, spoiled = _spoiled_table(rng, table, compare.CompareConfig,
+                                        skip=("models", "classifier", "name", "out", "device",
+                                              "size"))
+        where = ""
+    elif part == "classifier":
+        table["classifier"], spoiled = _spoiled_table(rng, table["classifier"],
+                                                      compare.ClassifierSettings, skip=("load",))
+        where = "classifier."
+    elif part == "model":
+        models[index], spoiled = _spoiled_table(rng, models[index], compare.ModelSpec,
+                                                skip=("model", "options", "load", "label"))
+        if spoiled.valid:
+            models[index][spoiled.path] = COMPARE_MODELS[index][spoiled.path]  # keep it tiny
+        where = f"models[{index}]."
+    else:
+        options_class = type(registry.get_model(models[index]["model"]).default_config())
+        models[index]["options"], spoiled = _spoiled_table(rng, models[index]["options"],
+                                                           options_class)
+        where = f"models[{index}].options."
+    return ConfigCase("compare", toml_text(table), f"{part}-{spoiled.reason}",
+                      _expectation(spoiled, where))
+
+
+@dataclass
+class OutcomeTally:
+    """Cases by reason and outcome ("refused" in one line, or "loaded")."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, reason: str, outcome: str) -> None:
+        self.counts[reason, outcome] += 1
+
+    def total(self, outcome: str | None = None) -> int:
+        return sum(n for (_, o), n in self.counts.items() if outcome in (None, o))
+
+    def summary(self, what: str) -> str:
+        by_reason = Counter()
+        for (reason, outcome), n in self.counts.items():
+            by_reason[f"{reason}:{outcome}"] += n
+        return (f"{self.total()} {what}: refused {self.total('refused')}, loaded "
+                f"{self.total('loaded')}\n  by reason: {dict(sorted(by_reason.items()))}")
+
+
+def check_config_case(directory: Path, index: int, case: ConfigCase, tally: OutcomeTally) -> None:
+    """Load the case as the library and the CLI do: it loads (a valid case) or fails with one
+    line naming the file and the field; the CLI exits 2 with that line, before any work."""
+    import contextlib
+    import io
+
+    from sketchgen import cli, compare, registry
+    from sketchgen.config import ConfigError, load_toml
+
+    path = directory / f"c{index:05d}-{case.kind}.toml"
+    path.write_text(case.text, encoding="utf-8")
+    try:
+        if case.kind == "train":
+            registry.resolve(load_toml(path))
+        else:
+            compare.plan_runs(compare.load_config(path))
+    except ConfigError as error:
+        message = str(error)
+        assert case.expected is not None, f"{path} ({case.reason}): refused: {message}"
+        assert "\n" not in message and case.expected in message, (case.reason, message)
+        assert message.startswith(f"{path}: ") or not case.prefixed, message
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            status = cli.main([case.kind, *(["--config"] if case.kind == "train" else []),
+                               str(path)])
+        assert (status, stderr.getvalue()) == (2, f"sketchgen {case.kind}: error: {message}\n")
+        tally.add(case.reason, "refused")
+    else:
+        assert case.expected is None, f"{path} ({case.reason}): loaded, expected {case.expected}"
+        tally.add(case.reason, "loaded")
+
+
+class Payload:
+    """Unpickling it would create a file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@dataclass(frozen=True)
+class CheckpointCase:
+    reason: str
+    expected: str | None  # what the one-line error must contain; None: it loads ("any": either)
+
+
+def _module_states(state: dict) -> list[dict]:
+    """The module state dicts inside a task state: dicts of tensors keyed by dotted names."""
+    import torch
+
+    found = []
+    for value in state.values():
+        if isinstance(value, dict) and value and all(
+                isinstance(v, torch.Tensor) for v in value.values()) and all(
+                isinstance(k, str) for k in value):
+            found.append(value)
+    return found
+
+
+def _moments(state: dict) -> list[dict]:
+    """Per-parameter optimizer states (Adam's step and moments) inside a task state."""
+    return [entry for value in state.values() if isinstance(value, dict)
+            and isinstance(value.get("state"), dict) for entry in value["state"].values()
+            if isinstance(entry, dict) and "exp_avg" in entry]
+
+
+def _other_shape(rng: random.Random, shape: tuple[int, ...]) -> tuple[int, ...]:
+    while True:
+        other = tuple(rng.randint(1, 6) for _ in range(rng.choice([1, 2, len(shape) or 1])))
+        if other != shape:
+            return other
+
+
+def _file_mutation(rng: random.Random, data: bytes, path: Path, marker: Path
+                   ) -> tuple[bytes | None, CheckpointCase]:
+    import io
+    import pickle
+
+    import torch
+
+    how = rng.choice(["truncated", "random-bytes", "text", "empty", "zip-not-torch",
+                      "deflated", "code-payload", "pickle-payload", "byte-flip"])
+    if how == "truncated":
+        return data[: rng.randrange(len(data))], CheckpointCase(how, "not a torch checkpoint")
+    if how == "random-bytes":
+        return rng.randbytes(rng.randint(1, 5000)), CheckpointCase(how, "not a torch checkpoint")
+    if how == "text":
+        return b"step = 3\n" * rng.randint(1, 50), CheckpointCase(how, "not a torch checkpoint")
+    if how == "empty":
+        return b"", CheckpointCase(how, "not a torch checkpoint")
+    if how == "pickle-payload":
+        return pickle.dumps(Payload(marker)), CheckpointCase(how, "not a torch checkpoint")
+    buffer = io.BytesIO()
+    if how == "zip-not-torch":
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(rng.choice(["a.txt", "x/data.pkl", "archive/data.pkl"]),
+                             rng.randbytes(100))
+        return buffer.getvalue(), CheckpointCase(how, "not a torch checkpoint")
+    if how == "deflated":
+        with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(
+                buffer, "w", compression=zipfile.ZIP_DEFLATED) as target:
+            for info in source.infolist():
+                target.writestr(info.filename, source.read(info))
+        return buffer.getvalue(), CheckpointCase(how, "is compressed")
+    if how == "code-payload":
+        torch.save({"format": 1, "step": Payload(marker)}, buffer)
+        return buffer.getvalue(), CheckpointCase(how, "refused: it holds")
+    flipped = bytearray(data)
+    flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+    return bytes(flipped), CheckpointCase(how, "any")  # may hit a weight: loads, different
+
+
+def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, CheckpointCase]:
+    import torch
+
+    from sketchgen import registry
+    from sketchgen.config import TrainConfig
+
+    how = rng.choice(["not-a-dict", "missing-key", "wrong-type", "extra-key", "format", "step",
+                      "model", "class-names", "config", "config", "model-config",
+                      "model-config", "model-config", "rng", "task-missing", "task-shape",
+                      "task-dtype", "task-not-a-tensor", "task-moment", "task-generator"])
+    c = checkpoint
+    if how == "not-a-dict":
+        return rng.choice([[1, 2], 5, "x", torch.zeros(3)]), CheckpointCase(how, "expected a dict")
+    if how == "missing-key":
+        key = rng.choice(["format", "step", "model", "config", "model_config", "class_names",
+                          "task", "rng"])
+        del c[key]
+        return c, CheckpointCase(how, f"missing {key}")
+    if how == "wrong-type":
+        key = rng.choice(["step", "model", "config", "model_config", "class_names", "task",
+                          "rng"])
+        c[key] = rng.choice([None, 2.5, "x", [1], True]) if key != "class_names" else 5
+        return c, CheckpointCase(how, f"{key} must be")
+    if how == "extra-key":
+        c["notes"] = "made elsewhere"
+        return c, CheckpointCase(how, None)
+    if how == "format":
+        c["format"] = rng.choice([0, 2, 99])
+        return c, CheckpointCase(how, f"format {c['format']} is not 1")
+    if how == "step":
+        c["step"] = rng.choice([-1, 10**10, 2.5, True, "3"])
+        return c, CheckpointCase(how, "step must be an integer in [0, 1_000_000_000]")
+    if how == "model":
+        c["model"] = rng.choice(["stylegan", "", "DCGAN"])
+        return c, CheckpointCase(how, "model: unknown model")
+    if how == "class-names":
+        names = c["class_names"]
+        c["class_names"] = rng.choice([[], names + names[:1], [f"c{i}" for i in range(10_001)]])
+        return c, CheckpointCase(how, "class_names must be")
+    if how == "config":
+        kinds = _field_kinds(TrainConfig)
+        name = rng.choice([k for k in kinds if k not in ("model", "model_options")])
+        spoiled = spoil(rng, name, *kinds[name], c["config"][name])
+        c["config"][name] = spoiled.value
+        if spoiled.valid:  # in range; sampling does not mind, the architecture may
+            return c, CheckpointCase(f"config-{spoiled.reason}", "any")
+        return c, CheckpointCase(f"config-{spoiled.reason}", f"config.{spoiled.path} must be")
+    if how == "model-config":
+        options = type(registry.get_model(c["model"]).default_config())
+        kinds = _field_kinds(options)
+        name = rng.choice(sorted(kinds))
+        spoiled = spoil(rng, name, *kinds[name], c["model_config"][name])
+        c["model_config"][name] = spoiled.value
+        if spoiled.valid:  # in range: it loads, or the stored weights do not fit the sizes
+            return c, CheckpointCase(f"model-config-{spoiled.reason}", "any")
+        return c, CheckpointCase(f"model-config-{spoiled.reason}",
+                                 f"model_config.{spoiled.path} must be")
+    if how == "rng":
+        part = rng.choice(["python", "numpy", "torch"])
+        c["rng"][part] = rng.choice([None, [1, 2, 3], torch.zeros(5, dtype=torch.uint8), "x"])
+        return c, CheckpointCase(how, "rng: not the RNG states")
+    task = c["task"]
+    modules = _module_states(task)
+    module = rng.choice(modules)
+    key = rng.choice(sorted(module))
+    if how == "task-missing":
+        del module[key]
+        return c, CheckpointCase(how, "is missing")
+    if how == "task-shape":
+        module[key] = torch.zeros(_other_shape(rng, tuple(module[key].shape)))
+        return c, CheckpointCase(how, "has shape")
+    if how == "task-dtype":
+        wanted = torch.float64 if module[key].dtype != torch.float64 else torch.float32
+        module[key] = module[key].to(wanted)
+        return c, CheckpointCase(how, "has dtype")
+    if how == "task-not-a-tensor":
+        module[key] = rng.choice([None, [1.0], "x", 3])
+        return c, CheckpointCase(how, "must be a tensor")
+    if how == "task-moment":
+        entry = rng.choice(_moments(task))
+        moment = rng.choice(["exp_avg", "exp_avg_sq"])
+        entry[moment] = torch.zeros(_other_shape(rng, tuple(entry[moment].shape)))
+        return c, CheckpointCase(how, f"state {moment!r} has shape")
+    task["generator"] = torch.zeros(rng.randint(1, 100), dtype=torch.uint8)
+    return c, CheckpointCase(how, "task.generator has shape")
+
+
+def checkpoint_case(rng: random.Random, base: Path, case_dir: Path) -> CheckpointCase:
+    """Write one spoiled copy of the run checkpoint ``base`` to ``case_dir/checkpoint.pt``."""
+    import torch
+
+    case_dir.mkdir(parents=True)
+    path = case_dir / "checkpoint.pt"
+    marker = case_dir.parent / "code-ran"
+    if rng.random() < 0.35:
+        data, case = _file_mutation(rng, base.read_bytes(), path, marker)
+        path.write_bytes(data)
+        return case
+    checkpoint, case = _dict_mutation(rng, torch.load(base, weights_only=True))
+    torch.save(checkpoint, path)
+    return case
+
+
+def check_checkpoint_case(case_dir: Path, case: CheckpointCase, tally: OutcomeTally) -> None:
+    """Rebuild the run as sampling does: it loads, or fails in one line naming the file (and,
+    for a spoiled key, that key) -- never a traceback, never code run, never a huge tensor."""
+    from sketchgen.checkpoints import CheckpointError
+    from sketchgen.sample import load_run
+
+    path = case_dir / "checkpoint.pt"
+    try:
+        load_run(case_dir)
+    except CheckpointError as error:
+        message = str(error)
+        assert case.expected is not None, f"{path} ({case.reason}): refused: {message}"
+        assert "\n" not in message and message.startswith(f"{path}: "), message
+        assert case.expected == "any" or case.expected in message, (case.reason, message)
+        tally.add(case.reason, "refused")
+    else:
+        assert case.expected in (None, "any"), f"{path} ({case.reason}): loaded"
+        tally.add(case.reason, "loaded")
+    assert not (case_dir.parent / "code-ran").exists(), "a checkpoint ran code"
+
+
+def run_checkpoint_fuzz(bases: list[str], directory: str, seed: int, count: int) -> dict:
+    """``count`` spoiled checkpoints made from the run checkpoints ``bases``, each checked;
+    the outcome counts by reason. Meant to run in a process with a memory cap."""
+    rng = random.Random(seed)
+    tally = OutcomeTally()
+    for index in range(count):
+        case_dir = Path(directory) / f"k{index:05d}"
+        case = checkpoint_case(rng, Path(rng.choice(bases)), case_dir)
+        check_checkpoint_case(case_dir, case, tally)
+    return {f"{reason}:{outcome}": n for (reason, outcome), n in tally.counts.items()}

@@ -1,25 +1,38 @@
 """Bad input, fuzzed (issue 6): every generated line ends in a correct render or a clear
-``FILE:LINE`` error, nothing crashes and nothing is dropped silently.
+``FILE:LINE`` error, nothing crashes and nothing is dropped silently. Bad configs and
+checkpoints (issue 10, item 8): every generated TOML config and checkpoint loads, or fails in
+one line naming the file and the field or key -- no traceback, no code run, and (checkpoints,
+in a process with a memory cap) no huge allocation.
 
-The full run (over 10,000 malformed lines) is marked ``slow`` (``tox -e fuzz``, i.e.
-``pytest -m slow``); the default run checks a few hundred lines of the same generator.
-Property-based tests (hypothesis) cover the line parser and the reader/writer on arbitrary
-input.
+The full runs (over 10,000 malformed lines; thousands of configs and checkpoints) are marked
+``slow`` (``tox -e fuzz``, i.e. ``pytest -m slow``); the default run checks a few hundred
+lines, configs and checkpoints of the same generators. Property-based tests (hypothesis)
+cover the line parser and the reader/writer on arbitrary input.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import random
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 from fuzz_cases import (
+    OutcomeTally,
     Tally,
+    check_config_case,
     check_file,
     check_renders,
+    compare_config_case,
     fuzz_files,
     load_bases,
+    train_config_case,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -81,6 +94,97 @@ def test_fuzz_ten_thousand_lines(tmp_path, mirror):
     tally = run_fuzz(tmp_path, mirror, seed=2, files=1700, workers=2)
     assert sum(tally.skipped.values()) >= 10_000
     assert_everything_exercised(tally)
+
+
+# -- configs and checkpoints (issue 10, item 8) ------------------------------------------------
+
+MEMORY_CAP = 3 << 30  # bytes of address space for the checkpoint run: ~3x what it needs
+CHECKPOINT_REASONS = {  # every way a checkpoint is spoiled (model-config-* and config-* vary)
+    "truncated", "random-bytes", "text", "empty", "zip-not-torch", "deflated", "code-payload",
+    "pickle-payload", "byte-flip", "not-a-dict", "missing-key", "wrong-type", "extra-key",
+    "format", "step", "model", "class-names", "rng", "task-missing", "task-shape",
+    "task-dtype", "task-not-a-tensor", "task-moment", "task-generator",
+}  # fmt: skip
+
+
+def run_config_fuzz(tmp_path, seed: int, count: int) -> dict[str, OutcomeTally]:
+    """``count`` generated train and compare TOML configs, each checked (library and CLI)."""
+    rng = random.Random(seed)
+    tallies = {"train": OutcomeTally(), "compare": OutcomeTally()}
+    for index in range(count):
+        kind = rng.choice(sorted(tallies))
+        make = train_config_case if kind == "train" else compare_config_case
+        check_config_case(tmp_path, index, make(rng, tmp_path / f"out{index}"), tallies[kind])
+    for kind, tally in tallies.items():
+        print(tally.summary(f"{kind} configs"))
+    assert not any(tmp_path.glob("out*")), "a config started work"
+    return tallies
+
+
+@pytest.fixture(scope="module")
+def base_checkpoints(tmp_path_factory) -> list[str]:
+    """Finished two-step runs of a GAN without and with conditioning and of Sketch-RNN."""
+    from sketchgen.config import TrainConfig
+    from sketchgen.train import CHECKPOINT, train
+
+    root = tmp_path_factory.mktemp("bases")
+    runs = {"dcgan": {"width": 8}, "sngan": {"width": 8},
+            "sketch-rnn": {"mode": "class", "enc_rnn_size": 16, "dec_rnn_size": 16,
+                           "z_size": 8, "num_mixture": 3}}
+    for model, options in runs.items():
+        train(TrainConfig(model=model, categories=("eye", "mouth"), per_class=20, steps=2,
+                          batch_size=4, out=str(root / model), device="cpu", progress=False,
+                          model_options=options))
+    return [str(root / model / CHECKPOINT) for model in runs]
+
+
+def run_checkpoint_fuzz(tmp_path, bases: list[str], seed: int, count: int) -> OutcomeTally:
+    """``count`` spoiled checkpoints checked in a child process whose address space is capped,
+    so that a size that escaped its check fails the run instead of filling the machine."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import fuzz_cases; "
+            "print(json.dumps(fuzz_cases.run_checkpoint_fuzz(json.loads(sys.argv[2]), "
+            "sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))))")
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), json.dumps(bases),
+         str(tmp_path), str(seed), str(count)], capture_output=True, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    tally = OutcomeTally()
+    for key, n in json.loads(done.stdout.splitlines()[-1]).items():
+        reason, outcome = key.rsplit(":", 1)
+        tally.counts[reason, outcome] = n
+    print(tally.summary("checkpoints"))
+    return tally
+
+
+def test_fuzz_few_hundred_configs(tmp_path):
+    tallies = run_config_fuzz(tmp_path, seed=1, count=300)
+    for tally in tallies.values():
+        assert tally.total("refused") > 100 and tally.total("loaded") > 5
+
+
+def test_fuzz_few_dozen_checkpoints(tmp_path, base_checkpoints):
+    tally = run_checkpoint_fuzz(tmp_path, base_checkpoints, seed=1, count=60)
+    assert tally.total("refused") > 40 and tally.total() == 60
+
+
+@pytest.mark.slow
+def test_fuzz_thousands_of_configs(tmp_path):
+    tallies = run_config_fuzz(tmp_path, seed=2, count=4000)
+    for tally in tallies.values():
+        reasons = {reason for reason, _ in tally.counts}
+        assert tally.total("refused") > 1500 and tally.total("loaded") > 100
+        assert any(r.endswith("control-char") for r in reasons)
+        assert any(r.endswith("not-finite") for r in reasons)
+
+
+@pytest.mark.slow
+def test_fuzz_thousand_checkpoints(tmp_path, base_checkpoints):
+    tally = run_checkpoint_fuzz(tmp_path, base_checkpoints, seed=2, count=1000)
+    reasons = {reason for reason, _ in tally.counts}
+    assert CHECKPOINT_REASONS <= reasons
+    assert any(r.startswith("model-config-out-of-range") for r in reasons)
+    assert tally.total("refused") > 800
 
 
 # -- properties ------------------------------------------------------------------------------
