@@ -38,6 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tokenize
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -445,6 +446,9 @@ class _Lines:
 
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEADER_MAX = 12 + 10_000  # the preamble plus numpy's own limit on a header's size
+# What numpy's .npy header parser raises for a bad header: a ValueError, except for text it
+# cannot tokenize (an unbalanced bracket), which fails before numpy's own checks.
+_NPY_HEADER_ERRORS = (ValueError, tokenize.TokenError)
 
 
 def _npy_header_end(prefix: bytes) -> int | None:
@@ -463,16 +467,18 @@ def _row_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
 
 def _npy_layout(header: bytes) -> tuple[tuple[int, ...], np.dtype] | None:
     """Shape and dtype from a whole .npy header (parsed by numpy, which evaluates no code),
-    None unless rows can be cut from the file: C order, no Python objects, non-empty rows."""
+    None unless rows can be cut from the file: C order, no Python objects, non-empty rows
+    (numpy's parser lets negative sizes through)."""
     stream = io.BytesIO(header)
     npy = np.lib.format
     major, _ = npy.read_magic(stream)
     read = npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0
     try:
         shape, fortran_order, dtype = read(stream)
-    except ValueError:
+    except _NPY_HEADER_ERRORS:
         return None
-    if fortran_order or dtype.hasobject or not shape or _row_bytes(shape, dtype) == 0:
+    cuttable = shape and min(shape) >= 0 and _row_bytes(shape, dtype) > 0
+    if fortran_order or dtype.hasobject or not cuttable:
         return None
     return shape, dtype
 

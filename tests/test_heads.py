@@ -174,6 +174,32 @@ def test_a_changed_npy_restarts_its_head(server, mirror, cache):
     np.testing.assert_array_equal(head, rows[: len(head)])
 
 
+# Edits of the eye.npy header ("... 'shape': (3000, 784), }") that keep its length.
+BAD_NPY_SHAPES = {
+    "negative rows": (b"(3000, 784)", b"(-300, 784)"),
+    "negative row size": (b"(3000, 784)", b"(3000,-784)"),
+    "both negative": (b"(3000, 784)", b"(-300,-784)"),
+    "unparsable": (b"(3000, 784), }", b"((3000, 784), "),
+}
+
+
+@pytest.mark.parametrize("edit", BAD_NPY_SHAPES.values(), ids=BAD_NPY_SHAPES)
+def test_an_npy_header_rows_cannot_be_cut_by_means_the_whole_file(tmp_path, mirror, cache,
+                                                                  edit):
+    # numpy's header parser lets negative sizes through, and fails on some text with an
+    # error that is no ValueError: neither may cut rows or escape as a traceback.
+    npy = (mirror / "full/numpy_bitmap/eye.npy").read_bytes()
+    assert edit[0] in npy[:128]
+    root = tmp_path / "bad-mirror"
+    (root / "full/numpy_bitmap").mkdir(parents=True)
+    source = root / "full/numpy_bitmap/eye.npy"
+    source.write_bytes(npy.replace(*edit, 1))
+    with serve(root) as server:
+        path = data.resolve("eye", "bitmap", mirror=server.url, options=SMALL, limit=100)
+    assert path.read_bytes() == source.read_bytes(), "fetched whole, as the server has it"
+    assert manifest_entry(cache, "full/numpy_bitmap/eye.npy")["complete"] is True
+
+
 def test_sketchrnn_npz_files_are_fetched_whole(server, mirror, cache):
     path = data.resolve("face", "sketchrnn", mirror=server.url, options=SMALL, limit=10)
     assert path.read_bytes() == (mirror / "sketchrnn/face.npz").read_bytes()
