@@ -1156,7 +1156,12 @@ def _cached_render(
 def _load_npy_bitmaps(path: Path, limit: int | None, size: int) -> np.ndarray:
     """The first ``limit`` rows of a ``uint8`` ``(N, size*size)`` or ``(N, size, size)`` .npy,
     memory-mapped so only those rows are read."""
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (*_NPY_HEADER_ERRORS, OverflowError, EOFError) as error:
+        # numpy's messages name no file; some span lines. OverflowError: a negative size.
+        reason = " ".join(str(error).split())
+        raise ValueError(f"{path}: not a valid .npy file of bitmaps ({reason})") from None
     if array.dtype != np.uint8 or array.shape[1:] not in ((size * size,), (size, size)):
         raise ValueError(
             f"{path}: holds {array.dtype} {array.shape[1:]} rows, expected uint8 bitmaps of "

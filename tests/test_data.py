@@ -292,6 +292,25 @@ def test_load_bitmaps_rejects_bad_requests_before_reading(kwargs, message, rende
     assert sum(render_calls) == 0
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda npy: npy[: 128 + 10 * 784],  # the header announces 3,000 rows
+        lambda npy: npy.replace(b"(3000, 784), }", b"((3000, 784), ", 1),  # cannot tokenize
+        lambda npy: npy.replace(b"(3000, 784)", b"(-300, 784)", 1),
+        lambda npy: b"no .npy file at all\n",
+    ],
+    ids=["truncated", "unparsable", "negative", "not npy"],
+)
+def test_a_bad_npy_file_is_one_line_naming_it(mirror, tmp_path, damage):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(damage((mirror / "full/numpy_bitmap/eye.npy").read_bytes()))
+    with pytest.raises(ValueError) as error:
+        data.load_bitmaps(bad)
+    assert str(error.value).startswith(f"{bad}: not a valid .npy file of bitmaps")
+    assert "\n" not in str(error.value)
+
+
 def test_npy_of_another_size_is_refused(mirror):
     with pytest.raises(
         ValueError, match=r"holds uint8 \(784,\) rows, expected uint8 bitmaps of 64x64"
