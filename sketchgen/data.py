@@ -686,6 +686,8 @@ def _step(url: str, part: Path, held: int, stop: int | None, state, want, option
         raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError) as error:
         raise _Retry(f"cannot connect ({getattr(error, 'reason', error)})") from None
+    except http.client.HTTPException as error:  # no HTTP answer: a bad status line, headers
+        raise _Retry(f"a malformed answer ({error!r})") from None
     with response:
         first, last, answered = _answer(response, url, held, state)
         total = answered["total"]

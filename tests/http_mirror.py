@@ -3,9 +3,9 @@
 It honours ``Range: bytes=N-`` / ``bytes=N-M`` and ``If-Range`` (python's
 SimpleHTTPRequestHandler has none), counts the body bytes it sends, and can misbehave on
 demand: drop the connection after some bytes, announce more bytes than it sends, send no
-validator, ignore Range or If-Range. It listens on 127.0.0.1 only, never touches the
-internet, and a watchdog shuts it down even if a test hangs. Tests get it as the ``server``
-fixture (``tests/conftest.py``).
+validator, ignore Range or If-Range, answer with no HTTP at all. It listens on 127.0.0.1
+only, never touches the internet, and a watchdog shuts it down even if a test hangs. Tests
+get it as the ``server`` fixture (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class MirrorHandler(BaseHTTPRequestHandler):
         entry = {"path": self.path, "range": self.headers.get("Range"), "sent": 0}
         entry["if_range"] = self.headers.get("If-Range")
         server.requests.append(entry)
+        if server.malformed:
+            self.wfile.write(b"not an HTTP status line\r\n\r\n")
+            return
         if server.root not in target.parents or not target.is_file():
             entry["status"] = 404
             self.send_error(404)
@@ -103,6 +106,7 @@ def serve(root: Path):
     httpd.validators = True  # False: no ETag, so no client can tell two versions apart
     httpd.ranges = True  # False: ignore Range, answer every GET with the whole file (200)
     httpd.if_range = True  # False: ignore If-Range, resume whatever the client holds (broken)
+    httpd.malformed = False  # True: answer with a line that is no HTTP status line
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True

@@ -191,6 +191,16 @@ def test_missing_remote_file_fails_without_retrying(server, cache):
     assert len(server.requests) == 1
 
 
+def test_an_answer_that_is_no_http_is_a_one_line_download_error(server, cache):
+    options = data.DownloadOptions(timeout=5.0, retries=1, backoff=0.0, progress=False)
+    server.malformed = True
+    with pytest.raises(data.DownloadError) as error:
+        data.resolve("cat", mirror=server.url, options=options)
+    message = str(error.value)
+    assert message.startswith(f"{server.url}full/simplified/cat.ndjson: ") and "\n" not in message
+    assert "not an HTTP status line" in message and len(server.requests) == 2, "retried once"
+
+
 def test_parallel_downloads_of_one_file_share_one_transfer(server, mirror, cache):
     results: list[Path] = []
 
