@@ -851,6 +851,12 @@ def _check_limit(limit: int | None) -> None:
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
 
+def _check_inside(path: Path, folder: Path, name: str, folder_name: str) -> None:
+    """ValueError unless ``path`` is ``folder`` or lies in it (lexically, as safe_join)."""
+    if not Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder)):
+        raise ValueError(f"{name} {path} is not inside {folder_name} {folder}")
+
+
 def download(
     url: str,
     dest: Path,
@@ -868,12 +874,16 @@ def download(
     changed) and reach ``dest`` only once complete. ``root``'s ``MANIFEST.json`` (default:
     ``dest``'s folder) records every file's sha256, checked on every later call: a changed
     file raises :class:`DownloadError`, a file with no entry is set aside and fetched again.
+    Since files are set aside and replaced there, ``root`` must be inside :func:`cache_dir`.
     """
     _check_limit(limit)
     dest = Path(dest)
     root = dest.parent if root is None else Path(root)
+    _check_inside(root, cache_dir(), "root", "the cache")
+    _check_inside(dest, root, "dest", "root")
     _download(url, dest, root, options or DownloadOptions(), limit)
     return dest
+
 
 
 # -- resolving sources ----------------------------------------------------------------------

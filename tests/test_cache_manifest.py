@@ -131,3 +131,23 @@ def test_an_interrupted_commit_is_finished_not_reported(server, mirror, cache, m
     assert path.read_bytes() == (mirror / "full/simplified/cat.ndjson").read_bytes()
     assert len(server.requests) == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["cat.ndjson", "cat.ndjson.lock"]
+
+
+def test_download_touches_no_folder_outside_the_cache(server, cache, tmp_path):
+    # Outside the cache, a file the manifest does not know is the user's, not a stale copy.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("cat.ndjson", "cat.ndjson.new", "cat.ndjson.part"):
+        (mine / name).write_text(f"the user's {name}\n")
+    before = {p.name: p.read_text() for p in mine.iterdir()}
+    url = server.url + "full/simplified/cat.ndjson"
+    for root in (None, mine):
+        with pytest.raises(ValueError, match=r"root .* is not inside the cache"):
+            data.download(url, mine / "cat.ndjson", FAST, root=root)
+    with pytest.raises(ValueError, match=r"dest .* is not inside root"):
+        data.download(url, mine / "cat.ndjson", FAST, root=cache / "downloads" / "x")
+    assert {p.name: p.read_text() for p in mine.iterdir()} == before
+    assert server.requests == []
+    inside = cache / "downloads" / "by-hand" / "cat.ndjson"
+    assert data.download(url, inside, FAST).read_bytes() == server.root.joinpath(
+        "full/simplified/cat.ndjson").read_bytes()
