@@ -163,6 +163,14 @@ def test_the_lock_holds_across_processes_and_ends_with_its_holder(tmp_path):
         pass
 
 
+def test_a_lock_file_left_by_a_killed_process_does_not_block(tmp_path):
+    with outputs.claim(tmp_path / "run", "run"):
+        pass
+    (tmp_path / "run" / outputs.LOCK).write_text("12345\n")  # its holder died holding it
+    with outputs.claim(tmp_path / "run", "run") as claimed:
+        assert claimed.owned
+
+
 def test_a_lock_file_that_links_elsewhere_is_not_written_through(tmp_path):
     victim = users_folder(tmp_path, {"victim.txt": "mine"}) / "victim.txt"
     (tmp_path / "run").mkdir()
