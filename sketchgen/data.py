@@ -137,6 +137,7 @@ def resolve_mirror(mirror: str | os.PathLike | None) -> str | Path:
     else:
         return GOOGLE_BUCKET
     if re.match(r"https?://", value, re.IGNORECASE):
+        _check_url(value, origin)
         return value.rstrip("/") + "/"
     if "://" in value:
         raise ValueError(f"{origin} {value!r}: expected a local folder or an http(s) URL")
@@ -151,6 +152,20 @@ def resolve_mirror(mirror: str | os.PathLike | None) -> str | Path:
             file=sys.stderr,
         )
     return GOOGLE_BUCKET
+
+
+def _check_url(url: str, origin: str) -> None:
+    """ValueError unless ``url`` names a host (and a port, if any, urllib can use)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        problem = None if parts.hostname else "no host"
+        parts.port  # noqa: B018 (raises for a port that is no number in 0-65535)
+    except ValueError as error:
+        problem = str(error)
+    if problem:
+        raise ValueError(
+            f"{origin} {url!r}: not a usable URL ({problem}); expected http(s)://host[:port]/..."
+        )
 
 
 def _mirror_cache_name(base_url: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -78,6 +79,16 @@ def test_bad_format_and_mirror_are_value_errors():
     for malformed in ("ftp://example.org/quickdraw", "file:///srv/quickdraw"):
         with pytest.raises(ValueError, match="local folder or an http"):
             data.resolve("cat", mirror=malformed)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:port/", "https:///quickdraw/", "http://[::1/", "http://h:99999/"])
+def test_a_malformed_mirror_url_is_refused_before_any_request(url, monkeypatch):
+    with pytest.raises(ValueError, match=rf"^mirror {re.escape(repr(url))}: .*host"):
+        data.resolve_mirror(url)
+    monkeypatch.setenv("QUICKDRAW_MIRROR", url)
+    with pytest.raises(ValueError, match=r"^QUICKDRAW_MIRROR "):
+        data.resolve("cat")
 
 
 def test_a_missing_mirror_folder_means_googles_bucket(tmp_path, monkeypatch, capsys):
