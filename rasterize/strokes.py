@@ -52,6 +52,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 import zlib
@@ -160,44 +161,59 @@ def read_sketch_npz(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         raise ValueError(f"{path}: not an .npz file, or a truncated one (no zip index)") from None
     with archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-        files = list(members)
-        keys = [k for k in GOOGLE_NPZ_SPLITS if k in files]
-        if not keys and MIRROR_NPZ_KEY in files:
+        keys = [k for k in GOOGLE_NPZ_SPLITS if k in members]
+        if not keys and MIRROR_NPZ_KEY in members:
             keys = [MIRROR_NPZ_KEY]
         if not keys:
             raise ValueError(
                 f"{path}: no Sketch-RNN splits (expected keys {GOOGLE_NPZ_SPLITS} or "
-                f"{MIRROR_NPZ_KEY!r}, found {files})"
+                f"{MIRROR_NPZ_KEY!r}, found {list(members)})"
             )
         return {key: [_checked_stroke3(s, path, key, i) for i, s in
                       enumerate(_npz_split(archive, members[key], path, key))] for key in keys}
 
 
-# What the bytes of a broken member, header or pickle can raise while being read.
-_NPZ_ERRORS = (ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, zlib.error)
+# What the bytes of a broken member, header or pickle can raise while being read (zipfile:
+# NotImplementedError for an unknown compression, RuntimeError for an encrypted member).
+_NPZ_ERRORS = (ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, zlib.error,
+               NotImplementedError, RuntimeError)
 
 
 def _npz_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> Sequence:
     """One split's sketches: the rows of a plain array, or the items of an object array."""
     try:
         with archive.open(member_name) as member:
-            version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                _, _, dtype = np.lib.format.read_array_header_1_0(member)
-            else:
-                _, _, dtype = np.lib.format.read_array_header_2_0(member)
-            if dtype.hasobject:
-                return _unpickled_items(member)
-            member.seek(0)
-            return np.lib.format.read_array(member, allow_pickle=False)
+            if not _npy_dtype(member).hasobject:
+                member.seek(0)
+                return np.lib.format.read_array(member, allow_pickle=False)
+            pickled = io.BytesIO(member.read())  # read twice, and small reads of a zip are slow
+        _check_memo(pickled)
+        pickled.seek(0)
+        return _unpickled_items(pickled)
     except _NPZ_ERRORS as error:
         raise ValueError(f"{path}: {key}: {error}") from None
 
 
-def _unpickled_items(member) -> list:
+def _npy_dtype(member) -> np.dtype:
+    """The dtype in a ``.npy`` header, leaving ``member`` at the start of the data."""
+    if np.lib.format.read_magic(member) == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)[2]
+    return np.lib.format.read_array_header_2_0(member)[2]
+
+
+def _check_memo(pickled: io.BytesIO) -> None:
+    """Refuse a pickle whose memo indices run past its own length, before unpickling it: the
+    C unpickler allocates a memo as long as the largest index (five bytes of LONG_BINPUT can
+    ask for 32 GB). Pickles number their memo entries in order, so real ones all pass."""
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(pickled)):
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
+            raise pickle.UnpicklingError(f"memo index {arg} at opcode {count}: not a real pickle")
+
+
+def _unpickled_items(pickled: io.BytesIO) -> list:
     """The items of a pickled 1-D object array, as :class:`_ArrayUnpickler` rebuilt them."""
     try:
-        column = _ArrayUnpickler(member, encoding="latin1").load()
+        column = _ArrayUnpickler(pickled, encoding="latin1").load()
     except pickle.UnpicklingError:
         raise
     except Exception as error:  # a stranger's pickle can fail in any way: it is a bad file

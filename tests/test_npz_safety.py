@@ -101,6 +101,31 @@ def test_elements_that_are_not_stroke3_arrays_are_named(tmp_path, element, fragm
     assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value)
 
 
+MEMO_BOMB = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a regression fails, not the machine
+from rasterize.strokes import read_sketch_npz
+try:
+    read_sketch_npz(sys.argv[1])
+except ValueError as error:
+    print(error)
+"""
+
+
+def test_a_pickle_asking_for_a_huge_memo_is_refused_before_it_allocates(tmp_path):
+    """Five bytes (LONG_BINPUT 2**32 - 1) make the C unpickler allocate a 32 GB memo."""
+    pickled = b"\x80\x02]r\xff\xff\xff\xff."  # an empty list, memoised at that index
+    header = {"descr": "|O", "fortran_order": False, "shape": (0,)}
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as archive, archive.open("sketches.npy", "w") as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        member.write(pickled)
+    done = subprocess.run([sys.executable, "-c", MEMO_BOMB, str(path)], capture_output=True,
+                          text=True)
+    assert done.stdout.strip() == (f"{path}: sketches: memo index 4294967295 at opcode 2: "
+                                   "not a real pickle")
+
+
 @pytest.mark.filterwarnings("ignore:numpy.core:DeprecationWarning")  # the trusting loader's
 def test_the_mirrors_files_load_as_the_trusting_loader_read_them(mirror):
     for path in sorted((mirror / "sketchrnn").glob("*.npz")):
