@@ -243,6 +243,10 @@ class DownloadOptions:
     max_bytes: int = 4 << 30
 
     def __post_init__(self) -> None:
+        for name, kind in _OPTION_KINDS.items():
+            value = getattr(self, name)
+            if not _KIND_CHECKS[kind](value):
+                raise ValueError(f"DownloadOptions.{name} must be {kind}: {value!r}")
         valid = {
             "timeout": self.timeout > 0,
             "retries": self.retries >= 0,
@@ -254,6 +258,25 @@ class DownloadOptions:
         if wrong:
             value = getattr(self, wrong[0])
             raise ValueError(f"DownloadOptions.{wrong[0]} is out of range: {value!r}")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_KIND_CHECKS = {
+    "an integer": _is_integer,
+    "a finite number": lambda v: _is_integer(v) or (isinstance(v, float) and math.isfinite(v)),
+    "True or False": lambda v: isinstance(v, bool),
+}
+_OPTION_KINDS = {
+    "timeout": "a finite number",
+    "retries": "an integer",
+    "backoff": "a finite number",
+    "chunk_bytes": "an integer",
+    "progress": "True or False",
+    "max_bytes": "an integer",
+}
 
 
 def sha256_file(path: Path) -> str:

@@ -165,6 +165,16 @@ def test_download_options_out_of_range_are_refused(field):
         data.DownloadOptions(**{field: -1})
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timeout", "5"), ("timeout", float("inf")), ("retries", 1.5), ("chunk_bytes", True),
+     ("max_bytes", 2.0**40), ("progress", "no")],
+)
+def test_download_options_of_the_wrong_type_are_refused(field, value):
+    with pytest.raises(ValueError, match=rf"DownloadOptions\.{field} must be .*: {value!r}"):
+        data.DownloadOptions(**{field: value})
+
+
 def test_size_mismatch_is_detected(server, mirror, cache):
     size = (mirror / "full/simplified/cat.ndjson").stat().st_size
     server.extra_length = 100
