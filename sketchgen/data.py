@@ -984,8 +984,7 @@ def resolve(
 
 @dataclass(frozen=True)
 class _Source:
-    item: str | os.PathLike  # as given: a category name or a path
-    path: Path  # where it is read (for a download: its place in the cache)
+    item: str | os.PathLike  # as given: a category name or a path (located again by _take)
     class_name: str
 
 
@@ -1030,7 +1029,7 @@ def _plan(
     if len(set(seen)) != len(seen):
         twice = next(p for p in paths if seen.count(p.resolve()) > 1)
         raise ValueError(f"{twice} is listed more than once")
-    plan = [_Source(item, path, _class_name(item)) for item, path in zip(items, paths, strict=True)]
+    plan = [_Source(item, _class_name(item)) for item in items]
     return plan, list(dict.fromkeys(source.class_name for source in plan))
 
 
