@@ -882,11 +882,11 @@ def _download(url: str, dest: Path, root: Path, options: DownloadOptions, limit)
         return _commit(root, dest, _stage(url, dest, part, state, want))
 
 
-def _check_limit(limit: int | None) -> None:
+def _check_limit(limit: int | None, name: str = "limit") -> None:
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
     ):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        raise ValueError(f"{name} must be a positive integer or None, got {limit!r}")
 
 
 def _check_inside(path: Path, folder: Path, name: str, folder_name: str) -> None:
@@ -1018,8 +1018,7 @@ def _plan(
     Sources with the same class name (the category ``sun`` and a file ``sun.ndjson``) share
     one label; ``per_class`` caps each class, filled from its files in the order given.
     """
-    if per_class is not None and (isinstance(per_class, bool) or per_class < 1):
-        raise ValueError(f"per_class must be a positive integer or None, got {per_class!r}")
+    _check_limit(per_class, "per_class")
     wrong = next((i for i in items if _suffix_of(i, fmt) not in suffixes), None)
     if wrong is not None:
         what = f"the {fmt} file of {wrong!r}" if _is_category(wrong) else repr(os.fspath(wrong))

@@ -195,6 +195,8 @@ def test_on_error_raise_names_file_and_line_and_skip_counts(mirror, tmp_path):
         ({"sources": ["cat", "cat"]}, "listed more than once"),
         ({"sources": []}, "no data sources"),
         ({"sources": ["cat"], "per_class": 0}, "per_class must be a positive integer"),
+        ({"sources": ["cat"], "per_class": 2.5}, "per_class must be a positive integer"),
+        ({"sources": ["cat"], "per_class": "5"}, "per_class must be a positive integer"),
         ({"sources": ["cat"], "fmt": "bitmap"}, "format must be one of"),
         ({"sources": ["cat"], "on_error": "ignore"}, "on_error must be one of"),
         ({"sources": ["cat", "catt"]}, "did you mean 'cat'"),
