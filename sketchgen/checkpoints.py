@@ -90,6 +90,13 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _joined(error: BaseException, limit: int = 300) -> str:
+    """All of a message's lines on one (torch's state-dict errors say what is wrong on the
+    second line), cut to a readable length."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _unpickling_reason(error: pickle.UnpicklingError) -> str:
     """The line of torch's message that says what was refused (it leads with boilerplate that
     suggests weights_only=False, which is exactly what must not be done with this file)."""
@@ -243,7 +250,7 @@ def load_task_state(task: Any, state: dict[str, Any], path: Path) -> None:
     try:
         task.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
-        raise CheckpointError(path, f"task: {_first_line(error)}") from None
+        raise CheckpointError(path, f"task: {_joined(error)}") from None
     _check_moments(task, path)
 
 

@@ -195,7 +195,7 @@ def _item_hints(hint: Any, value: Any) -> list[Any] | None:
     args = typing.get_args(hint)
     if not isinstance(value, (list, tuple)):
         return None
-    if len(args) == 2 and args[1] is Ellipsis or typing.get_origin(hint) is list:
+    if (len(args) == 2 and args[1] is Ellipsis) or typing.get_origin(hint) is list:
         return [args[0]] * len(value)
     return list(args) if len(args) == len(value) else None
 
@@ -219,7 +219,7 @@ def _fits(value: Any, hint: Any, meta: Mapping[str, Any]) -> bool:
 
 
 _NOUNS = {int: ("an integer", "integers"), float: ("a number", "numbers"),
-          bool: ("true or false", "booleans"), str: ("a string", "strings")}
+          bool: ("true or false", "booleans")}
 
 
 def _expected(hint: Any, meta: Mapping[str, Any], plural: bool = False) -> str:
@@ -373,7 +373,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         flag = "--" + name.replace("_", "-")
         hint = _HINTS[name]
         default = spec.default if spec.default is not dataclasses.MISSING else None
-        help_text = f"{spec.metadata['help']} (default: {default})"
+        allowed = f"; allowed: {spec.metadata['within']}" if "within" in spec.metadata else ""
+        help_text = f"{spec.metadata['help']} (default: {default}{allowed})"
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
