@@ -383,7 +383,10 @@ class _Rows:
         return want if total is None else min(want, total)
 
 
-def _want(dest: Path, limit: int | None, chunk: int) -> _Whole | _Lines | _Rows:
+_Want = _Whole | _Lines | _Rows
+
+
+def _want(dest: Path, limit: int | None, chunk: int) -> _Want:
     """What to fetch for ``limit`` records of ``dest``'s kind of file. Sketch-RNN .npz files
     are zip archives, whose index is at their end: they are always fetched whole."""
     if limit is None:
@@ -464,7 +467,9 @@ def _too_big(url: str, size: int, total: int, options: DownloadOptions) -> Downl
     return DownloadError(f"{url}: {what}, more than max_bytes={options.max_bytes}")
 
 
-def _check_room(url: str, part: Path, start: int, size: int, total: int, options) -> None:
+def _check_room(
+    url: str, part: Path, start: int, size: int, total: int, options: DownloadOptions
+) -> None:
     """Refuse, before reading a body, a file the cap or the free disk space cannot take."""
     if size > options.max_bytes:
         raise _too_big(url, size, total, options)
@@ -476,7 +481,14 @@ def _check_room(url: str, part: Path, start: int, size: int, total: int, options
 
 
 def _receive(
-    response, url: str, part: Path, start: int, stop: int, total: int, want, options
+    response: http.client.HTTPResponse,
+    url: str,
+    part: Path,
+    start: int,
+    stop: int,
+    total: int,
+    want: _Want,
+    options: DownloadOptions,
 ) -> int:
     """Append the body to ``part`` (which holds ``start`` bytes) until it holds ``stop``
     bytes or what ``want`` asks for, and return what it holds. The rest of a longer body is
@@ -536,7 +548,15 @@ def _discard_partial(part: Path) -> None:
     _sidecar(part, ".json").unlink(missing_ok=True)
 
 
-def _step(url: str, part: Path, held: int, stop: int | None, state, want, options) -> tuple:
+def _step(
+    url: str,
+    part: Path,
+    held: int,
+    stop: int | None,
+    state: dict | None,
+    want: _Want,
+    options: DownloadOptions,
+) -> tuple[int, dict]:
     """One request, for bytes ``[held, stop)``; returns what ``part`` then holds and the
     source's state. _Restart if the answer cannot continue the bytes held."""
     validator = state["validator"] if state else None
@@ -568,7 +588,7 @@ def _step(url: str, part: Path, held: int, stop: int | None, state, want, option
     return held, state
 
 
-def _fill(url: str, part: Path, want, options: DownloadOptions, one_request: bool) -> dict:
+def _fill(url: str, part: Path, want: _Want, options: DownloadOptions, one_request: bool) -> dict:
     """Make ``part`` hold the start of the source that ``want`` asks for, all of it from
     one version of the file, and return the source's state. Held bytes are continued only
     with the validator they came with (If-Range); when the file has none, or changed, it
@@ -604,7 +624,9 @@ def _fill(url: str, part: Path, want, options: DownloadOptions, one_request: boo
             want.reset()
 
 
-def _with_retries(url: str, part: Path, want, options: DownloadOptions, one_request) -> dict:
+def _with_retries(
+    url: str, part: Path, want: _Want, options: DownloadOptions, one_request: bool
+) -> dict:
     for attempt in itertools.count():
         try:
             return _fill(url, part, want, options, one_request)
@@ -649,7 +671,7 @@ def _write_npy_head(staged: Path, part: Path, want: _Rows, rows: int) -> None:
             remaining -= len(block)
 
 
-def _stage(url: str, dest: Path, part: Path, state: dict, want) -> dict:
+def _stage(url: str, dest: Path, part: Path, state: dict, want: _Want) -> dict:
     """Turn what ``part`` holds into the file to cache (at ``_staged(dest)``) and return its
     entry but for hash and size."""
     held, total = part.stat().st_size, state["total"]
@@ -700,7 +722,9 @@ def ensure_cached(
     return None if entry["complete"] else entry["records"]
 
 
-def _cached_entry(url: str, dest: Path, root: Path, options: DownloadOptions, limit) -> dict:
+def _cached_entry(
+    url: str, dest: Path, root: Path, options: DownloadOptions, limit: int | None
+) -> dict:
     """``dest``'s manifest entry once it holds what :func:`ensure_cached` promises."""
     want = _want(dest, limit, options.chunk_bytes)
     dest.parent.mkdir(parents=True, exist_ok=True)
