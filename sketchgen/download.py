@@ -580,6 +580,8 @@ def _step(
         end = want.end(first, total)
         _check_room(url, part, first, last if end is None else min(end, last), total, options)
         if first == 0:
+            # Bytes held of another version go before the new state names them as its own.
+            part.unlink(missing_ok=True)
             state = answered
             _write_atomic(_sidecar(part, ".json"), json.dumps(state).encode())
         held = _receive(response, url, part, first, last, total, want, options)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from http_mirror import serve
 
-from sketchgen import data
+from sketchgen import data, download
 from sketchgen.cli import UsageError
 from sketchgen.commands import fetch
 
@@ -141,6 +141,29 @@ def test_a_lost_resume_state_starts_again(changing, cache):
     changed = new_version(source)
     path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert server.requests[1]["range"] is None and path.read_bytes() == changed
+
+
+def test_a_run_killed_as_a_changed_file_starts_again_mixes_no_versions(changing, cache,
+                                                                      monkeypatch):
+    # Killed after the new version's first answer, before its first byte was written:
+    # the bytes held of the old version must not pass for the start of the new one.
+    server, source = changing
+    server.drop_after = [60_000]
+    with pytest.raises(data.DownloadError):
+        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    changed = new_version(source)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    receive = download._receive
+    monkeypatch.setattr(download, "_receive", killed)
+    with pytest.raises(KeyboardInterrupt):
+        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    assert server.requests[1]["status"] == 200, "the server sent the new version whole"
+    monkeypatch.setattr(download, "_receive", receive)
+    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    assert path.read_bytes() == changed
 
 
 def test_a_huge_announced_size_is_refused_before_reading(server, cache):
