@@ -187,7 +187,7 @@ def _read_manifest(root: Path) -> dict[str, dict]:
         stored = json.loads(path.read_bytes())
     except FileNotFoundError:
         return {}
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep for json's parser
         stored = None
     if not _intact(stored):
         raise DownloadError(
