@@ -530,7 +530,7 @@ def _resume_state(part: Path, url: str) -> dict | None:
     validator (nothing would tell a changed file from the one the bytes came from)."""
     try:
         state = json.loads(_sidecar(part, ".json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     usable = (
         isinstance(state, dict)

@@ -131,13 +131,17 @@ def test_a_resume_the_server_cannot_confirm_starts_again(changing, cache, broken
     assert all(r["if_range"] for r in resumes), "a Range without If-Range is never sent"
 
 
-def test_a_lost_resume_state_starts_again(changing, cache):
+@pytest.mark.parametrize("loss", ["deleted", "too deep"])
+def test_a_lost_resume_state_starts_again(changing, cache, loss):
     server, source = changing
     server.drop_after = [60_000]
     with pytest.raises(data.DownloadError):
         data.resolve("cat", "raw", mirror=server.url, options=FAST)
     (state,) = (cache / "downloads").rglob("cat.ndjson.part.json")
-    state.unlink()
+    if loss == "deleted":
+        state.unlink()
+    else:  # nested beyond what json's parser takes
+        state.write_text("[" * 100_000 + "]" * 100_000)
     changed = new_version(source)
     path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert server.requests[1]["range"] is None and path.read_bytes() == changed
