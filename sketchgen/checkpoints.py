@@ -210,7 +210,7 @@ def read_classifier_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(path, f"settings: expected the keys {', '.join(sorted(known))}")
     try:
         instantiate(ClassifierConfig, layout.settings, "settings")
-    except FieldError as error:
+    except ConfigError as error:  # a field out of range, or sizes too big together
         raise CheckpointError(path, str(error)) from None
     _check_class_names(layout.class_names, path, "class_names", at_least=2)
     return checkpoint

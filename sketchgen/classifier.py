@@ -45,6 +45,7 @@ from sketchgen.config import (
     WIDTHS,
     FieldError,
     check_fields,
+    check_model_size,
     setting,
 )
 from sketchgen.data import load_bitmaps, load_drawings, split_indices
@@ -76,6 +77,8 @@ class ClassifierConfig:
         if self.size < 2**POOLINGS:
             raise FieldError("size", f"must be at least {2**POOLINGS} for {POOLINGS} poolings, "
                                      f"got {self.size}")
+        check_model_size(lambda: [WidthKCNN(2, self.width, self.in_channels, self.size)],
+                         "the classifier")
         object.__setattr__(self, "channels", tuple(self.channels))
 
     @property

@@ -254,8 +254,10 @@ class PlannedRun:
 
 
 def _check_settings(config: CompareConfig) -> None:
-    """What the fields' own checks cannot see: the models' names together, and a classifier
-    to load (read and checked now, not after the data are loaded)."""
+    """What the fields' own checks cannot see: the models' names together, the classifier's
+    size at this image size, and a classifier to load (read and checked now, not after the
+    data are loaded)."""
+    config.classifier.classifier_config(config.size, config.seed)  # the network's size
     load = config.classifier.load
     if load is not None and not Path(load).is_file():
         raise UsageError(f"classifier.load = {load!r}: no such file")

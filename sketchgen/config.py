@@ -32,7 +32,7 @@ import tomllib
 import types
 import typing
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,26 @@ UNITS = Interval(1, 4_096)  # latent, embedding and LSTM sizes (magenta's larges
 EPOCHS = Interval(1, 10_000)
 RATES = Interval.of("(0, 1]")  # learning rates, decays, keep probabilities
 FRACTIONS = Interval.of("(0, 1)")  # shares of a data set that must leave something either side
+
+
+# Sizes that are each in range can still multiply into a model no machine holds (dcgan at
+# 1024 px with width 1024: 367 billion weights). 2**28 weights are 1 GiB of float32, 32x the
+# largest preset at 64 px (8.3 million).
+MAX_PARAMETERS = 2**28
+
+
+def check_model_size(build: Callable[[], Iterable[Any]], what: str) -> None:
+    """Refuse a model of more than MAX_PARAMETERS weights before anything is allocated:
+    ``build()`` returns its modules built on torch's meta device, which records shapes only
+    (and draws nothing from the random generators)."""
+    import torch
+
+    with torch.device("meta"):
+        modules = list(build())
+    count = sum(parameter.numel() for module in modules for parameter in module.parameters())
+    if count > MAX_PARAMETERS:
+        raise ConfigError(f"{what} would have {count:_} parameters; at most {MAX_PARAMETERS:_} "
+                          "(lower its sizes)")
 
 
 def setting(default: Any = dataclasses.MISSING, *, within: Any = None,
@@ -247,7 +267,7 @@ def _shown(value: Any) -> str:
     """A value as the message quotes it: TOML's true/false, otherwise Python's repr (which
     shows NUL and control characters escaped), cut to one readable line."""
     text = str(value).lower() if isinstance(value, bool) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 @dataclass(frozen=True)

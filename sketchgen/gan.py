@@ -59,6 +59,7 @@ from sketchgen.config import (
     FieldError,
     TrainConfig,
     check_fields,
+    check_model_size,
     setting,
 )
 from sketchgen.train import TaskInputs
@@ -138,6 +139,8 @@ class GanConfig:
                               f"update ({self.d_update} update)")
         runtime.check_shards(real_batch, f"batch_size {config.batch_size} (a {self.d_update} "
                                          f"D update's {real_batch} real images)")
+        check_model_size(lambda: build_networks(self, config.size, max(1, len(config.categories))),
+                         f"model {config.model!r} at {config.size} px")
 
 
 SIZE_RULES = {

@@ -81,6 +81,7 @@ from sketchgen.config import (
     ConfigError,
     FieldError,
     check_fields,
+    check_model_size,
     setting,
 )
 from sketchgen.runtime import check_shards, eval_mode
@@ -171,6 +172,8 @@ class SketchRNNConfig:
         if self.mode == "class" and len(train_config.categories) < 1:
             raise ConfigError("sketch-rnn: mode=class needs at least one category")
         check_shards(train_config.batch_size, f"sketch-rnn: batch_size {train_config.batch_size}")
+        check_model_size(lambda: [SketchRNN(self, max(1, len(train_config.categories)))],
+                         f"model {train_config.model!r}")
 
     def cell_for(self, model: str) -> tuple[str, float]:
         """``("fused", 1.0)`` for nn.LSTM, else ``("step", keep)`` for :class:`StepLSTM`."""
