@@ -234,14 +234,15 @@ def parse_record(record: Any) -> Drawing:
     fast = _all_columns(raw_strokes)
     if fast is None:
         strokes, times = _checked_strokes(raw_strokes)  # raises the first problem's error
+        count = sum(map(len, strokes))
     else:
         points, all_times, ends = fast
         bounds = list(zip([0, *ends[:-1]], ends, strict=True))
         strokes = [points[start:end] for start, end in bounds]
         times = None if all_times is None else [all_times[start:end] for start, end in bounds]
-    points = sum(map(len, strokes))
-    if points > MAX_POINTS_PER_DRAWING:
-        raise LineError("too-many-points", f"drawing has {points} points, more than the limit "
+        count = ends[-1]
+    if count > MAX_POINTS_PER_DRAWING:
+        raise LineError("too-many-points", f"drawing has {count} points, more than the limit "
                                            f"of {MAX_POINTS_PER_DRAWING}")
     meta = {}
     for key in _METADATA_KEYS:
