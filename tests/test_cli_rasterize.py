@@ -113,7 +113,7 @@ def test_a_killed_run_takes_its_workers_along_and_the_next_leaves_no_temporaries
     base = head_lines(mirror / "full" / "simplified" / "eye.ndjson", 2000)
     drawings = [parse_line(line) for line in base.splitlines()]
     big = tmp_path / "big.ndjson"
-    big.write_bytes(base * 12)  # real lines, repeated: long enough to be killed mid-run
+    big.write_bytes(base * 8)  # real lines, repeated: long enough to be killed mid-run
     out = tmp_path / "out.npy"
     command = [sys.executable, "-m", "sketchgen", "rasterize", str(big), "-o", str(out)]
     job = subprocess.Popen([*command, "--workers", "2"], stdout=subprocess.DEVNULL,
@@ -148,7 +148,7 @@ def test_a_killed_run_takes_its_workers_along_and_the_next_leaves_no_temporaries
         path.write_bytes(b"a user's file")
     assert main(["rasterize", str(big), "-o", str(out), "--workers", "2"]) == 0
     expected = render(drawings).reshape(len(drawings), -1)
-    np.testing.assert_array_equal(np.load(out), np.tile(expected, (12, 1)))
+    np.testing.assert_array_equal(np.load(out), np.tile(expected, (8, 1)))
     assert not stale.exists() and not (tmp_path / ".out.npy.parts").exists()
     left = sorted(p for p in tmp_path.rglob("*") if ".tmp-" in p.name)
     assert left == sorted(not_ours)
