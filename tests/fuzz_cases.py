@@ -567,7 +567,7 @@ def spoil(rng: random.Random, name: str, hint, meta: dict, current, item: bool =
     if reason == "in-range":
         low = within.low
         value = (rng.uniform(low, low + 0.4 * min(1, within.high - low)) if hint is float
-                 else rng.randint(int(low), int(min(within.high, low + 1000))))
+                 else rng.randint(int(low), int(min(within.high, low + 200))))
         return Spoiled(value if value in within else current, reason, name, valid=True)
     if reason == "not-finite":
         return Spoiled(rng.choice([math.nan, math.inf, -math.inf]), reason, name)
@@ -878,7 +878,8 @@ def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, Checkp
 
     how = rng.choice(["not-a-dict", "missing-key", "wrong-type", "extra-key", "format", "step",
                       "model", "class-names", "config", "config", "model-config",
-                      "model-config", "model-config", "rng", "task-missing", "task-shape",
+                      "model-config", "model-config", "huge-together", "rng", "task-missing",
+                      "task-shape",
                       "task-dtype", "task-not-a-tensor", "task-moment", "task-generator"])
     c = checkpoint
     if how == "not-a-dict":
@@ -891,7 +892,7 @@ def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, Checkp
     if how == "wrong-type":
         key = rng.choice(["step", "model", "config", "model_config", "class_names", "task",
                           "rng"])
-        c[key] = rng.choice([None, 2.5, "x", [1], True]) if key != "class_names" else 5
+        c[key] = rng.choice([None, 2.5, [1], True] + ["x"] * (key != "model"))
         return c, CheckpointCase(how, f"{key} must be")
     if how == "extra-key":
         c["notes"] = "made elsewhere"
@@ -927,6 +928,13 @@ def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, Checkp
             return c, CheckpointCase(f"model-config-{spoiled.reason}", "any")
         return c, CheckpointCase(f"model-config-{spoiled.reason}",
                                  f"model_config.{spoiled.path} must be")
+    if how == "huge-together":  # each size in range, the model far beyond any memory
+        if c["model"] == "sketch-rnn":  # the vae: an encoder too
+            c["model_config"].update(mode="vae", enc_rnn_size=4096, dec_rnn_size=4096,
+                                     z_size=4096)
+        else:
+            c["model_config"]["width"], c["config"]["size"] = 1024, 1024
+        return c, CheckpointCase(how, "parameters; at most")
     if how == "rng":
         part = rng.choice(["python", "numpy", "torch"])
         c["rng"][part] = rng.choice([None, [1, 2, 3], torch.zeros(5, dtype=torch.uint8), "x"])

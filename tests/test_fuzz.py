@@ -102,8 +102,8 @@ MEMORY_CAP = 3 << 30  # bytes of address space for the checkpoint run: ~3x what 
 CHECKPOINT_REASONS = {  # every way a checkpoint is spoiled (model-config-* and config-* vary)
     "truncated", "random-bytes", "text", "empty", "zip-not-torch", "deflated", "code-payload",
     "pickle-payload", "byte-flip", "not-a-dict", "missing-key", "wrong-type", "extra-key",
-    "format", "step", "model", "class-names", "rng", "task-missing", "task-shape",
-    "task-dtype", "task-not-a-tensor", "task-moment", "task-generator",
+    "format", "step", "model", "class-names", "huge-together", "rng", "task-missing",
+    "task-shape", "task-dtype", "task-not-a-tensor", "task-moment", "task-generator",
 }  # fmt: skip
 
 
