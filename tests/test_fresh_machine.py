@@ -99,10 +99,12 @@ def test_benchmark_drawings_come_over_http_as_the_files_own_lines(over_http, mir
 def test_a_benchmark_runs_against_the_server_with_an_empty_cache(over_http, tmp_path):
     report = tmp_path / "bench.json"
     bench = "benchmarks/bench_render.py::test_parse_orjson_vs_ndjson_package"
+    # not as an xdist worker (PYTEST_XDIST_WORKER would make pytest-benchmark disable itself)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", bench, "-q", "-p", "no:cacheprovider",
          f"--benchmark-json={report}"],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=50,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=50,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     (entry,) = json.loads(report.read_text())["benchmarks"]
