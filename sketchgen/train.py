@@ -357,9 +357,9 @@ class _Run:
                 claim = outputs.claim(self.dir, RUN_KIND, overwrite, recognise=_unmarked_run)
             except outputs.OutputError as error:
                 refused = error
-        if not _on_rank_zero(refused is None):
-            raise refused or ConfigError(f"rank 0 could not take the run folder {self.dir}")
-        with claim:
+        with claim:  # entered first: released even if telling the other ranks fails
+            if not _on_rank_zero(refused is None):
+                raise refused or ConfigError(f"rank 0 could not take the run folder {self.dir}")
             yield
 
     def truncate_log(self, last_step: int) -> None:

@@ -15,6 +15,7 @@ from test_compare import tiny_config, write_toml
 from test_train import CATEGORIES, small
 
 from sketchgen import cli, compare, outputs
+from sketchgen import train as training
 from sketchgen.cli import UsageError
 from sketchgen.config import ConfigError, TrainConfig, dump_toml
 from sketchgen.figures import read_jsonl
@@ -313,6 +314,20 @@ def test_a_second_train_on_the_same_out_exits_at_once(tmp_path, capsys):
         f"(pid {first.pid}); wait for it to finish or choose another folder\n")
     steps = [r["step"] for r in read_jsonl(out / "log.jsonl")]
     assert steps == list(range(1, len(steps) + 1))  # one writer
+
+
+def test_the_run_folder_is_released_when_the_ranks_cannot_agree(tmp_path, monkeypatch):
+    """Rank 0 took the folder but telling the other ranks failed (say Ctrl-C while they
+    start): the lock must not outlive the call."""
+
+    def interrupted(value: bool) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_on_rank_zero", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(small(tmp_path / "run", steps=2))
+    with outputs.claim(tmp_path / "run", "run"):
+        pass
 
 
 def test_torchrun_ranks_stop_together_when_the_run_is_taken(tmp_path):
