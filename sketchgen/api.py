@@ -142,18 +142,17 @@ def _train_config(model: str, data: Any, out: str | os.PathLike | None,
 
 def _finished(config: TrainConfig, data: Any, resume: bool) -> bool:
     """Whether the run in ``config.out`` is complete; refuses one that does not fit."""
-    from sketchgen import runtime
+    from sketchgen.checkpoints import read_checkpoint
     from sketchgen.config import ConfigError
-    from sketchgen.train import CHECKPOINT, _check_resumable, check_same_data, data_fingerprint
+    from sketchgen.train import CHECKPOINT, check_resumable
 
     where = f"out={config.out!r}"
     if not resume:
         raise ConfigError(f"{where} already holds a run; pass resume=True to continue or "
                           "reuse it, or choose another out")
-    checkpoint = runtime.load_checkpoint(Path(config.out) / CHECKPOINT)
+    checkpoint = read_checkpoint(Path(config.out) / CHECKPOINT)  # names the file if damaged
     try:
-        _check_resumable(checkpoint["config"], config)
-        check_same_data(checkpoint, data_fingerprint(data))
+        check_resumable(checkpoint, config, data)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}; choose another out to train with these "
                           "settings") from None

@@ -318,6 +318,15 @@ def check_same_data(checkpoint: dict[str, Any], fingerprint: dict[str, Any] | No
                       f"not on {described(fingerprint)}")
 
 
+def check_resumable(checkpoint: dict[str, Any], config: TrainConfig, given: Any | None = None
+                    ) -> None:
+    """Refuse (ConfigError naming what differs) to continue ``checkpoint`` (as
+    ``sketchgen.checkpoints.read_checkpoint`` returns it) under ``config`` on ``given`` data
+    (None: the config's categories): other settings that change the result, or other data."""
+    _check_resumable(checkpoint["config"], config)
+    check_same_data(checkpoint, None if given is None else data_fingerprint(given))
+
+
 def grid_labels(count: int, num_classes: int, columns: int) -> torch.Tensor:
     """Labels for a sample grid: row r shows class r mod num_classes."""
     import torch

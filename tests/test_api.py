@@ -231,3 +231,13 @@ def test_inputs_that_do_not_fit_name_the_parameter(default_evaluator):
         sg.fid(np.zeros((10, 28, 28), np.float32), np.zeros((10, 28, 28), np.uint8))
     with pytest.raises(TypeError, match="^drawings:"):
         sg.render("eye")
+
+
+def test_a_damaged_checkpoint_in_out_is_one_line_naming_it(eyes, tmp_path):
+    import torch
+
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"format": 1, "step": 3}, out / "checkpoint.pt")
+    message = _refusal(lambda: sg.fit("dcgan", eyes, steps=4, out=out, **GAN))
+    assert str(out / "checkpoint.pt") in message and "missing" in message
