@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -79,10 +80,19 @@ def check_name(value: str, field: str) -> str:
 
 
 def _read_marker(folder: Path) -> dict | None:
-    """The folder's marker, or None if it has none or it is not one the suite wrote."""
+    """The folder's marker, or None if it has none or it is not one the suite wrote (the
+    suite writes a regular file: a link to another folder's marker, or a pipe, is none)."""
     try:
-        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        fd = os.open(folder / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = handle.read()
+    try:
+        marker = json.loads(text.decode("utf-8"))
+    except ValueError:
         return None
     if not isinstance(marker, dict) or not isinstance(marker.get("kind"), str):
         return None
@@ -126,8 +136,12 @@ def _lock(folder: Path) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)  # the holder removed the file as we opened it: lock the new one
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except BaseException:
+        _unlock(folder, fd)
+        raise
     return fd
 
 
@@ -225,6 +239,23 @@ def claim(folder: str | Path, kind: str, overwrite: bool = False,
     A folder another process holds is refused at once, whatever ``overwrite`` says.
     """
     folder = Path(folder)
+    _check_writable(folder, kind, overwrite, recognise)  # before the lock file goes in
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = _lock(folder)
+    try:  # again under the lock: the folder may have changed since the first look
+        owned = _check_writable(folder, kind, overwrite, recognise)
+        if owned and not is_owned(folder, kind):
+            _write_marker(folder, kind)
+    except BaseException:
+        _unlock(folder, fd)
+        raise
+    return Claim(folder, kind, owned, fd)
+
+
+def _check_writable(folder: Path, kind: str, overwrite: bool,
+                    recognise: Callable[[Path], bool] | None) -> bool:
+    """Whether ``claim`` may write ``folder`` (else an OutputError); True if it is or becomes
+    the suite's (marked)."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file, not a folder; choose another")
     entries = _entries(folder) if folder.is_dir() else []
@@ -235,15 +266,7 @@ def claim(folder: str | Path, kind: str, overwrite: bool = False,
             f"{folder} is not empty ({shown}) and is not a sketchgen {kind} folder; choose "
             "another", allowed_by="overwrite", to="write into it anyway (files of the names "
             "sketchgen writes are replaced, nothing else is deleted)")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = _lock(folder)
-    try:
-        if owned and not is_owned(folder, kind):
-            _write_marker(folder, kind)
-    except BaseException:
-        _unlock(folder, fd)
-        raise
-    return Claim(folder, kind, owned, fd)
+    return owned
 
 
 # -- deleting ------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ holding a user's files, on paths from configs, and with two processes on one fol
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_compare import tiny_config, write_toml
@@ -140,6 +142,37 @@ def test_a_marker_that_is_not_the_suites_does_not_make_a_folder_ours(tmp_path):
         outputs.claim(folder, "run")
 
 
+def test_a_marker_that_links_elsewhere_does_not_make_a_folder_ours(tmp_path):
+    """A marker the suite wrote is a file of the folder; a link to another folder's marker
+    (say from `cp -rs`) must not make a folder of the user's look like the suite's."""
+    with outputs.claim(tmp_path / "report", "report"):
+        pass
+    folder = users_folder(tmp_path / "mine", {"notes.txt": "mine"})
+    (folder / outputs.MARKER).symlink_to(tmp_path / "report" / outputs.MARKER)
+    before = snapshot(tmp_path)
+    assert not outputs.is_owned(folder, "report")
+    with pytest.raises(outputs.OutputError, match="not a sketchgen report folder"):
+        outputs.claim(folder, "report")
+    with pytest.raises(outputs.OutputError, match="sketchgen did not create it"):
+        outputs.remove_folder(folder, tmp_path, "report")
+    assert snapshot(tmp_path) == before
+
+
+def test_the_folder_is_looked_at_again_once_locked(tmp_path, monkeypatch):
+    """Between the first look (empty) and taking the lock, a file of the user's appears:
+    the folder must be refused, not marked as the suite's."""
+    folder, lock = tmp_path / "new", outputs._lock
+
+    def meanwhile(path):
+        users_folder(path, {"mine.txt": "written meanwhile"})
+        return lock(path)
+
+    monkeypatch.setattr(outputs, "_lock", meanwhile)
+    with pytest.raises(outputs.OutputError, match=r"is not empty \(mine.txt\)"):
+        outputs.claim(folder, "run")
+    assert os.listdir(folder) == ["mine.txt"]
+
+
 # -- locks ----------------------------------------------------------------------------------
 
 
@@ -179,6 +212,43 @@ def test_a_lock_file_that_links_elsewhere_is_not_written_through(tmp_path):
     with pytest.raises(OSError):
         outputs.claim(tmp_path / "run", "run", overwrite=True)
     assert victim.read_text() == "mine"
+
+
+def test_a_claim_that_fails_while_locking_keeps_no_lock(tmp_path, monkeypatch):
+    def full_disk(fd, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "ftruncate", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        outputs.claim(tmp_path / "run", "run")
+    monkeypatch.undo()
+    with outputs.claim(tmp_path / "run", "run"):
+        pass
+
+
+def test_a_lock_file_removed_by_its_holder_while_opened_is_not_trusted(tmp_path, monkeypatch):
+    """The holder removes the lock file, then releases it; a process that opened the file
+    just before must not take the lock of that removed file (it would lock nothing that a
+    third process sees) but lock the file now in its place."""
+    folder, opened = tmp_path / "run", []
+    holder = outputs.claim(folder, "run")
+    stale = os.open(folder / outputs.LOCK, os.O_RDWR)  # opened just before the release
+    holder.release()
+    real_open = os.open
+
+    def open_stale_first(path, *args, **kwargs):
+        if Path(path).name != outputs.LOCK:
+            return real_open(path, *args, **kwargs)
+        opened.append(path)
+        return stale if len(opened) == 1 else real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.os, "open", open_stale_first)
+    with outputs.claim(folder, "run") as claimed:
+        monkeypatch.undo()
+        assert len(opened) == 2  # the stale file, then the new one
+        assert os.fstat(claimed._fd).st_ino == os.stat(folder / outputs.LOCK).st_ino
+        with pytest.raises(outputs.OutputError, match="being written"):
+            outputs.claim(folder, "run")
 
 
 # -- deleting -------------------------------------------------------------------------------
