@@ -312,7 +312,10 @@ def check_same_data(checkpoint: dict[str, Any], fingerprint: dict[str, Any] | No
     def described(value: dict[str, Any] | None) -> str:
         if value is None:
             return "the config's categories"
-        return f"{value['count']} {value['kind']} given as data (sha256 {value['sha256'][:12]})"
+        try:
+            return f"{value['count']} {value['kind']} given as data (sha256 {value['sha256'][:12]})"
+        except (KeyError, TypeError):  # a checkpoint's record is any dict (stranger's files)
+            return "other data (a record this version does not read)"
 
     raise ConfigError(f"cannot resume: the checkpoint was trained on {described(stored)}, "
                       f"not on {described(fingerprint)}")

@@ -241,3 +241,14 @@ def test_a_damaged_checkpoint_in_out_is_one_line_naming_it(eyes, tmp_path):
     torch.save({"format": 1, "step": 3}, out / "checkpoint.pt")
     message = _refusal(lambda: sg.fit("dcgan", eyes, steps=4, out=out, **GAN))
     assert str(out / "checkpoint.pt") in message and "missing" in message
+
+
+def test_a_stranger_data_record_in_a_checkpoint_is_refused_in_one_line(eyes, tmp_path):
+    from sketchgen import runtime
+
+    out = tmp_path / "run"
+    sg.fit("dcgan", eyes, steps=1, out=out, **GAN)
+    checkpoint = runtime.load_checkpoint(out / "checkpoint.pt")
+    runtime.save_checkpoint(checkpoint | {"data": {"kind": "bitmaps"}}, out / "checkpoint.pt")
+    assert "trained on other data" in _refusal(lambda: sg.fit("dcgan", eyes, steps=2, out=out,
+                                                              **GAN))
