@@ -356,10 +356,12 @@ class _Run:
                 stale.unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def claimed(self, overwrite: bool, is_main: bool) -> Iterator[None]:
+    def claimed(self, overwrite: bool, is_main: bool) -> Iterator[bool]:
         """The run folder taken and locked by the main rank for the session (rules in
         ``sketchgen.outputs``; ``overwrite`` as for ``train``). Every rank learns whether
-        that worked, so under torchrun all ranks stop together when it did not."""
+        that worked, so under torchrun all ranks stop together when it did not. Yields
+        whether this process may delete files the suite left there (the main rank, in a
+        folder the suite made)."""
         from sketchgen import outputs
         from sketchgen.config import ConfigError
 
@@ -372,7 +374,7 @@ class _Run:
         with claim:  # entered first: released even if telling the other ranks fails
             if not _on_rank_zero(refused is None):
                 raise refused or ConfigError(f"rank 0 could not take the run folder {self.dir}")
-            yield
+            yield is_main and claim.owned
 
     def truncate_log(self, last_step: int) -> None:
         """Drop records after ``last_step``: a killed run may have logged past its checkpoint."""
@@ -497,8 +499,8 @@ def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: boo
     if given is None:
         check_categories(config)
     run = _Run(config.out)
-    with run.claimed(overwrite, is_main):
-        if is_main:
+    with run.claimed(overwrite, is_main) as owned:
+        if owned:  # not in a folder of the user's: a file of theirs may look like one
             run.remove_temporaries()
         checkpoint = _checkpoint_to_resume(run, config, resume)
         fingerprint = None if given is None else data_fingerprint(given)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -326,6 +327,7 @@ def test_existing_output_files_need_overwrite(tmp_path):
 
 USERS_RUN_LIKE_FOLDER = {"config.toml": "my = 'settings'\n", "log.jsonl": "{}\n",
                          "losses.png": "my figure", "notes.txt": "keep me", ".draft.tmp": "keep",
+                         ".notes.20240101.tmp": "named like a killed write's temporary",
                          "samples/mine.png": "my grid"}
 
 
@@ -342,15 +344,32 @@ def test_train_with_overwrite_replaces_its_own_names_only(tmp_path, capsys):
     out = users_folder(tmp_path / "mine", USERS_RUN_LIKE_FOLDER)
     assert cli.main(["train", *TRAIN, "--steps", "2", "--out", str(out), "--overwrite"]) == 0
     after = snapshot(out)
-    kept = ("notes.txt", ".draft.tmp", "samples/mine.png")
+    kept = ("notes.txt", ".draft.tmp", ".notes.20240101.tmp", "samples/mine.png")
     assert {name: after.get(name) for name in kept} == {
         name: USERS_RUN_LIKE_FOLDER[name].encode() for name in kept}
     assert (out / CHECKPOINT).is_file() and "sngan" in (out / CONFIG).read_text()
     assert outputs.MARKER not in after  # still the user's folder
 
 
-def test_a_run_from_before_markers_keeps_resuming(tmp_path):
-    train(small(tmp_path / "run", steps=2))
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-step sngan run (tests that change it work on a copy)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train(small(run, steps=2))
+    return run
+
+
+def test_a_killed_writes_temporaries_go_from_a_run_folder_of_the_suites(trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    stale = [run / ".checkpoint.pt.k1lled0a.tmp", run / "samples" / ".step_000002.png.k1lled0a.tmp"]
+    for path in stale:
+        path.write_bytes(b"torn")
+    train(small(run, steps=3), resume=True)
+    assert [path for path in stale if path.exists()] == []
+
+
+def test_a_run_from_before_markers_keeps_resuming(trained, tmp_path):
+    shutil.copytree(trained, tmp_path / "run")
     (tmp_path / "run" / outputs.MARKER).unlink()  # the layout of runs made before markers
     train(small(tmp_path / "run", steps=4), resume=True)
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "log.jsonl")] == [1, 2, 3, 4]
@@ -419,10 +438,9 @@ def test_torchrun_ranks_stop_together_when_the_run_is_taken(tmp_path):
 # -- sketchgen sample -----------------------------------------------------------------------
 
 
-def test_sample_refuses_to_replace_a_file_unless_overwrite(tmp_path, capsys):
-    train(small(tmp_path / "run", steps=2))
+def test_sample_refuses_to_replace_a_file_unless_overwrite(trained, tmp_path, capsys):
     sidecar = users_folder(tmp_path, {"x.npy.json": "mine"}) / "x.npy.json"
-    argv = ["sample", str(tmp_path / "run"), "--n", "4", "-o", str(tmp_path / "x.npy")]
+    argv = ["sample", str(trained), "--n", "4", "-o", str(tmp_path / "x.npy")]
     assert cli.main(argv) == 2
     assert f"{sidecar} exists; choose another output, or pass --overwrite to replace it" in (
         one_line_error(capsys))
