@@ -341,18 +341,42 @@ def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) 
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
     path = cache_dir() / "evaluators" / f"{key[:32]}.pt"
     record = path.with_suffix(".json")
-    if path.exists() and record.exists():
-        return _cached(path, record, recipe)
-    return _build(config, path, record, mirror)
+    if not (path.exists() and record.exists()):
+        with _exclusive(path.with_suffix(".lock")):  # one process trains; the others wait
+            if not (path.exists() and record.exists()):  # and then read what it cached
+                return _build(config, path, record, mirror)
+    return _cached(path, record, recipe)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """A blocking exclusive flock on the file ``lock``, released when the block ends."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    # O_NOFOLLOW: a planted symbolic link must not make us create or lock another file
+    handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def _cached(path: Path, record: Path, recipe: dict[str, Any]) -> Evaluator:
+    """The cached evaluator, if its weights, settings and classes are those its record and
+    the recipe name (the record's sha256 is checked against the weights as loaded)."""
     from sketchgen.classifier import load_classifier, weights_sha256
 
-    identity = json.loads(record.read_text())
     classifier = load_classifier(path, "cpu")
-    if identity.get("config") != recipe or weights_sha256(classifier) != identity.get(
-            "weights_sha256"):
+    try:
+        identity = json.loads(record.read_text())
+    except ValueError:  # not JSON, or not UTF-8
+        identity = None
+    if not (isinstance(identity, dict) and identity.get("config") == recipe
+            and identity.get("weights_sha256") == weights_sha256(classifier)
+            and classifier.config.to_dict() == recipe["classifier"]
+            and list(classifier.class_names) == recipe["categories"]):
         raise ValueError(f"{path}: the cached evaluator does not match its record {record} "
                          "(modified or corrupt); delete both to build it again")
     return Evaluator(classifier, identity)
@@ -410,7 +434,8 @@ def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None
                 "data_sha256": data.hexdigest(), "weights_sha256": weights_sha256(classifier),
                 "best_epoch": classifier.best_epoch, "test_accuracy": test.accuracy,
                 "test_drawings": test.n, "built_with": _build_environment()}
-    # The record first: a cached network without its record is rebuilt, never trusted.
+    # Each written atomically; the cache is used only when both exist (a build killed
+    # between the two is redone), and _cached checks that they belong together.
     atomic_write(record, lambda tmp: tmp.write_text(json.dumps(identity, indent=1) + "\n"))
     save_classifier(classifier, path)
     return Evaluator(classifier, identity)

@@ -252,3 +252,63 @@ def test_a_stranger_data_record_in_a_checkpoint_is_refused_in_one_line(eyes, tmp
     runtime.save_checkpoint(checkpoint | {"data": {"kind": "bitmaps"}}, out / "checkpoint.pt")
     assert "trained on other data" in _refusal(lambda: sg.fit("dcgan", eyes, steps=2, out=out,
                                                               **GAN))
+
+
+SMALL = sg.EvaluatorConfig(categories=("eye", "mouth", "face"), per_class=40)  # about a second
+
+
+def test_a_cached_evaluator_that_does_not_match_its_record_is_refused(tmp_path, monkeypatch):
+    from sketchgen.classifier import load_classifier, save_classifier
+
+    monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
+    sg.evaluator(SMALL)
+    record = next((tmp_path / "evaluators").glob("*.json"))
+    network = record.with_suffix(".pt")
+    kept = record.read_text()
+    for damage in ("{", "[]"):
+        record.write_text(damage)
+        with pytest.raises(ValueError, match="delete both"):
+            sg.evaluator(SMALL)
+    # The same weights told to draw thinner lines would judge other bitmaps than it learnt.
+    record.write_text(kept)
+    thinner = load_classifier(network, "cpu")
+    thinner.config = dataclasses.replace(thinner.config, line_width=8.0)
+    save_classifier(thinner, network)
+    with pytest.raises(ValueError, match="delete both"):
+        sg.evaluator(SMALL)
+
+
+RACE = """
+import pathlib, sys, time
+import sketchgen as sg
+from sketchgen import classifier
+import sketchgen.api  # everything imported before the race starts
+
+trained = classifier.fit_and_evaluate
+def slowly(*args, **kwargs):
+    print("trained", flush=True)
+    time.sleep(1)
+    return trained(*args, **kwargs)
+
+classifier.fit_and_evaluate = slowly
+ready = pathlib.Path(sys.argv[1])
+(ready / sys.argv[2]).touch()
+while len(list(ready.iterdir())) < 2:
+    time.sleep(0.01)
+config = sg.EvaluatorConfig(categories=("eye", "mouth", "face"), per_class=40)
+print(sg.evaluator(config).identity["weights_sha256"])
+"""
+
+
+def test_two_processes_asking_for_a_new_evaluator_train_it_once(tmp_path, monkeypatch):
+    """The second waits for the first's lock, then reads what it cached."""
+    monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "ready").mkdir()
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path / "ready"), name],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for name in ("a", "b")]
+    shown = [racer.communicate() for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [err[-2000:] for _, err in shown]
+    lines = [out.split() for out, _ in shown]
+    assert sorted(len(printed) for printed in lines) == [1, 2]  # one trained, one did not
+    assert len({printed[-1] for printed in lines}) == 1  # and both have the same network
