@@ -109,28 +109,35 @@ def _drawings_file(out: Path) -> Path:
     return out.with_suffix(".ndjson")
 
 
+def _draw(run: LoadedRun, labels: torch.Tensor, seed: int) -> tuple[np.ndarray, list | None]:
+    """The sampled bitmaps, and a strokes model's drawings they were rendered from (else None)."""
+    if run.kind != "strokes":
+        return sample_images(run, labels, seed), None
+    from rasterize.render import render
+
+    drawings = sample_drawings(run, labels, seed)
+    return render(drawings, size=run.size), drawings
+
+
 def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None = None,
                   seed: int = 0, overwrite: bool = False) -> list[Path]:
     """Sample ``n`` drawings and write them to ``out`` (.npy or .png); returns the files.
     A file it would write that exists already is an ``outputs.OutputError`` before any
-    sampling, unless ``overwrite``."""
+    sampling (and again once sampled: one may have appeared meanwhile), unless ``overwrite``."""
     from sketchgen.figures import save_grid
 
     out = Path(out)
     check_request(n, out)
     outputs.check_free(output_files(out, run.kind), overwrite)
     labels = sample_labels(run, n, category)
+    images, drawings = _draw(run, labels, seed)
+    outputs.check_free(output_files(out, run.kind), overwrite)  # again, after minutes maybe
     written = []
-    if run.kind == "strokes":
+    if drawings is not None:
         from rasterize.drawings import write_ndjson
-        from rasterize.render import render
 
-        drawings = sample_drawings(run, labels, seed)
-        images = render(drawings, size=run.size)
         written.append(runtime.atomic_write(_drawings_file(out),
                                             lambda tmp: write_ndjson(drawings, tmp)))
-    else:
-        images = sample_images(run, labels, seed)
     if out.suffix == ".png":
         written.insert(0, save_grid(images, out))
         return written

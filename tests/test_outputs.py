@@ -18,6 +18,7 @@ from test_compare import tiny_config, write_toml
 from test_train import CATEGORIES, small
 
 from sketchgen import cli, compare, outputs
+from sketchgen import sample as sampling
 from sketchgen import train as training
 from sketchgen.cli import UsageError
 from sketchgen.config import ConfigError, TrainConfig, dump_toml
@@ -447,6 +448,20 @@ def test_sample_refuses_to_replace_a_file_unless_overwrite(trained, tmp_path, ca
     assert sidecar.read_text() == "mine" and not (tmp_path / "x.npy").exists()
     assert cli.main([*argv, "--overwrite"]) == 0
     assert json.loads(sidecar.read_text())["labels"] == [0, 1, 0, 1]
+
+
+def test_sample_does_not_replace_a_file_made_while_it_sampled(trained, tmp_path, monkeypatch):
+    """Sampling may take minutes: a file that appears meanwhile is refused too."""
+    out, draw = tmp_path / "x.npy", sampling.sample_images
+
+    def meanwhile(*args):
+        out.write_text("mine")
+        return draw(*args)
+
+    monkeypatch.setattr(sampling, "sample_images", meanwhile)
+    with pytest.raises(outputs.OutputError, match=f"{out} exists"):
+        sampling.write_samples(sampling.load_run(trained), 4, out)
+    assert out.read_text() == "mine" and sorted(os.listdir(tmp_path)) == ["x.npy"]
 
 
 def test_sample_of_a_strokes_model_refuses_an_existing_ndjson(tmp_path, capsys):
