@@ -327,9 +327,9 @@ class Evaluator:
         images = self.images(value, name)
         try:
             as_input(images, self.classifier.config)
+            return extract_features(self.classifier.features, images)
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
-        return extract_features(self.classifier.features, images)
 
 
 def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) -> Evaluator:
@@ -477,8 +477,13 @@ def features(images: Any, evaluator: Any = None) -> np.ndarray:
 
 
 def _pair(real: Any, fake: Any, evaluator: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Features of both sets; every metric needs at least two of each."""
     judge = _as_evaluator(evaluator)
-    return judge.features(real, "real"), judge.features(fake, "fake")
+    pair = judge.features(real, "real"), judge.features(fake, "fake")
+    for name, features in zip(("real", "fake"), pair, strict=True):
+        if len(features) < 2:
+            raise ValueError(f"{name}: need at least 2 images, got {len(features)}")
+    return pair
 
 
 def fid(real: Any, fake: Any, evaluator: Any = None) -> float:

@@ -21,6 +21,7 @@ from sketchgen.data import LabelledBitmaps
 GAN = dict(batch_size=16, device="cpu", progress=False, width=8)  # seconds on one core
 SKETCH_RNN = dict(batch_size=8, device="cpu", progress=False, enc_rnn_size=16, dec_rnn_size=32,
                   z_size=8, class_embedding_size=8, num_mixture=3, eval_every=0)
+SMALL = sg.EvaluatorConfig(categories=("eye", "mouth", "face"), per_class=40)  # ~1 s
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,15 @@ def default_evaluator(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SKETCHGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
         return sg.evaluator()
+
+
+@pytest.fixture(scope="module")
+def small_evaluator(tmp_path_factory):
+    """An evaluator of 3 x 40 drawings (about a second): for tests of anything but the
+    default evaluator itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SKETCHGEN_CACHE", str(tmp_path_factory.mktemp("small-evaluator")))
+        return sg.evaluator(SMALL)
 
 
 def test_import_stays_torch_free():
@@ -224,11 +234,20 @@ def test_an_evaluator_is_the_same_network_for_the_same_config(tmp_path, monkeypa
         sg.evaluator(sg.EvaluatorConfig(("eye", "bear"), per_class=300))
 
 
-def test_inputs_that_do_not_fit_name_the_parameter(default_evaluator):
+def test_inputs_that_do_not_fit_name_the_parameter(small_evaluator):
+    def fid(real, fake):
+        return sg.fid(real, fake, evaluator=small_evaluator)
+
     with pytest.raises(ValueError, match="^fake: .*expected"):
-        sg.fid(np.zeros((10, 28, 28), np.uint8), np.zeros((10, 32, 32), np.uint8))
+        fid(np.zeros((10, 28, 28), np.uint8), np.zeros((10, 32, 32), np.uint8))
     with pytest.raises(ValueError, match="^real: .*uint8"):
-        sg.fid(np.zeros((10, 28, 28), np.float32), np.zeros((10, 28, 28), np.uint8))
+        fid(np.zeros((10, 28, 28), np.float32), np.zeros((10, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="^real: .*at least 2"):
+        fid(np.zeros((1, 28, 28), np.uint8), np.zeros((10, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="^fake: .*no images"):
+        fid(np.zeros((10, 28, 28), np.uint8), np.zeros((0, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="^images: .*no images"):
+        sg.features([], evaluator=small_evaluator)
     with pytest.raises(TypeError, match="^drawings:"):
         sg.render("eye")
 
@@ -252,9 +271,6 @@ def test_a_stranger_data_record_in_a_checkpoint_is_refused_in_one_line(eyes, tmp
     runtime.save_checkpoint(checkpoint | {"data": {"kind": "bitmaps"}}, out / "checkpoint.pt")
     assert "trained on other data" in _refusal(lambda: sg.fit("dcgan", eyes, steps=2, out=out,
                                                               **GAN))
-
-
-SMALL = sg.EvaluatorConfig(categories=("eye", "mouth", "face"), per_class=40)  # about a second
 
 
 def test_a_cached_evaluator_that_does_not_match_its_record_is_refused(tmp_path, monkeypatch):
