@@ -527,6 +527,11 @@ class GanTask:
     statistics (``with_standing_statistics``), estimated once per weights from a generator
     seeded by the run's seed (same weights, same samples).
 
+    Randomness: batches, noise and targets come from the task's own CPU ``torch.Generator``
+    (drawn on the CPU, moved to the device, as in Sketch-RNN's task), so a checkpoint's
+    generator state is the same kind of state whatever device trained it: a run trained on
+    CUDA samples on the CPU and resumes on another device.
+
     Data parallel under torchrun: every rank draws the global batch, noise and targets from
     its identically seeded generator and trains on its shard; gradients are averaged before
     each optimizer step (``sketchgen.runtime``). Batch norm becomes SyncBatchNorm on CUDA; on
@@ -558,30 +563,29 @@ class GanTask:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr_d, **adam)
         self.scaler_g = runtime.grad_scaler(self.config, self.device)
         self.scaler_d = runtime.grad_scaler(self.config, self.device)
-        self.generator = torch.Generator(self.device).manual_seed(
+        self.generator = torch.Generator().manual_seed(  # on the CPU: see the class docstring
             runtime.derived_seed(self.config.seed, "task"))
 
-    # batches and noise, all from the task's generator: n is the global count, the result
-    # this rank's shard (all of it on one process)
+    # batches and noise, all drawn on the CPU from the task's generator: n is the global
+    # count, the result this rank's shard (all of it on one process) on the device
 
     def _real_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = runtime.shard(torch.randint(len(self.data.labels), (n,),
-                                            generator=self.generator, device=self.device))
+                                            generator=self.generator)).to(self.device)
         return _to_unit(self.data.images[index], self.cfg.output)[:, None], self.data.labels[index]
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.randn(n, self.cfg.latent_dim, generator=self.generator, device=self.device)
-        labels = torch.randint(self.num_classes, (n,), generator=self.generator,
-                               device=self.device)
-        return runtime.shard(z), runtime.shard(labels)
+        z = torch.randn(n, self.cfg.latent_dim, generator=self.generator)
+        labels = torch.randint(self.num_classes, (n,), generator=self.generator)
+        return runtime.shard(z).to(self.device), runtime.shard(labels).to(self.device)
 
     def _targets(self, shard_size: int, bounds: tuple[float, float]) -> torch.Tensor:
         low, high = bounds
         if low == high:
             return torch.full((shard_size,), low, device=self.device)
         count = shard_size * runtime.world()[1]
-        uniform = torch.rand(count, generator=self.generator, device=self.device)
-        return low + (high - low) * runtime.shard(uniform)
+        uniform = torch.rand(count, generator=self.generator)
+        return low + (high - low) * runtime.shard(uniform).to(self.device)
 
     # losses
 

@@ -22,13 +22,13 @@ SIZES = {  # each model at the sizes it supports (presets: the references' 28 px
 CASES = [(model, size) for model, sizes in SIZES.items() for size in sizes]
 
 
-def make_task(model: str, size: int, **options) -> gan.GanTask:
+def make_task(model: str, size: int, device: str = "cpu", **options) -> gan.GanTask:
     config = TrainConfig(model=model, categories=CLASSES, size=size, batch_size=4,
                          device="cpu", model_options=options)
     entry, model_config = registry.resolve(config)
     images = torch.randint(0, 256, (6, size, size), dtype=torch.uint8)
-    data = BitmapData(images, torch.arange(6) % len(CLASSES), CLASSES)
-    return entry.build(TaskInputs(config, model_config, CLASSES, torch.device("cpu"), data))
+    data = BitmapData(images.to(device), (torch.arange(6) % len(CLASSES)).to(device), CLASSES)
+    return entry.build(TaskInputs(config, model_config, CLASSES, torch.device(device), data))
 
 
 def test_every_gan_in_the_registry_is_tested():
@@ -211,6 +211,22 @@ def test_sampling_uses_standing_statistics_and_changes_no_training_state():
     task._standing_sampler()
     task.load_state_dict(make_task("smooth-cgan", 28).state_dict())
     assert task._sampler is None  # loaded weights too
+
+
+def test_batches_come_from_a_cpu_generator_whatever_the_device():
+    """The task's draws come from a CPU generator and are moved to the device, so the saved
+    generator state is a CPU state wherever the run trained: a CUDA generator's state (16
+    bytes) cannot be loaded into a CPU one, which broke sampling a GPU-trained run on the CPU
+    and resuming it elsewhere. The meta device stands in for CUDA (no values, a device)."""
+    torch.manual_seed(0)
+    cpu, meta = make_task("smooth-cgan", 28), make_task("smooth-cgan", 28, device="meta")
+    for task in (cpu, meta):  # every kind of draw: real batch, noise and labels, soft targets
+        drawn = [*task._real_batch(4), *task._noise(4), task._targets(4, task.cfg.real_target)]
+        assert all(t.device == task.device for t in drawn)
+    assert meta.generator.device.type == "cpu"
+    assert torch.equal(meta.state_dict()["generator"], cpu.state_dict()["generator"])
+    assert not torch.equal(cpu.state_dict()["generator"], make_task("smooth-cgan", 28)
+                           .state_dict()["generator"])  # the draws above moved the stream
 
 
 def test_standing_statistics_of_a_synchronised_generator_need_no_other_rank():
