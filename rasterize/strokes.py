@@ -54,6 +54,7 @@ import os
 import pickle
 import pickletools
 import re
+import reprlib
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -228,7 +229,7 @@ _RECONSTRUCT_MODULES = (  # where numpy's pickles name its array reconstruction
     "numpy.core.multiarray", "numpy.core._multiarray_umath",  # numpy 1.x, Python 2 included
     "numpy._core.multiarray", "numpy._core._multiarray_umath",  # numpy 2.x
 )
-_PICKLED_DTYPES = re.compile(r"[iuf][1248]|O[48]")  # numbers, and the object column itself
+_PICKLED_DTYPES = re.compile(r"[iu][1248]|f[248]|O[48]")  # numbers, and the object column
 _BYTE_ORDERS = ("<", ">", "|", "=")
 
 
@@ -302,7 +303,7 @@ class _PickledDtype:
         plain = len(state) > 4 and all(part is None for part in state[2:5])  # no fields
         if not (isinstance(self.spec, str) and _PICKLED_DTYPES.fullmatch(self.spec)
                 and order in _BYTE_ORDERS and plain):
-            raise pickle.UnpicklingError(f"an array of dtype {self.spec!r:.40}")
+            raise pickle.UnpicklingError(f"an array of dtype {_short(self.spec)}")
         dtype = np.dtype(self.spec)
         return dtype.newbyteorder(order) if order in ("<", ">") else dtype
 
@@ -324,7 +325,7 @@ class _PickledArray:
             raise pickle.UnpicklingError("an array without numpy's state")
         shape, dtype, fortran, data = state
         if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
-            raise pickle.UnpicklingError(f"an array of shape {shape!r:.40}")
+            raise pickle.UnpicklingError(f"an array of shape {_short(shape)}")
         if not isinstance(dtype, _PickledDtype) or type(fortran) is not bool:
             raise pickle.UnpicklingError("an array without a dtype")
         return shape, dtype.resolve(), fortran, data
@@ -333,7 +334,8 @@ class _PickledArray:
         """A 1-D object array's items: numeric arrays as stand-ins, anything else as is."""
         shape, dtype, _, data = self._parts()
         if not dtype.hasobject or len(shape) != 1:
-            raise pickle.UnpicklingError(f"expected a 1-D object array, got {dtype} {shape}")
+            reason = f"expected a 1-D object array, got {dtype} {_short(shape)}"
+            raise pickle.UnpicklingError(reason)
         if not isinstance(data, list) or len(data) != shape[0]:
             raise pickle.UnpicklingError(f"an object array of {shape[0]} items without them")
         return data
@@ -346,8 +348,17 @@ class _PickledArray:
         if isinstance(data, str):  # Python 2's byte strings, decoded as latin1
             data = data.encode("latin1")
         if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
-            raise pickle.UnpicklingError(f"an array of {dtype} {shape} without its data")
-        return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+            raise pickle.UnpicklingError(f"an array of {dtype} {_short(shape)} without its data")
+        try:
+            array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+        except ValueError:  # dimensions numpy cannot have (too many, or too large)
+            raise pickle.UnpicklingError(f"an array of shape {_short(shape)}") from None
+        return array.copy()
+
+
+def _short(value) -> str:
+    """A stranger's value for a message: cut short, however long or deeply nested it is."""
+    return reprlib.repr(value)
 
 
 def _described(value) -> str:

@@ -138,43 +138,66 @@ def test_the_mirrors_files_load_as_the_trusting_loader_read_them(mirror):
             np.testing.assert_array_equal(a, b)
 
 
+def pickled_text(value: bytes) -> bytes:
+    """A byte string as Python 2 pickled it (a ``str``)."""
+    return b"U" + bytes([len(value)]) + value if len(value) < 256 else (
+        b"T" + struct.pack("<I", len(value)) + value)
+
+
+def pickled_shape(shape: tuple[int, ...]) -> bytes:
+    return b"(" + b"".join(struct.pack("<Bi", ord("J"), n) for n in shape) + b"t"
+
+
+def pickled_dtype(spec: bytes, order: bytes = b"<", flags: int = 0) -> bytes:
+    """``numpy.dtype(spec)`` and its state; ``spec`` is pickled already."""
+    return (b"cnumpy\ndtype\n" + spec + b"K\x00K\x01\x87R"
+            + b"(K\x03" + pickled_text(order) + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff"
+            + b"K" + bytes([flags]) + b"tb")
+
+
+def pickled_array(shape: bytes, dtype: bytes, data: bytes) -> bytes:
+    """numpy's reconstruction of an array, and its state; the parts are pickled already."""
+    return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+            + b"K\x00\x85" + pickled_text(b"b") + b"\x87R"
+            + b"(K\x01" + shape + dtype + b"\x89" + data + b"tb")
+
+
+def pickled_column(items: list[bytes]) -> bytes:
+    """A whole pickle: an object array of these pickled items."""
+    objects = pickled_dtype(pickled_text(b"O8"), b"|", 63)
+    column = pickled_array(pickled_shape((len(items),)), objects, b"](" + b"".join(items) + b"e")
+    return b"\x80\x02" + column + b"."
+
+
+I2 = pickled_dtype(pickled_text(b"i2"))
+
+
 def python2_pickle(sketches: list[np.ndarray]) -> bytes:
     """An object array of int16 arrays pickled the way Python 2 and numpy 1.x wrote Google's
     files: protocol 2, ``numpy.core.multiarray`` names, byte strings as ``str``."""
+    return pickled_column([pickled_array(pickled_shape(s.shape), I2,
+                                         pickled_text(s.astype("<i2").tobytes()))
+                           for s in sketches])
 
-    def text(value: bytes) -> bytes:
-        return b"U" + bytes([len(value)]) + value if len(value) < 256 else (
-            b"T" + struct.pack("<I", len(value)) + value)
 
-    def dtype(spec: bytes, order: bytes, flags: int) -> bytes:
-        return (b"cnumpy\ndtype\n" + text(spec) + b"K\x00K\x01\x87R"
-                + b"(K\x03" + text(order) + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff"
-                + b"K" + bytes([flags]) + b"tb")
-
-    def array(shape: tuple[int, ...], descr: bytes, data: bytes) -> bytes:
-        dims = b"(" + b"".join(struct.pack("<Bi", ord("J"), n) for n in shape) + b"t"
-        return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
-                + b"K\x00\x85" + text(b"b") + b"\x87R"
-                + b"(K\x01" + dims + descr + b"\x89" + data + b"tb")
-
-    items = b"".join(array(s.shape, dtype(b"i2", b"<", 0), text(s.astype("<i2").tobytes()))
-                     for s in sketches)
-    column = array((len(sketches),), dtype(b"O8", b"|", 63), b"](" + items + b"e")
-    return b"\x80\x02" + column + b"."
+def write_pickled_npz(path, pickled: bytes, items: int, compression=zipfile.ZIP_STORED,
+                      members=("sketches",)) -> None:
+    """An .npz whose members are this pickle of an object array, behind numpy's header."""
+    header = {"descr": "|O", "fortran_order": False, "shape": (items,)}
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        for name in members:
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array_header_1_0(member, header)
+                member.write(pickled)
 
 
 def test_googles_python2_layout_loads(tmp_path, mirror):
     """Google's own files (train/valid/test, written by Python 2) are not in the mirror:
     this writes that layout byte by byte and checks it reads back."""
     sketches = read_sketch_npz(mirror / "sketchrnn" / "pig.npz")["sketches"][:40]
-    payload = python2_pickle(sketches)
-    header = {"descr": "|O", "fortran_order": False, "shape": (len(sketches),)}
     path = tmp_path / "pig.npz"
-    with zipfile.ZipFile(path, "w") as archive:
-        for split in ("train", "valid", "test"):
-            with archive.open(f"{split}.npy", "w") as member:
-                np.lib.format.write_array_header_1_0(member, header)
-                member.write(payload)
+    write_pickled_npz(path, python2_pickle(sketches), len(sketches),
+                      members=("train", "valid", "test"))
     with np.load(path, allow_pickle=True, encoding="latin1") as trusted:  # we wrote it
         assert all(np.array_equal(a, b) for a, b in zip(trusted["train"], sketches, strict=True))
     loaded = read_sketch_npz(path)
@@ -182,6 +205,35 @@ def test_googles_python2_layout_loads(tmp_path, mirror):
     for a, b in zip(loaded["test"], sketches, strict=True):
         assert a.dtype == np.int16
         np.testing.assert_array_equal(a, b)
+
+
+DEEP = b"K\x00" + b"\x85" * 100_000  # a tuple in a tuple in ..., 100,000 deep
+
+
+@pytest.mark.parametrize(
+    "element, fragment",
+    [
+        (pickled_array(pickled_shape((2, 3)), pickled_dtype(pickled_text(b"f1")),
+                       pickled_text(bytes(6))), "is an array of dtype 'f1'"),
+        (pickled_array(b"(K\x00\x8a\x09" + bytes(8) + b"\x01t", I2, pickled_text(b"")),
+         "is an array of shape (0, 18446744073709551616)"),  # 2**64 points: none at all
+        (pickled_array(pickled_shape((0,) * 70), I2, pickled_text(b"")), "is an array of shape"),
+        (pickled_array(DEEP, I2, pickled_text(b"")),
+         "is an array of shape (((((((...),),),),),),),"),
+        (pickled_array(pickled_shape((2, 3)), pickled_dtype(DEEP), pickled_text(bytes(12))),
+         "is an array of dtype (((((((...),),),),),),),"),
+    ],
+    ids=["dtype f1", "a dimension of 2**64", "70 dimensions", "a deep shape", "a deep dtype"],
+)
+def test_crafted_dtypes_and_shapes_are_one_line_errors(tmp_path, element, fragment):
+    """Each once escaped as a TypeError, a ValueError without the file, or a RecursionError."""
+    path = tmp_path / "crafted.npz"
+    write_pickled_npz(path, pickled_column([element]), 1)
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sketches[0] ") and fragment in message, message
+    assert "\n" not in message and len(message) < 300
 
 
 def test_a_payload_in_a_key_that_is_not_read_never_runs(tmp_path, marker):
