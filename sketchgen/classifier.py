@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rasterize.render import CHANNELS, render
+from sketchgen.compare import ClassifierSettings
 from sketchgen.config import (
     BATCH_SIZES,
     EPOCHS,
@@ -53,12 +54,15 @@ from sketchgen.runtime import atomic_write, choose_device, save_checkpoint
 
 CHECKPOINT_FORMAT = "sketchgen.classifier/1"
 POOLINGS = 4  # conv + 2x2 max-pool blocks: k, 2k, 4k, 8k filters
+# compare's [classifier] settings (the suite's evaluator, also the API's default one) are the
+# one home of the defaults of width, batch size, epochs and patience below
+_SUITE = ClassifierSettings()
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     # k: filters k, 2k, 4k, 8k and 8k dense features (the reference: 12 to 75)
-    width: int = setting(32, within=WIDTHS)
+    width: int = setting(_SUITE.width, within=WIDTHS)
     # render channels, e.g. ("ink", "order"); () = plain bitmap
     channels: tuple[str, ...] = setting((), choices=CHANNELS)
     size: int = setting(28, within=SIZES)  # bitmap side in pixels; 28 = Google's numpy_bitmap
@@ -66,10 +70,10 @@ class ClassifierConfig:
     # the training data, so both are stored with the weights
     line_width: float = setting(16.0, within="(0, 256]")
     padding: float = setting(16.0, within="[0, 256]")
-    batch_size: int = setting(128, within=BATCH_SIZES)  # training batch
+    batch_size: int = setting(_SUITE.batch_size, within=BATCH_SIZES)  # training batch
     learning_rate: float = setting(1e-3, within=RATES)  # Adam, as in the reference
-    max_epochs: int = setting(30, within=EPOCHS)  # early stopping usually ends training sooner
-    patience: int = setting(3, within=EPOCHS)  # epochs without a lower validation loss to stop
+    max_epochs: int = setting(_SUITE.max_epochs, within=EPOCHS)  # early stopping ends sooner
+    patience: int = setting(_SUITE.patience, within=EPOCHS)  # epochs without a lower valid loss
     seed: int = setting(0, within=SEEDS)  # weight initialisation, batch order, data split
 
     def __post_init__(self):

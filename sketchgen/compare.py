@@ -118,13 +118,14 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    """The evaluator and feature space: sketchgen.classifier's width-k CNN."""
+    """The evaluator and feature space: sketchgen.classifier's width-k CNN. The defaults of
+    width, epochs, patience and batch size are also ClassifierConfig's (declared here only)."""
 
     # k: 8k = 128 features, fewer than N so covariances are full rank
     width: int = setting(16, within=WIDTHS)
     max_epochs: int = setting(15, within=EPOCHS)  # early stopping usually ends sooner
     patience: int = setting(2, within=EPOCHS)  # epochs without a better validation loss to stop
-    batch_size: int = setting(128, within=BATCH_SIZES)  # the classifier module's default
+    batch_size: int = setting(128, within=BATCH_SIZES)  # images per Adam step
     # share of the training drawings used for early stopping
     valid_fraction: float = setting(0.1, within=FRACTIONS)
     load: str | None = setting(None, path=True)  # a saved classifier to use instead of training
