@@ -32,7 +32,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import weakref
@@ -92,6 +91,7 @@ def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
     refused, naming what differs. ``resume=False`` refuses an ``out`` that holds a run.
     """
     from sketchgen import registry
+    from sketchgen.outputs import OutputError
     from sketchgen.sample import load_run
     from sketchgen.train import CHECKPOINT, DivergenceError, train
 
@@ -104,7 +104,8 @@ def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
         except DivergenceError:
             raise  # the message points into the folder: keep it for inspection
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError, OutputError):  # the failure is what matters
+                _remove_temporary(Path(folder))
             raise
         return Model(load_run(folder), temporary=True)
     if not (Path(out) / CHECKPOINT).exists():
@@ -112,6 +113,21 @@ def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
     elif not _finished(config, data, resume):
         train(config, resume=True, data=data)
     return Model(load_run(out))
+
+
+def _remove_temporary(folder: Path) -> None:
+    """Delete a temporary run folder of ``fit``'s: through the checked delete
+    (``outputs.remove_folder``: marked by train, in the temporary directory), or as the empty
+    folder it still is if train stopped before taking it."""
+    from sketchgen import outputs
+    from sketchgen.train import RUN_KIND
+
+    if not folder.exists():
+        return
+    if not any(folder.iterdir()):
+        folder.rmdir()
+        return
+    outputs.remove_folder(folder, tempfile.gettempdir(), RUN_KIND)
 
 
 def _train_config(model: str, data: Any, out: str | os.PathLike | None,
@@ -171,7 +187,7 @@ class Model:
         self._run = run
         self._remove = None  # removes a temporary run folder, once
         if temporary:
-            self._remove = weakref.finalize(self, shutil.rmtree, run.run_dir, True)
+            self._remove = weakref.finalize(self, _remove_temporary, run.run_dir)
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, **options: Any) -> Model:

@@ -436,6 +436,24 @@ def test_torchrun_ranks_stop_together_when_the_run_is_taken(tmp_path):
     assert not (out / CHECKPOINT).exists()
 
 
+def test_a_temporary_run_folder_is_deleted_only_while_it_is_the_suites(tmp_path):
+    """sketchgen.api's fit(out=None) deletes its temporary run folder through the checked
+    delete: a folder that no longer carries the marker (and holds a file of the user's) stays."""
+    from sketchgen import api
+
+    drawings = api.load(list(CATEGORIES), per_class=40)
+    model = api.fit("sngan", drawings, steps=1, batch_size=8, width=8, progress=False)
+    folder = model.run_dir
+    (folder / outputs.MARKER).unlink()
+    users_folder(folder, {"mine.txt": "mine"})
+    try:
+        with pytest.raises(outputs.OutputError, match="sketchgen did not create it"):
+            model.close()
+        assert (folder / "mine.txt").read_text() == "mine"
+    finally:
+        shutil.rmtree(folder)
+
+
 # -- sketchgen sample -----------------------------------------------------------------------
 
 
