@@ -37,7 +37,9 @@ Sketch-RNN ``.npz`` (:func:`read_sketch_npz`, :func:`write_sketch_npz`)
     are read with a restricted unpickler instead (:class:`_ArrayUnpickler`): it rebuilds
     numpy arrays of numbers and refuses anything else before calling it; every sketch must
     then be a numeric ``(n, 3)`` array within the drawing limits of ``rasterize.drawings``.
-    Arrays that are not object arrays load with ``allow_pickle=False``.
+    Arrays that are not object arrays load with ``allow_pickle=False``. Reading a split may
+    take at most :data:`MAX_NPZ_SPLIT_BYTES` of memory (each part is counted before it is
+    made), so a zip bomb fails in one line too.
 
 Normalisation (magenta's ``calculate_normalizing_scale_factor``, :func:`normalize_splits`)
     Sketches with more than ``max_seq_len`` points are dropped from every split (counted),
@@ -71,6 +73,12 @@ END_ROW = np.array([0, 0, 0, 0, 1], dtype=np.float32)  # padding after the last 
 GOOGLE_NPZ_SPLITS = ("train", "valid", "test")
 MIRROR_NPZ_KEY = "sketches"  # the shared mirror's single split (Google's test split)
 NPZ_INT16 = np.iinfo(np.int16)
+# The most memory reading one split of a Sketch-RNN .npz may take, each part counted before
+# it is made: the member, decompressed. Far above Google's files (the mirror's largest, 2,500
+# pig sketches, is a 1.9 MB member; Google's training splits of 70,000 sketches are about 28
+# times their test split), low enough that a crafted file (a zip bomb: 4 MB of deflate can
+# inflate to 4 GB) fails in one line instead of taking the machine's memory.
+MAX_NPZ_SPLIT_BYTES = 2 << 30
 
 
 # -- Drawing <-> stroke-3 ----------------------------------------------------------------------
@@ -182,17 +190,50 @@ _NPZ_ERRORS = (ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
 
 def _npz_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> Sequence:
     """One split's sketches: the rows of a plain array, or the items of an object array."""
+    budget = _SplitBudget()
     try:
-        with archive.open(member_name) as member:
-            if not _npy_dtype(member).hasobject:
-                member.seek(0)
-                return np.lib.format.read_array(member, allow_pickle=False)
-            pickled = io.BytesIO(member.read())  # read twice, and small reads of a zip are slow
-        _check_memo(pickled)
-        pickled.seek(0)
-        return _unpickled_items(pickled)
+        member = _member(archive, member_name, budget)
+        if not _npy_dtype(member).hasobject:
+            member.seek(0)
+            return np.lib.format.read_array(member, allow_pickle=False)
+        _check_memo(member)
+        return _unpickled_items(member)
     except _NPZ_ERRORS as error:
         raise ValueError(f"{path}: {key}: {error}") from None
+
+
+_NPZ_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what numpy's savez writes
+_READ_BYTES = 1 << 20  # per read of a member: a deflate read of n bytes inflates at most n
+
+
+class _SplitBudget:
+    """What reading one split may still take in memory; spending past it raises ValueError."""
+
+    def __init__(self) -> None:
+        self.left = MAX_NPZ_SPLIT_BYTES
+
+    def spend(self, nbytes: int, what: str) -> None:
+        self.left -= nbytes
+        if self.left < 0:
+            raise ValueError(
+                f"{what}: more than the {MAX_NPZ_SPLIT_BYTES:,} bytes a split may take in memory"
+            )
+
+
+def _member(archive: zipfile.ZipFile, name: str, budget: _SplitBudget) -> io.BytesIO:
+    """A member's bytes, inflated a bounded piece at a time (zipfile inflates bzip2 and lzma
+    a whole read at once, however large, so those are refused)."""
+    info = archive.getinfo(name)
+    if info.compress_type not in _NPZ_COMPRESSIONS:
+        method = zipfile.compressor_names.get(info.compress_type, info.compress_type)
+        raise ValueError(f"compressed with {method}; numpy writes only stored or deflated members")
+    budget.spend(info.file_size, f"{info.file_size:,} bytes decompressed")
+    data = io.BytesIO()
+    with archive.open(info) as member:  # stops at file_size; a longer stream fails its CRC
+        while piece := member.read(_READ_BYTES):
+            data.write(piece)
+    data.seek(0)
+    return data
 
 
 def _npy_dtype(member) -> np.dtype:
@@ -206,9 +247,11 @@ def _check_memo(pickled: io.BytesIO) -> None:
     """Refuse a pickle whose memo indices run past its own length, before unpickling it: the
     C unpickler allocates a memo as long as the largest index (five bytes of LONG_BINPUT can
     ask for 32 GB). Pickles number their memo entries in order, so real ones all pass."""
+    start = pickled.tell()
     for count, (opcode, arg, _) in enumerate(pickletools.genops(pickled)):
         if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
             raise pickle.UnpicklingError(f"memo index {arg} at opcode {count}: not a real pickle")
+    pickled.seek(start)
 
 
 def _unpickled_items(pickled: io.BytesIO) -> list:
@@ -483,6 +526,7 @@ def _clamped(sketch: np.ndarray, limit: float) -> np.ndarray:
 
 __all__ = [
     "END_ROW",
+    "MAX_NPZ_SPLIT_BYTES",
     "START_TOKEN",
     "NormalizedSplits",
     "drawing_to_stroke3",

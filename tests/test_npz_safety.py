@@ -8,17 +8,20 @@ wrote it, and crafted payloads that must be refused without running.
 from __future__ import annotations
 
 import builtins
+import io
 import os
 import pickle
 import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
 from http_mirror import serve
 
+from rasterize import strokes
 from rasterize.drawings import MAX_POINTS_PER_DRAWING, MAX_STROKES_PER_DRAWING
 from rasterize.strokes import read_sketch_npz
 from sketchgen.data import load_drawings
@@ -101,7 +104,7 @@ def test_elements_that_are_not_stroke3_arrays_are_named(tmp_path, element, fragm
     assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value)
 
 
-MEMO_BOMB = """
+IN_2_GB = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a regression fails, not the machine
 from rasterize.strokes import read_sketch_npz
@@ -120,10 +123,16 @@ def test_a_pickle_asking_for_a_huge_memo_is_refused_before_it_allocates(tmp_path
     with zipfile.ZipFile(path, "w") as archive, archive.open("sketches.npy", "w") as member:
         np.lib.format.write_array_header_1_0(member, header)
         member.write(pickled)
-    done = subprocess.run([sys.executable, "-c", MEMO_BOMB, str(path)], capture_output=True,
+    assert read_in_2_gb(path) == (f"{path}: sketches: memo index 4294967295 at opcode 2: "
+                                  "not a real pickle")
+
+
+def read_in_2_gb(path) -> str:
+    """The one-line error of reading ``path`` in a process of at most 2 GB (a MemoryError,
+    a traceback, prints nothing)."""
+    done = subprocess.run([sys.executable, "-c", IN_2_GB, str(path)], capture_output=True,
                           text=True)
-    assert done.stdout.strip() == (f"{path}: sketches: memo index 4294967295 at opcode 2: "
-                                   "not a real pickle")
+    return done.stdout.strip()
 
 
 @pytest.mark.filterwarnings("ignore:numpy.core:DeprecationWarning")  # the trusting loader's
@@ -234,6 +243,58 @@ def test_crafted_dtypes_and_shapes_are_one_line_errors(tmp_path, element, fragme
     message = str(caught.value)
     assert message.startswith(f"{path}: sketches[0] ") and fragment in message, message
     assert "\n" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA],
+                         ids=["bzip2", "lzma"])
+def test_a_member_compressed_as_numpy_never_does_is_refused_unread(tmp_path, compression):
+    """zipfile inflates bzip2 and lzma a whole read at a time: 2 KB of bzip2 took 2.5 GB."""
+    path = tmp_path / "packed.npz"
+    write_pickled_npz(path, python2_pickle([GOOD]), 1, compression=compression)
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    method = zipfile.compressor_names[compression]
+    assert str(caught.value) == (f"{path}: sketches: compressed with {method}; numpy writes "
+                                 "only stored or deflated members")
+
+
+def test_a_member_over_the_split_limit_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(strokes, "MAX_NPZ_SPLIT_BYTES", 1 << 20)
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, sketches=np.zeros((200_000, 1, 3), np.int16))  # 1.2 MB of 0s
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    assert str(caught.value) == (f"{path}: sketches: 1,200,128 bytes decompressed: more than "
+                                 "the 1,048,576 bytes a split may take in memory")
+
+
+def deflated_beyond_its_size(path, declared: int, inflated: int) -> None:
+    """An .npz whose deflated member inflates to ``inflated`` bytes but declares
+    ``declared``: a zip bomb past the declared-size check."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    block = bytes(8 << 20)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = packer.compress(header.getvalue() + block) + packer.flush(zlib.Z_FULL_FLUSH)
+    again = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)  # the same every time
+    stream = first + again * (inflated // len(block) - 1) + packer.flush()
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("sketches.npy", stream)  # stored, then relabelled deflated:
+    content = bytearray(path.read_bytes())
+    central = content.index(b"PK\x01\x02")
+    for method_at, size_at in ((8, 22), (central + 10, central + 24)):
+        content[method_at : method_at + 2] = struct.pack("<H", zipfile.ZIP_DEFLATED)
+        content[size_at : size_at + 4] = struct.pack("<I", declared)
+    path.write_bytes(bytes(content))
+
+
+def test_a_member_inflating_past_its_declared_size_is_read_in_bounded_pieces(tmp_path):
+    """4 MB of deflate that inflate to 4 GB while declaring 1 MB: zipfile stops at the
+    declared size, but a whole-member read inflated it all at once (MemoryError)."""
+    path = tmp_path / "bomb.npz"
+    deflated_beyond_its_size(path, declared=1 << 20, inflated=4 << 30)
+    assert read_in_2_gb(path) == f"{path}: sketches: Bad CRC-32 for file 'sketches.npy'"
 
 
 def test_a_payload_in_a_key_that_is_not_read_never_runs(tmp_path, marker):
