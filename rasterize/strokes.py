@@ -193,9 +193,9 @@ def _npz_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> Se
     budget = _SplitBudget()
     try:
         member = _member(archive, member_name, budget)
-        if not _npy_dtype(member).hasobject:
-            member.seek(0)
-            return np.lib.format.read_array(member, allow_pickle=False)
+        shape, dtype = _npy_header(member)
+        if not dtype.hasobject:
+            return _plain_array(member, shape, dtype, budget)
         _check_memo(member)
         return _unpickled_items(member)
     except _NPZ_ERRORS as error:
@@ -236,11 +236,27 @@ def _member(archive: zipfile.ZipFile, name: str, budget: _SplitBudget) -> io.Byt
     return data
 
 
-def _npy_dtype(member) -> np.dtype:
-    """The dtype in a ``.npy`` header, leaving ``member`` at the start of the data."""
+def _npy_header(member: io.BytesIO) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype in a ``.npy`` header, leaving ``member`` at the start of the data."""
     if np.lib.format.read_magic(member) == (1, 0):
-        return np.lib.format.read_array_header_1_0(member)[2]
-    return np.lib.format.read_array_header_2_0(member)[2]
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    return shape, dtype
+
+
+def _plain_array(member: io.BytesIO, shape, dtype: np.dtype, budget: _SplitBudget) -> np.ndarray:
+    """The array, once its header is known to promise no more than the member holds (numpy
+    allocates what the header says before reading)."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    start = member.tell()
+    held = member.seek(0, io.SEEK_END) - start
+    if nbytes > held:
+        raise ValueError(f"the header's shape {_short(shape)} of {dtype} needs {nbytes:,} bytes; "
+                         f"the member holds {held:,}")
+    budget.spend(nbytes, f"an array of {nbytes:,} bytes")
+    member.seek(0)
+    return np.lib.format.read_array(member, allow_pickle=False)
 
 
 def _check_memo(pickled: io.BytesIO) -> None:

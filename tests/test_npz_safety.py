@@ -268,6 +268,19 @@ def test_a_member_over_the_split_limit_is_refused_unread(tmp_path, monkeypatch):
                                  "the 1,048,576 bytes a split may take in memory")
 
 
+def test_a_plain_array_whose_header_promises_more_than_its_member_holds_is_refused(tmp_path):
+    """numpy allocates what the header says before reading: 6.6 TB here (a MemoryError)."""
+    path = tmp_path / "promise.npz"
+    header = {"descr": "<i2", "fortran_order": False, "shape": (2**40, 3)}
+    with zipfile.ZipFile(path, "w") as archive, archive.open("sketches.npy", "w") as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        member.write(bytes(12))
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    assert str(caught.value) == (f"{path}: sketches: the header's shape (1099511627776, 3) of "
+                                 "int16 needs 6,597,069,766,656 bytes; the member holds 12")
+
+
 def deflated_beyond_its_size(path, declared: int, inflated: int) -> None:
     """An .npz whose deflated member inflates to ``inflated`` bytes but declares
     ``declared``: a zip bomb past the declared-size check."""
