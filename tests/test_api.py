@@ -8,6 +8,7 @@ import gc
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,21 @@ def test_a_temporary_run_is_removed_on_close_and_on_collection(eyes):
     del other
     gc.collect()
     assert not folder.exists()
+
+
+LEFT_OPEN = """
+import sketchgen as sg
+eyes = sg.load("eye", per_class=16)
+model = sg.fit("dcgan", eyes, steps=1, batch_size=8, device="cpu", progress=False, width=4)
+print(model.run_dir)
+"""
+
+
+def test_a_temporary_run_left_open_is_removed_quietly_at_exit():
+    ran = subprocess.run([sys.executable, "-c", LEFT_OPEN], capture_output=True, text=True)
+    assert ran.returncode == 0 and ran.stderr == "", ran.stderr[-2000:]
+    folder = Path(ran.stdout.strip())
+    assert folder.name.startswith("sketchgen-run-") and not folder.exists()
 
 
 def test_fit_with_out_returns_the_finished_run_and_resumes_an_unfinished_one(eyes, tmp_path):
