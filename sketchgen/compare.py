@@ -279,11 +279,34 @@ def _check_names(config: CompareConfig, class_names: tuple[str, ...]) -> None:
     elsewhere): the report name, model labels (run folders, grids) and class names (the run
     folders of unconditional models)."""
     outputs.check_name(config.name, "name")
+    folded: dict[str, str] = {}  # run folders are one where file systems ignore case
     for index, spec in enumerate(config.models):
         if spec.label:
             outputs.check_name(spec.label, f"models[{index}].label")
+        first = folded.setdefault(spec.name.casefold(), spec.name)
+        if first != spec.name:
+            raise UsageError(f"models: {first!r} and {spec.name!r} differ only in case; give "
+                             "each a distinct label")
     for index, name in enumerate(class_names):
         outputs.check_name(name, f"class name of categories[{index}]")
+
+
+def _check_report_files(plans: list[PlannedRun], class_names: tuple[str, ...]) -> None:
+    """Each figure of the report gets a file of its own: the names in file names are made
+    file-safe ("a b" as a_b) and joined by "-" (model "x-y" on "z", model "x" on "y-z"), and
+    some file systems ignore case."""
+    files = [(_grid_path(report.REAL_FLOOR, name), f"{report.REAL_FLOOR} on {name}")
+             for name in class_names]
+    for plan in plans:
+        files.append((f"training/{_figures_name(plan)}/", _run_title(plan)))
+        files += [(_grid_path(plan.spec.name, category), f"{plan.spec.name} on {category}")
+                  for category in plan.categories]
+    seen: dict[str, str] = {}
+    for path, what in files:
+        first = seen.setdefault(path.casefold(), what)
+        if first != what:
+            raise UsageError(f"models: {first} and {what} would write one file, {path}; give "
+                             "one of them another label")
 
 
 def class_names_of(categories: tuple[str, ...]) -> tuple[str, ...]:
@@ -345,6 +368,7 @@ def plan_runs(config: CompareConfig) -> list[PlannedRun]:
         for source, name in zip(config.categories, class_names, strict=True):
             one = _train_config(config, spec, (source,), runs_dir / spec.name / name)
             plans.append(_planned(spec, one, (name,), False))
+    _check_report_files(plans, class_names)
     return plans
 
 
@@ -602,7 +626,7 @@ def _grid(images: np.ndarray, out_dir: Path, model: str, category: str) -> repor
     """The first 64 drawings as an 8 x 8 grid for the index's samples table."""
     from sketchgen.figures import save_grid
 
-    relative = f"grids/{_slug(model)}-{_slug(category)}.png"
+    relative = _grid_path(model, category)
     save_grid(images[:GRID_SAMPLES], out_dir / relative, columns=GRID_COLUMNS)
     return report.Figure(relative, f"{model}, {category}", model, category)
 
@@ -621,6 +645,21 @@ def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list
         caption = "Training curves" if source.name == CURVES else source.stem.capitalize()
         figures.append(report.Figure(relative, f"{caption}: {what}"))
     return figures
+
+
+def _grid_path(model: str, category: str) -> str:
+    """Where ``model``'s grid of ``category`` goes in the report folder."""
+    return f"grids/{_slug(model)}-{_slug(category)}.png"
+
+
+def _run_title(plan: PlannedRun) -> str:
+    """The planned run as the progress lines and figure captions name it."""
+    return plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
+
+
+def _figures_name(plan: PlannedRun) -> str:
+    """The folder under ``training/`` that receives the planned run's own figures."""
+    return _slug(plan.spec.name + ("" if plan.conditional else f"-{plan.categories[0]}"))
 
 
 def _slug(text: str) -> str:
@@ -654,13 +693,13 @@ def _evaluate_run(plan: PlannedRun, number: int, total: int, device: torch.devic
     """Train (or load) one planned run, sample every category it covers, score them."""
     from sketchgen.sample import load_run
 
-    what = plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
+    what = _run_title(plan)
     _say(f"[{number}/{total}] {what} (at {_minutes(began)})")
     if plan.load_dir is None:
         train_or_resume(plan, collected.config.work_dir, overwrite)
     loaded = load_run(plan.run_dir, str(device))
-    name = _slug(plan.spec.name + ("" if plan.conditional else f"-{plan.categories[0]}"))
-    collected.figures += copy_run_figures(plan.run_dir, collected.out_dir, name, what)
+    collected.figures += copy_run_figures(plan.run_dir, collected.out_dir, _figures_name(plan),
+                                          what)
     config = collected.config
     for category in tqdm(plan.categories, desc=f"sample+score {plan.spec.name}",
                          file=sys.stderr, dynamic_ncols=True, leave=False):

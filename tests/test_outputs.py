@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -516,6 +517,25 @@ def test_a_report_name_that_is_a_path_is_refused_before_any_work(tmp_path, monke
     with pytest.raises(UsageError, match=r"^name: '../../escape' cannot name a file"):
         compare.run_comparison(compare.config_from_dict(config))
     assert snapshot(tmp_path) == {"x": None, "x/y": None}
+
+
+@pytest.mark.parametrize(("labels", "why"), [
+    (("DCGAN", "dcgan"), "'DCGAN' and 'dcgan' differ only in case"),
+    (("a b", "a_b"), "a b on eye and a_b on eye would write one file, training/a_b-eye/"),
+    (("dcgan", "dcgan-eye"), "dcgan on eye and dcgan-eye would write one file, "
+                             "training/dcgan-eye/"),
+])
+def test_labels_that_would_share_a_file_are_refused_before_any_work(tmp_path, labels, why):
+    """Names become file names ("a b" as a_b; model and category joined by "-"), and some
+    file systems ignore case: two models must not write, or read, each other's files."""
+    config = tiny_config(tmp_path / "report")
+    for model, label in zip(config["models"], labels, strict=True):
+        model["label"] = label
+    if labels[0] == "a b":  # two unconditional models
+        config["models"][1] = config["models"][0] | {"label": labels[1]}
+    with pytest.raises(UsageError, match=f"^models: {re.escape(why)}"):
+        compare.run_comparison(compare.config_from_dict(config))
+    assert os.listdir(tmp_path) == []
 
 
 USERS_REPORT_LIKE_FOLDER = {"README.md": "# my project\n", "results.csv": "mine,1\n",
