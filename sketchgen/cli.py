@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UsageError as error:
-        _report(args.command, error)
+        # an error naming the library parameter that allows the action (overwrite=True, see
+        # sketchgen.outputs.OutputError) names the command's flag instead (--overwrite)
+        _report(args.command, error.for_cli() if hasattr(error, "for_cli") else error)
         return 2
     except OSError as error:
         _report(args.command, error)

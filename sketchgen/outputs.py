@@ -18,7 +18,7 @@ The rules (``sketchgen train``, ``sketchgen compare`` and ``sketchgen sample`` f
   are plain file-name components (:func:`check_name`), so none can point elsewhere.
 
 Errors are :class:`OutputError` (a ``ConfigError``) naming the library parameter that allows
-the write (``overwrite=True``); the command line shows the flag instead (:meth:`for_cli`).
+the write (``overwrite=True``); ``sketchgen.cli`` shows the flag instead (:meth:`for_cli`).
 POSIX only (``fcntl``).
 """
 

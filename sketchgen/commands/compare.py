@@ -27,16 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sketchgen.compare import load_config, run_comparison
-    from sketchgen.outputs import OutputError
     from sketchgen.report import INDEX, TABLE_MD
 
     config = load_config(args.config)
     if args.out is not None:
         config = dataclasses.replace(config, out=args.out)
-    try:
-        outcome = run_comparison(config, args.benchmarks, overwrite=args.overwrite)
-    except OutputError as error:
-        raise error.for_cli() from None
+    outcome = run_comparison(config, args.benchmarks, overwrite=args.overwrite)
     print((config.out_dir / TABLE_MD).read_text(encoding="utf-8"))
     print(f"report: {config.out_dir / INDEX} ({outcome.info.elapsed_s / 60:.1f} min)",
           file=sys.stderr)

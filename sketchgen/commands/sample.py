@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from sketchgen.config import SAMPLE_SEED
+
 HELP = "sample a trained run: .npy uint8 (n, size*size) white-on-black, or a .png grid"
 
 
@@ -13,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
     parser.add_argument("--category", default=None,
                         help="class to draw (conditional models); default: all classes in turn")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="same seed, same samples (default: 0)")
+    parser.add_argument("--seed", type=int, default=SAMPLE_SEED,
+                        help=f"same seed, same samples (default: {SAMPLE_SEED})")
     parser.add_argument("-o", "--out", required=True, metavar="FILE",
                         help="samples.npy (uint8 (n, size*size), labels in FILE.json) or "
                              "grid.png; strokes models also write FILE's stem .ndjson")
@@ -25,16 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sketchgen.outputs import OutputError
     from sketchgen.sample import check_request, load_run, write_samples
 
     check_request(args.n, args.out)
     loaded = load_run(args.run_dir, args.device)
-    try:
-        written = write_samples(loaded, args.n, args.out, args.category, args.seed,
-                                overwrite=args.overwrite)
-    except OutputError as error:
-        raise error.for_cli() from None
-    for path in written:
+    for path in write_samples(loaded, args.n, args.out, args.category, args.seed,
+                              overwrite=args.overwrite):
         print(path)
     return 0

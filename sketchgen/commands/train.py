@@ -40,14 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from sketchgen.outputs import OutputError
     from sketchgen.train import DivergenceError, train
 
     config = config_from_args(args)
     try:
         result = train(config, resume=args.resume, overwrite=args.overwrite)
-    except OutputError as error:
-        raise error.for_cli() from None
     except DivergenceError as error:
         print(f"sketchgen train: diverged at {error}", file=sys.stderr)
         return 1
