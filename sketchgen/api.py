@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasterize.drawings import Drawing
+from sketchgen.config import SAMPLE_SEED, SEEDS
 from sketchgen.data import LabelledBitmaps, LabelledDrawings, cache_dir, load_drawings
 
 if TYPE_CHECKING:
@@ -178,6 +179,12 @@ def _finished(config: TrainConfig, data: Any, resume: bool) -> bool:
     return checkpoint["step"] == config.steps
 
 
+def _seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed not in SEEDS:
+        raise ValueError(f"seed must be an integer in {SEEDS}, got {seed!r}")
+    return int(seed)
+
+
 class Model:
     """A trained run, sampled as numpy: :meth:`sample` gives uint8 bitmaps, and
     :meth:`sample_drawings` strokes for stroke models; the same seed gives the same samples
@@ -230,14 +237,15 @@ class Model:
         category, or (none given) the classes in turn."""
         return np.asarray(self.class_names)[self._labels(n, category).numpy()]
 
-    def sample(self, n: int, seed: int = 0, category: str | None = None) -> np.ndarray:
+    def sample(self, n: int, seed: int = SAMPLE_SEED, category: str | None = None
+               ) -> np.ndarray:
         """``n`` uint8 bitmaps ``(n, size, size)``, white ink on black; ``category`` for a
         class-conditional model, else the classes in turn (see :meth:`sample_classes`)."""
         from sketchgen.sample import sample_images
 
-        return sample_images(self._run, self._labels(n, category), seed)
+        return sample_images(self._run, self._labels(n, category), _seed(seed))
 
-    def sample_drawings(self, n: int, seed: int = 0, category: str | None = None
+    def sample_drawings(self, n: int, seed: int = SAMPLE_SEED, category: str | None = None
                         ) -> list[Drawing]:
         """``n`` drawings (strokes) from a stroke model; ``render`` of them is what
         :meth:`sample` returns for the same arguments."""
@@ -246,7 +254,7 @@ class Model:
         if self.kind != "strokes":
             raise ValueError(f"this model draws bitmaps, not strokes ({self.kind!r}); "
                              "use sample()")
-        return sample_drawings(self._run, self._labels(n, category), seed)
+        return sample_drawings(self._run, self._labels(n, category), _seed(seed))
 
     def _labels(self, n: int, category: str | None):
         from sketchgen.sample import sample_labels

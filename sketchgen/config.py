@@ -124,6 +124,7 @@ UNITS = Interval(1, 4_096)  # latent, embedding and LSTM sizes (magenta's larges
 EPOCHS = Interval(1, 10_000)
 RATES = Interval.of("(0, 1]")  # learning rates, decays, keep probabilities
 FRACTIONS = Interval.of("(0, 1)")  # shares of a data set that must leave something either side
+SAMPLE_SEED = 0  # sampling's seed when none is given (sketchgen sample, sketchgen.sample, the API)
 
 
 # Sizes that are each in range can still multiply into a model no machine holds (dcgan at

@@ -21,7 +21,7 @@ import torch
 
 from sketchgen import outputs, registry, runtime
 from sketchgen.checkpoints import load_task_state, read_checkpoint
-from sketchgen.config import ConfigError, config_from_mapping
+from sketchgen.config import SAMPLE_SEED, ConfigError, config_from_mapping
 from sketchgen.train import CHECKPOINT, Task, build_task
 
 SAMPLE_CHUNK = 250  # samples per forward pass: bounds memory for --n in the millions
@@ -71,14 +71,15 @@ def _chunks(labels: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.split(labels, SAMPLE_CHUNK))
 
 
-def sample_images(run: LoadedRun, labels: torch.Tensor, seed: int = 0) -> np.ndarray:
+def sample_images(run: LoadedRun, labels: torch.Tensor, seed: int = SAMPLE_SEED) -> np.ndarray:
     """uint8 (n, size, size) for the given labels; the same seed gives the same images."""
     generator = torch.Generator().manual_seed(seed)
     parts = [run.task.sample(len(part), part, generator).numpy() for part in _chunks(labels)]
     return np.concatenate(parts) if parts else np.zeros((0, run.size, run.size), np.uint8)
 
 
-def sample_drawings(run: LoadedRun, labels: torch.Tensor, seed: int = 0) -> list[Any]:
+def sample_drawings(run: LoadedRun, labels: torch.Tensor, seed: int = SAMPLE_SEED
+                    ) -> list[Any]:
     """Drawings (strokes) from a "strokes" model; same seed, same drawings."""
     generator = torch.Generator().manual_seed(seed)
     return [drawing for part in _chunks(labels)
@@ -120,7 +121,7 @@ def _draw(run: LoadedRun, labels: torch.Tensor, seed: int) -> tuple[np.ndarray, 
 
 
 def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None = None,
-                  seed: int = 0, overwrite: bool = False) -> list[Path]:
+                  seed: int = SAMPLE_SEED, overwrite: bool = False) -> list[Path]:
     """Sample ``n`` drawings and write them to ``out`` (.npy or .png); returns the files.
     A file it would write that exists already is an ``outputs.OutputError`` before any
     sampling (and again once sampled: one may have appeared meanwhile), unless ``overwrite``."""

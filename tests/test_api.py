@@ -168,6 +168,9 @@ def test_other_settings_or_data_on_an_existing_run_are_refused_by_name(eyes, tmp
     assert "per_class" in _refusal(lambda: sg.fit("dcgan", eyes, per_class=10, **GAN))
     model = sg.Model.open(out)
     assert "category" in _refusal(lambda: model.sample(4, category="eye"))
+    for seed in (1.5, -1, 2**64, True):
+        with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, "):
+            model.sample(4, seed=seed)
 
 
 def test_the_harness_records_data_given_in_memory_and_resumes_only_on_it(eyes, tmp_path):
