@@ -57,6 +57,7 @@ import pickle
 import pickletools
 import re
 import reprlib
+import sys
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -74,10 +75,12 @@ GOOGLE_NPZ_SPLITS = ("train", "valid", "test")
 MIRROR_NPZ_KEY = "sketches"  # the shared mirror's single split (Google's test split)
 NPZ_INT16 = np.iinfo(np.int16)
 # The most memory reading one split of a Sketch-RNN .npz may take, each part counted before
-# it is made: the member, decompressed. Far above Google's files (the mirror's largest, 2,500
-# pig sketches, is a 1.9 MB member; Google's training splits of 70,000 sketches are about 28
-# times their test split), low enough that a crafted file (a zip bomb: 4 MB of deflate can
-# inflate to 4 GB) fails in one line instead of taking the machine's memory.
+# it is made: the member, decompressed, and for a pickled object array the objects unpickling
+# makes (estimated from its opcodes: about 3 times what they take, 7 times the member). Far
+# above Google's files (the mirror's largest, 2,500 pig sketches, counts 12.7 MB; Google's
+# training splits of 70,000 sketches are about 28 times their test split), low enough that a
+# crafted file (a zip bomb: 4 MB of deflate can inflate to 4 GB; a megabyte of pickle can make
+# a million lists) fails in one line instead of taking the machine's memory.
 MAX_NPZ_SPLIT_BYTES = 2 << 30
 
 
@@ -196,7 +199,7 @@ def _npz_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> Se
         shape, dtype = _npy_header(member)
         if not dtype.hasobject:
             return _plain_array(member, shape, dtype, budget)
-        _check_memo(member)
+        _check_pickle(member, budget)
         return _unpickled_items(member)
     except _NPZ_ERRORS as error:
         raise ValueError(f"{path}: {key}: {error}") from None
@@ -259,15 +262,55 @@ def _plain_array(member: io.BytesIO, shape, dtype: np.dtype, budget: _SplitBudge
     return np.lib.format.read_array(member, allow_pickle=False)
 
 
-def _check_memo(pickled: io.BytesIO) -> None:
-    """Refuse a pickle whose memo indices run past its own length, before unpickling it: the
-    C unpickler allocates a memo as long as the largest index (five bytes of LONG_BINPUT can
-    ask for 32 GB). Pickles number their memo entries in order, so real ones all pass."""
-    start = pickled.tell()
+def _check_pickle(pickled: io.BytesIO, budget: _SplitBudget) -> None:
+    """Refuse a pickle, before unpickling it, if it uses an opcode numpy's never do, if its
+    memo indices run past its own length (the C unpickler allocates a memo as long as the
+    largest index: five bytes of LONG_BINPUT ask for 32 GB; pickles number their memo entries
+    in order, so real ones all pass), or if the objects it would make do not fit the split's
+    budget (a megabyte of EMPTY_LIST makes a million lists, 64 MB)."""
+    start, made = pickled.tell(), 0
     for count, (opcode, arg, _) in enumerate(pickletools.genops(pickled)):
-        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
+        name = opcode.name
+        if name not in _PICKLE_OPCODES:
+            raise pickle.UnpicklingError(
+                f"opcode {name} at opcode {count}: numpy's pickles never use it")
+        if name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
             raise pickle.UnpicklingError(f"memo index {arg} at opcode {count}: not a real pickle")
+        made += _opcode_bytes(name, arg)
+    budget.spend(made, f"unpickling it would make about {made:,} bytes of objects")
     pickled.seek(start)
+
+
+# The opcodes of numpy's pickles of object arrays, in protocols 0 to 4 (Python 2's included),
+# with their variants for other sizes, and dicts (an element that is a dict is then named as
+# such). Not: calls other than REDUCE (INST, OBJ, NEWOBJ), extension codes, persistent ids,
+# sets, protocol 5's buffers, stack tricks.
+_PICKLE_OPCODES = frozenset("""
+    PROTO FRAME STOP MARK GLOBAL STACK_GLOBAL REDUCE BUILD
+    PUT BINPUT LONG_BINPUT MEMOIZE GET BINGET LONG_BINGET
+    NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT
+    STRING BINSTRING SHORT_BINSTRING BINBYTES SHORT_BINBYTES BINBYTES8
+    UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
+    EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST APPEND APPENDS
+    EMPTY_DICT DICT SETITEM SETITEMS
+""".split())
+_MEMO_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+_SLOT_BYTES = 32  # per opcode: the slot it may take on the stack, in the memo or the marks
+_MADE_BYTES = {  # the most the object an opcode makes may take (measured, then doubled)
+    **dict.fromkeys(("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_LIST", "LIST"), 128),
+    **dict.fromkeys(("GLOBAL", "STACK_GLOBAL"), 128),  # a stand-in (see _ArrayUnpickler)
+    **dict.fromkeys(("EMPTY_DICT", "DICT"), 256),
+    **dict.fromkeys(("REDUCE", "BUILD"), 512),  # a stand-in's result; the state it keeps
+}
+
+
+def _opcode_bytes(name: str, arg) -> int:
+    """At most what unpickling one opcode keeps in memory: a slot, the object it makes and
+    the value it pushes (a str twice: ``_codecs.encode`` may copy it into bytes)."""
+    made = _SLOT_BYTES + _MADE_BYTES.get(name, 0)
+    if arg is None or name in _MEMO_OPCODES:  # a memo index is no object
+        return made
+    return made + sys.getsizeof(arg) + (len(arg) if isinstance(arg, str) else 0)
 
 
 def _unpickled_items(pickled: io.BytesIO) -> list:

@@ -11,6 +11,7 @@ import builtins
 import io
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -243,6 +244,69 @@ def test_crafted_dtypes_and_shapes_are_one_line_errors(tmp_path, element, fragme
     message = str(caught.value)
     assert message.startswith(f"{path}: sketches[0] ") and fragment in message, message
     assert "\n" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize(
+    "element, opcode",
+    [
+        (b"(S'touch x'\nios\nsystem\n", "INST"),  # a call, as protocol 0 writes it
+        (b"cnumpy\nndarray\n)\x81", "NEWOBJ"),
+        (b"\x82\x01", "EXT1"),  # copyreg's extension registry
+        (b"P0\n", "PERSID"),
+        (b"\x8f(K\x01\x90", "EMPTY_SET"),
+        (b"\x96\x00\x00\x00\x00\x00\x00\x00\x00", "BYTEARRAY8"),  # protocol 5's buffers
+        (b"\x97", "NEXT_BUFFER"),
+    ],
+    ids=["INST", "NEWOBJ", "EXT1", "PERSID", "set", "bytearray", "out-of-band buffer"],
+)
+def test_an_opcode_numpy_never_writes_is_refused_before_unpickling(tmp_path, element, opcode):
+    path = tmp_path / "opcode.npz"
+    write_pickled_npz(path, pickled_column([element]), 1)
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    assert str(caught.value).startswith(f"{path}: sketches: opcode {opcode} at opcode ")
+    assert str(caught.value).endswith(": numpy's pickles never use it")
+
+
+def test_a_pickle_making_more_objects_than_a_split_may_hold_is_refused_unrun(tmp_path,
+                                                                            monkeypatch):
+    """A megabyte of EMPTY_LIST is a million lists, 64 MB; a gigabyte, 64 GB."""
+    monkeypatch.setattr(strokes, "MAX_NPZ_SPLIT_BYTES", 8 << 20)
+    monkeypatch.setattr(strokes, "_ArrayUnpickler", None)  # unpickling would fail loudly
+    path = tmp_path / "lists.npz"
+    write_pickled_npz(path, b"\x80\x02" + b"]" * 100_000 + b".", 1)
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    assert re.fullmatch(rf"{re.escape(str(path))}: sketches: unpickling it would make about "
+                        r"[0-9,]+ bytes of objects: more than the 8,388,608 bytes a split may "
+                        r"take in memory", str(caught.value)), str(caught.value)
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_every_pickle_protocol_loads_or_is_refused_in_one_line_and_never_runs(
+    tmp_path, marker, protocol
+):
+    """numpy writes protocol 3 (Google's Python 2 files: 2); protocol 5 holds arrays as
+    buffers (numpy's _frombuffer), which is refused."""
+    path = tmp_path / f"protocol-{protocol}.npz"
+    header = {"descr": "|O", "fortran_order": False, "shape": (2,)}
+    good = object_column(GOOD, GOOD + 1)
+    evil = object_column(GOOD, Runs(os.system, f"touch '{marker}'"))
+    for column in (good, evil):
+        with zipfile.ZipFile(path, "w") as archive, archive.open("sketches.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            pickle.dump(column, member, protocol=protocol)
+        if column is good and protocol < 5:
+            loaded = read_sketch_npz(path)["sketches"]
+            assert [s.tolist() for s in loaded] == [GOOD.tolist(), (GOOD + 1).tolist()]
+            continue
+        with pytest.raises(ValueError) as caught:
+            read_sketch_npz(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: sketches: ") and "\n" not in message
+        if protocol < 5:
+            assert f"refusing to unpickle {os.system.__module__}.system" in message
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("compression", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA],
