@@ -75,12 +75,13 @@ GOOGLE_NPZ_SPLITS = ("train", "valid", "test")
 MIRROR_NPZ_KEY = "sketches"  # the shared mirror's single split (Google's test split)
 NPZ_INT16 = np.iinfo(np.int16)
 # The most memory reading one split of a Sketch-RNN .npz may take, each part counted before
-# it is made: the member, decompressed, and for a pickled object array the objects unpickling
-# makes (estimated from its opcodes: about 3 times what they take, 7 times the member). Far
-# above Google's files (the mirror's largest, 2,500 pig sketches, counts 12.7 MB; Google's
-# training splits of 70,000 sketches are about 28 times their test split), low enough that a
-# crafted file (a zip bomb: 4 MB of deflate can inflate to 4 GB; a megabyte of pickle can make
-# a million lists) fails in one line instead of taking the machine's memory.
+# it is made: the member, decompressed; for a pickled object array the objects unpickling
+# makes (estimated from its opcodes: about 3 times what they take); the sketches. Far above
+# Google's files (the mirror's largest split, 2,500 pig sketches in a 1.9 MB member, counts
+# 14.5 MB and takes 8 MB; Google's training splits of 70,000 are about 28 times that), low
+# enough that a crafted file (4 MB of deflate can inflate to 4 GB; a megabyte of pickle can
+# make a million lists or name one array a million times) fails in one line instead of taking
+# the machine's memory.
 MAX_NPZ_SPLIT_BYTES = 2 << 30
 
 
@@ -181,8 +182,7 @@ def read_sketch_npz(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
                 f"{path}: no Sketch-RNN splits (expected keys {GOOGLE_NPZ_SPLITS} or "
                 f"{MIRROR_NPZ_KEY!r}, found {list(members)})"
             )
-        return {key: [_checked_stroke3(s, path, key, i) for i, s in
-                      enumerate(_npz_split(archive, members[key], path, key))] for key in keys}
+        return {key: _checked_split(archive, members[key], path, key) for key in keys}
 
 
 # What the bytes of a broken member, header or pickle can raise while being read (zipfile:
@@ -191,9 +191,23 @@ _NPZ_ERRORS = (ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
                NotImplementedError, RuntimeError)
 
 
-def _npz_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> Sequence:
-    """One split's sketches: the rows of a plain array, or the items of an object array."""
+def _checked_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> list:
+    """One split's stroke-3 arrays, each checked and counted against the split's memory
+    limit before it is made (an array named again and again by a pickle is copied as many
+    times; a plain array's rows are one small array each)."""
     budget = _SplitBudget()
+    sketches = []
+    for index, item in enumerate(_npz_split(archive, member_name, path, key, budget)):
+        copied = item.data_bytes() if isinstance(item, _PickledArray) else 0
+        budget.spend(_SKETCH_BYTES + copied, f"{path}: {key}[{index}]: the sketches up to this one")
+        sketches.append(_checked_stroke3(item, path, key, index))
+    return sketches
+
+
+def _npz_split(
+    archive: zipfile.ZipFile, member_name: str, path, key: str, budget: _SplitBudget
+) -> Sequence:
+    """One split's sketches: the rows of a plain array, or the items of an object array."""
     try:
         member = _member(archive, member_name, budget)
         shape, dtype = _npy_header(member)
@@ -207,6 +221,7 @@ def _npz_split(archive: zipfile.ZipFile, member_name: str, path, key: str) -> Se
 
 _NPZ_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what numpy's savez writes
 _READ_BYTES = 1 << 20  # per read of a member: a deflate read of n bytes inflates at most n
+_SKETCH_BYTES = 192  # what a sketch takes besides its data: its ndarray and its list slot
 
 
 class _SplitBudget:
@@ -441,6 +456,11 @@ class _PickledArray:
         if not isinstance(data, list) or len(data) != shape[0]:
             raise pickle.UnpicklingError(f"an object array of {shape[0]} items without them")
         return data
+
+    def data_bytes(self) -> int:
+        """The bytes :meth:`numeric` copies (0 for a state without data)."""
+        data = self.state[-1] if isinstance(self.state, tuple) and self.state else None
+        return len(data) if isinstance(data, (bytes, str)) else 0
 
     def numeric(self) -> np.ndarray:
         """The array, if it is an array of numbers whose data fills its shape."""
