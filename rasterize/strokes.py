@@ -363,30 +363,27 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if name == "_reconstruct" and module in _RECONSTRUCT_MODULES:
-            return self._array
-        if (module, name) == ("numpy", "ndarray"):
-            return _NDARRAY
-        if (module, name) == ("numpy", "dtype"):
-            return self._dtype
-        if (module, name) == ("_codecs", "encode"):
-            return self._latin1
+            return _RECONSTRUCT
+        if (module, name) in _STAND_INS:
+            return _STAND_INS[module, name]
         raise pickle.UnpicklingError(
             f"refusing to unpickle {module}.{name}: only arrays of numbers may be stored"
         )
 
-    # Bound methods, not functions: a pickle's BUILD cannot set attributes on them.
-    def _array(self, cls, shape, typecode) -> _PickledArray:
-        if cls is not _NDARRAY:
+
+# The stand-ins are instances of classes with empty __slots__: no __dict__ and no attribute a
+# pickle's BUILD could set (on a bound method, BUILD wrote into its function's __dict__).
+
+
+class _Reconstruct:
+    """numpy's array reconstruction: an array to be checked and built later."""
+
+    __slots__ = ()
+
+    def __call__(self, cls, shape, typecode) -> _PickledArray:
+        if cls is not _STAND_INS["numpy", "ndarray"]:
             raise pickle.UnpicklingError("numpy's array reconstruction of something not an array")
         return _PickledArray()
-
-    def _dtype(self, spec, *flags) -> _PickledDtype:
-        return _PickledDtype(spec)
-
-    def _latin1(self, text, encoding) -> bytes:
-        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-            raise pickle.UnpicklingError("_codecs.encode other than protocol 2's bytes")
-        return text.encode("latin1")
 
 
 class _NdarrayName:
@@ -401,7 +398,29 @@ class _NdarrayName:
         )
 
 
-_NDARRAY = _NdarrayName()
+class _DtypeName:
+    """``numpy.dtype``: a dtype to be resolved later (:meth:`_PickledDtype.resolve`)."""
+
+    __slots__ = ()
+
+    def __call__(self, spec, *flags) -> _PickledDtype:
+        return _PickledDtype(spec)
+
+
+class _Latin1Encode:
+    """``_codecs.encode`` as protocol 2 writes bytes: ``encode(text, "latin1")``, only."""
+
+    __slots__ = ()
+
+    def __call__(self, text, encoding) -> bytes:
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise pickle.UnpicklingError("_codecs.encode other than protocol 2's bytes")
+        return text.encode("latin1")
+
+
+_RECONSTRUCT = _Reconstruct()
+_STAND_INS = {("numpy", "ndarray"): _NdarrayName(), ("numpy", "dtype"): _DtypeName(),
+              ("_codecs", "encode"): _Latin1Encode()}
 
 
 class _PickledDtype:

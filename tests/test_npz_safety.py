@@ -300,6 +300,24 @@ def test_sketches_repeated_by_reference_are_refused_before_they_are_copied(tmp_p
                             r"memory", str(caught.value)), str(caught.value)
 
 
+STAND_INS = [("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+             ("numpy", "dtype"), ("_codecs", "encode")]
+
+
+@pytest.mark.parametrize(("module", "name"), STAND_INS)
+def test_a_pickle_cannot_set_attributes_on_what_the_names_it_may_use_stand_for(tmp_path, module,
+                                                                              name):
+    """BUILD with a dict on numpy's reconstruction wrote into the unpickler's own function
+    (its bound method's __dict__), kept after the file failed, for every later file."""
+    path = tmp_path / "build.npz"
+    global_ = f"c{module}\n{name}\n".encode()
+    write_pickled_npz(path, b"\x80\x02" + global_ + b"}X\x04\x00\x00\x00keptK\x01sb.", 1)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: sketches: "):
+        read_sketch_npz(path)
+    stand_in = strokes._ArrayUnpickler(io.BytesIO()).find_class(module, name)
+    assert not hasattr(stand_in, "kept")
+
+
 @pytest.mark.parametrize("protocol", range(6))
 def test_every_pickle_protocol_loads_or_is_refused_in_one_line_and_never_runs(
     tmp_path, marker, protocol
