@@ -28,12 +28,6 @@ from sketchgen.train import CHECKPOINT, CONFIG, train
 
 TRAIN = ["sngan", "--categories", *CATEGORIES, "--per-class", "40", "--batch-size", "8",
          "--set", "width=8", "--device", "cpu", "--no-progress"]
-TINY_SKETCH_RNN = ["sketch-rnn", "--categories", *CATEGORIES, "--per-class", "40",
-                   "--batch-size", "8", "--steps", "2", "--device", "cpu", "--no-progress",
-                   *(f"--set={k}={v}" for k, v in {"enc_rnn_size": 8, "dec_rnn_size": 16,
-                                                   "z_size": 4, "num_mixture": 2,
-                                                   "sample_max_len": 30}.items())]
-
 
 def snapshot(root) -> dict[str, bytes | None]:
     """Every path under ``root`` with its bytes (None for folders)."""
@@ -483,11 +477,10 @@ def test_sample_does_not_replace_a_file_made_while_it_sampled(trained, tmp_path,
     assert out.read_text() == "mine" and sorted(os.listdir(tmp_path)) == ["x.npy"]
 
 
-def test_sample_of_a_strokes_model_refuses_an_existing_ndjson(tmp_path, capsys):
-    assert cli.main(["train", *TINY_SKETCH_RNN, "--out", str(tmp_path / "run")]) == 0
+def test_sample_of_a_strokes_model_refuses_an_existing_ndjson(compared, tmp_path, capsys):
+    sketch_rnn = compared[0] / compare.WORK / "runs" / "sketch-rnn"
     strokes = users_folder(tmp_path, {"x.ndjson": "mine"}) / "x.ndjson"
-    assert cli.main(["sample", str(tmp_path / "run"), "--n", "4",
-                     "-o", str(tmp_path / "x.npy")]) == 2
+    assert cli.main(["sample", str(sketch_rnn), "--n", "4", "-o", str(tmp_path / "x.npy")]) == 2
     assert f"{strokes} exists" in capsys.readouterr().err
     assert strokes.read_text() == "mine" and not (tmp_path / "x.npy").exists()
 
@@ -543,9 +536,33 @@ USERS_REPORT_LIKE_FOLDER = {"README.md": "# my project\n", "results.csv": "mine,
                             "other.txt": "keep me"}
 
 
-def test_compare_refuses_a_users_folder_and_with_overwrite_deletes_none_of_it(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """A tiny comparison in a folder of its own; its config file."""
+    root = tmp_path_factory.mktemp("owned")
+    toml = write_toml(root / "tiny.toml", tiny_config(root / "report"))
+    assert cli.main(["compare", toml]) == 0
+    return root / "report", toml
+
+
+def loaded_classifier(report) -> dict:
+    """The [classifier] table of a tiny config that loads ``report``'s classifier."""
+    return {"load": str(report / compare.WORK / "classifier.pt")}
+
+
+def loading(compared, out) -> dict:
+    """The tiny config for ``out``, scoring ``compared``'s runs and classifier (no training)."""
+    work = compared[0] / compare.WORK
+    config = tiny_config(out, classifier=loaded_classifier(compared[0]))
+    for model in config["models"]:
+        model["load"] = str(work / "runs" / model["model"])
+    return config
+
+
+def test_compare_refuses_a_users_folder_and_with_overwrite_deletes_none_of_it(
+        compared, tmp_path, capsys):
     out = users_folder(tmp_path / "mine", USERS_REPORT_LIKE_FOLDER)
-    toml = write_toml(tmp_path / "tiny.toml", tiny_config(out))
+    toml = write_toml(tmp_path / "tiny.toml", loading(compared, out))
     before = snapshot(tmp_path)
     assert cli.main(["compare", toml]) == 2
     error = one_line_error(capsys)
@@ -561,15 +578,6 @@ def test_compare_refuses_a_users_folder_and_with_overwrite_deletes_none_of_it(tm
         assert "grids/dcgan-eye.png" in after and outputs.MARKER not in after
 
 
-@pytest.fixture(scope="module")
-def compared(tmp_path_factory):
-    """A tiny comparison in a folder of its own; its config file."""
-    root = tmp_path_factory.mktemp("owned")
-    toml = write_toml(root / "tiny.toml", tiny_config(root / "report"))
-    assert cli.main(["compare", toml]) == 0
-    return root / "report", toml
-
-
 def test_a_report_folder_records_what_it_wrote(compared):
     out, _ = compared
     marker = json.loads((out / outputs.MARKER).read_text())
@@ -580,8 +588,9 @@ def test_a_report_folder_records_what_it_wrote(compared):
     assert outputs.is_owned(out / compare.WORK / "runs" / "sketch-rnn", "run")
 
 
-def test_a_rerun_removes_what_it_wrote_before_and_nothing_else(compared):
-    out, toml = compared
+def test_a_rerun_removes_what_it_wrote_before_and_nothing_else(compared, tmp_path):
+    out, _ = compared
+    toml = write_toml(tmp_path / "tiny.toml", tiny_config(out, classifier=loaded_classifier(out)))
     users_folder(out, {"notes.txt": "mine", "grids/mine.png": "my grid"})
     gone = out / "grids" / "gone-eye.png"  # a model since removed from the config
     gone.write_bytes(b"old grid")
@@ -610,7 +619,7 @@ def test_a_changed_run_that_sketchgen_did_not_create_is_not_deleted(compared, tm
     (run / outputs.MARKER).unlink()  # as if the user had put a run of their own there
     users_folder(run, {"mine.txt": "mine"})
     before = snapshot(run)
-    config = tiny_config(out)
+    config = tiny_config(out, classifier=loaded_classifier(out))
     config["models"][1]["steps"] = 3
     try:
         with pytest.raises(UsageError, match=f"refusing to delete {run}: sketchgen did not "
