@@ -198,6 +198,19 @@ def test_a_stale_work_dir_is_not_reused(inputs, tmp_path):
     assert sorted(p.name for p in work.iterdir()) == sorted(users)
 
 
+def test_a_temporary_whose_pid_no_process_can_have_is_left_alone(inputs, tmp_path):
+    """os.kill raised OverflowError on it: one such file made every run fail."""
+    out = tmp_path / "out.npy"
+    odd = [tmp_path / ".out.npy.tmp-99999999999999999999",
+           tmp_path / ".out.npy.parts" / ".00000-000000.npy.tmp-99999999999999999999"]
+    odd[1].parent.mkdir()
+    for path in odd:
+        path.write_text("not ours")
+    rasterize_files(inputs[:1], out, RasterizeOptions(workers=1))
+    np.testing.assert_array_equal(np.load(out), expected_rows(inputs[:1])[0])
+    assert odd[0].read_text() == "not ours"
+
+
 @pytest.mark.parametrize(
     "options",
     [dict(on_error="ignore"), dict(workers=0), dict(size=0), dict(shard_lines=0)],
