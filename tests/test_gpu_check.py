@@ -103,6 +103,10 @@ def test_cpu_mode_passes_every_check_that_needs_no_cuda(tmp_path, fake_benchmark
         ACROSS_DEVICES, "PASS"), said
     for name, expected in ACROSS_DEVICES.items():
         assert expected in said[name].detail, said[name]
+    # a classifier that does not learn fails (tiny's few steps stay at chance: no bound there)
+    strict = dataclasses.replace(ctx, scale=dataclasses.replace(ctx.scale, min_accuracy=1.01))
+    with pytest.raises(CheckFailed, match=r"test accuracy .* \(expected >= 1.01\)"):
+        gpu_check.classifier_check(strict)
 
 
 def test_options_that_change_nothing_fail_where_they_are_required(tmp_path):
