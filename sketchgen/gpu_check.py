@@ -502,14 +502,18 @@ def torchrun_check(ctx: Context) -> str:
     expected = "nccl" if ctx.device.type == "cuda" else "gloo"
     _require(probe["world_size"] == ctx.ranks,
              f"{probe['world_size']} ranks started, not {ctx.ranks}")
+    _require(probe["device"].startswith(ctx.device.type),
+             f"rank 0 trained on {probe['device']}, not {ctx.device.type}")
     if ctx.ranks > 1:
         _require(probe["backend"] == expected,
                  f"init_distributed chose {probe['backend']}, not {expected}")
+    elif ctx.device.type == "cuda":
+        _require(probe["nccl_alone"], "NCCL's all-reduce of 1 on one rank did not give 1")
     step = runtime.load_checkpoint(out / CHECKPOINT)["step"]
     _require(step == ctx.scale.steps, f"the run's checkpoint is at step {step}")
     if ctx.ranks > 1:
         return f"{ctx.ranks} ranks, backend {probe['backend']} on {probe['device']}, step {step}"
-    nccl = ", NCCL all-reduce ok on its own" if probe["nccl_alone"] else ""
+    nccl = ", NCCL all-reduce ok on its own" if ctx.device.type == "cuda" else ""
     return (f"1 rank on {probe['device']}, step {step}{nccl}; with WORLD_SIZE=1 "
             "init_distributed starts no process group: its NCCL path needs 2 GPUs")
 

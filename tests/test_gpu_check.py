@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import re
 import subprocess
 import sys
@@ -121,6 +122,24 @@ def test_options_that_change_nothing_fail_where_they_are_required(tmp_path):
     used = {"autocast": {"float16"}, "scaler": True, "compiled": 2}
     assert gpu_check._applied(TrainedRun(tmp_path, 3, 0, {}, used), True, True, True) == [
         "autocast float16, GradScaler on", "2 modules compiled"]
+
+
+def test_torchrun_fails_off_the_device_or_with_a_broken_nccl(tmp_path, monkeypatch):
+    """What rank 0 reports decides: a run that fell back to the CPU, or a one-GPU NCCL
+    all-reduce that gave the wrong sum, is a failure (a torchrun that never starts on a
+    GPU here is faked: its probe line is all the check reads before the checkpoint)."""
+    probe = {"world_size": 1, "backend": None, "device": "cpu", "nccl_alone": False}
+
+    def torchrun(command, **options):
+        return subprocess.CompletedProcess(command, 0, gpu_check.PROBE + json.dumps(probe), "")
+
+    monkeypatch.setattr(subprocess, "run", torchrun)
+    ctx = Context(torch.device("cuda"), gpu_check.SCALES["tiny"], tmp_path)
+    with pytest.raises(CheckFailed, match="rank 0 trained on cpu, not cuda"):
+        gpu_check.torchrun_check(ctx)
+    probe["device"] = "cuda:0"
+    with pytest.raises(CheckFailed, match="NCCL's all-reduce of 1 on one rank did not give 1"):
+        gpu_check.torchrun_check(ctx)
 
 
 def test_a_failing_check_is_one_fail_line_and_exit_status_1(monkeypatch, capsys):
