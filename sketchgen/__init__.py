@@ -8,7 +8,7 @@ The notebook API (``sketchgen.api``) is importable from here -- ``sg.load``, ``s
 # None may be the name of a submodule: importing one (e.g. sketchgen.train) sets the package
 # attribute of that name, which would shadow the API's (hence sg.fit, not sg.train).
 _API = ("load", "render", "fit", "Model", "evaluator", "Evaluator", "EvaluatorConfig",
-        "features", "fid", "kid", "scores")
+        "features", "feature_statistics", "frechet_distance", "fid", "kid", "scores")
 
 __all__ = list(_API)
 

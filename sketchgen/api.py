@@ -9,6 +9,11 @@
     fake = model.sample(1000, seed=1)                 # uint8 (1000, 28, 28)
     print(sg.fid(images[-1000:], fake))               # in the default evaluator's features
 
+FID in steps, as pytorch-fid composes it (the real set's statistics computed once)::
+
+    real = sg.feature_statistics(sg.features(images))   # (mean, covariance) of (N, D) features
+    sg.frechet_distance(*real, *sg.feature_statistics(sg.features(fake)))  # == sg.fid(...)
+
 Every default has one home, shared with the command line: loading is
 ``sketchgen.data.load_drawings``, rendering ``rasterize.render.render`` (Google's geometry),
 training settings ``sketchgen.config.TrainConfig`` plus the model's config dataclass, the
@@ -43,16 +48,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasterize.drawings import Drawing
+from sketchgen import metrics
 from sketchgen.config import SAMPLE_SEED, SEEDS
 from sketchgen.data import LabelledBitmaps, LabelledDrawings, cache_dir, load_drawings
 
 if TYPE_CHECKING:
     from sketchgen.classifier import Classifier, ClassifierConfig
     from sketchgen.config import TrainConfig
-    from sketchgen.metrics import KID
     from sketchgen.sample import LoadedRun
 
 load = load_drawings  # sg.load(sources, per_class=None, fmt="simplified", ...): the data module's
+# FID in steps (see the module docstring): features -> (mean, covariance) -> distance
+feature_statistics = metrics.feature_statistics
+frechet_distance = metrics.frechet_distance
 
 
 def _drawings(value: Any, name: str) -> list[Drawing]:
@@ -346,12 +354,11 @@ class Evaluator:
     def features(self, value: Any, name: str = "images") -> np.ndarray:
         """float64 ``(N, D)`` features of ``value`` (see :meth:`images`)."""
         from sketchgen.classifier import as_input
-        from sketchgen.metrics import extract_features
 
         images = self.images(value, name)
         try:
             as_input(images, self.classifier.config)
-            return extract_features(self.classifier.features, images)
+            return metrics.extract_features(self.classifier.features, images)
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
 
@@ -513,24 +520,18 @@ def _pair(real: Any, fake: Any, evaluator: Any) -> tuple[np.ndarray, np.ndarray]
 def fid(real: Any, fake: Any, evaluator: Any = None) -> float:
     """FID between two sets of bitmaps or drawings (``sketchgen.metrics.fid``) in
     ``evaluator``'s feature space (default: the default evaluator)."""
-    from sketchgen import metrics
-
     return metrics.fid(*_pair(real, fake, evaluator))
 
 
-def kid(real: Any, fake: Any, evaluator: Any = None, **options: Any) -> KID:
+def kid(real: Any, fake: Any, evaluator: Any = None, **options: Any) -> metrics.KID:
     """KID (mean, std, subsets, subset size) as ``sketchgen.metrics.kid``, whose options
     (``subsets``, ``subset_size``, ``seed``) and defaults apply."""
-    from sketchgen import metrics
-
     return metrics.kid(*_pair(real, fake, evaluator), **options)
 
 
 def scores(real: Any, fake: Any, evaluator: Any = None) -> dict[str, float]:
     """Every metric of ``sketchgen.metrics.METRICS`` (fid, kid, precision, recall), as
     ``sketchgen compare`` names them, from one feature extraction."""
-    from sketchgen.metrics import METRICS
-
     real_features, fake_features = _pair(real, fake, evaluator)
     return {name: float(metric.compute(real_features, fake_features))
-            for name, metric in METRICS.items()}
+            for name, metric in metrics.METRICS.items()}

@@ -32,20 +32,20 @@ def eyes():
 
 
 @pytest.fixture(scope="module")
-def default_evaluator(tmp_path_factory):
-    """The default evaluator, built once into the cache folder every test of the session uses
-    (the path conftest's isolated_cache sets; it is not set yet for a module fixture)."""
+def small_cache(tmp_path_factory):
+    """A cache folder holding the SMALL evaluator."""
+    folder = tmp_path_factory.mktemp("small-evaluator")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SKETCHGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-        return sg.evaluator()
+        patch.setenv("SKETCHGEN_CACHE", str(folder))
+        sg.evaluator(SMALL)
+    return folder
 
 
 @pytest.fixture(scope="module")
-def small_evaluator(tmp_path_factory):
-    """An evaluator of 3 x 40 drawings (about a second): for tests of anything but the
-    default evaluator itself."""
+def small_evaluator(small_cache):
+    """For tests of anything but the default evaluator, which only the five lines build."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SKETCHGEN_CACHE", str(tmp_path_factory.mktemp("small-evaluator")))
+        patch.setenv("SKETCHGEN_CACHE", str(small_cache))
         return sg.evaluator(SMALL)
 
 
@@ -67,9 +67,10 @@ def test_no_api_name_is_shadowed_by_a_submodule():
     assert callable(sg.fit) and sg.load is sg.api.load
 
 
-def test_the_five_lines(eyes, default_evaluator, tmp_path):
+def test_the_five_lines_and_the_default_evaluator(eyes, monkeypatch):
     """load -> render -> fit -> sample -> fid, numpy in and out. An untrained-for-long GAN
-    draws nothing like an eye: its FID must be far above the floor of two real halves."""
+    draws nothing like an eye: its FID must be far above the floor of two real halves. The
+    first fid builds the default evaluator (the only test that does: 25 s on one core)."""
     assert len(eyes) == 400 and list(eyes.class_names) == ["eye"]
     images = sg.render(eyes, size=28)
     assert images.dtype == np.uint8 and images.shape == (400, 28, 28)
@@ -92,6 +93,24 @@ def test_the_five_lines(eyes, default_evaluator, tmp_path):
     assert sg.kid(images[:200], fake).mean > 10 * abs(sg.kid(images[:200], images[200:]).mean)
     # The suite's .npy rows (N, size*size) and drawings are taken too, scored alike.
     assert sg.fid(images[:200].reshape(200, -1), eyes.drawings[200:]) == pytest.approx(floor)
+    # FID in steps, as pytorch-fid composes it: the real set's statistics once, then distances.
+    real = sg.feature_statistics(sg.features(images[:200]))
+    assert sg.frechet_distance(*real, *sg.feature_statistics(sg.features(fake))) == (
+        pytest.approx(sg.fid(images[:200], fake)))
+
+    identity = sg.evaluator().identity
+    assert identity["feature_space"] == "qd-cnn-k16/dense"
+    assert identity["config"] == sg.EvaluatorConfig().to_dict()
+    assert len(identity["config"]["categories"]) == 26 and identity["config"]["per_class"] == 250
+    assert identity["test_accuracy"] > 0.4  # 26 classes: chance is 0.04
+    assert identity["built_with"]["threads"] == 1 and identity["built_with"]["device"] == "cpu"
+    from sketchgen import classifier
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached evaluator was trained again")
+
+    monkeypatch.setattr(classifier, "fit_and_evaluate", no_training)
+    assert sg.evaluator().identity == identity
 
 
 def test_a_temporary_run_is_removed_on_close_and_on_collection(eyes):
@@ -219,36 +238,23 @@ def test_a_stroke_model_returns_strokes_and_their_bitmaps(tmp_path):
         gan.sample_drawings(2)
 
 
-def test_the_default_evaluator_is_cached_and_identified(default_evaluator, monkeypatch):
-    identity = default_evaluator.identity
-    assert identity["feature_space"] == "qd-cnn-k16/dense"
-    assert identity["config"] == sg.EvaluatorConfig().to_dict()
-    assert len(identity["config"]["categories"]) == 26 and identity["config"]["per_class"] == 250
-    assert identity["test_accuracy"] > 0.4  # 26 classes: chance is 0.04
-    assert identity["built_with"]["threads"] == 1 and identity["built_with"]["device"] == "cpu"
-    from sketchgen import classifier
+def test_an_evaluator_is_the_same_network_for_the_same_config(small_evaluator, tmp_path,
+                                                              monkeypatch):
+    """Two cache folders (two users) build the same weights, on one torch thread, leaving the
+    caller's thread count as it was."""
+    import torch
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached evaluator was trained again")
-
-    monkeypatch.setattr(classifier, "fit_and_evaluate", no_training)
-    assert sg.evaluator().identity == identity
-
-
-def test_an_evaluator_is_the_same_network_for_the_same_config(tmp_path, monkeypatch):
-    """Two cache folders (two users) build the same weights; the record guards the file."""
-    small = sg.EvaluatorConfig(categories=("eye", "mouth", "face"), per_class=40)
-    built = []
-    for user in ("a", "b"):
-        monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path / user))
-        built.append(sg.evaluator(small).identity)
-    assert built[0] == built[1]
-    record = next((tmp_path / "b" / "evaluators").glob("*.json"))
-    other_seed = sg.evaluator(sg.EvaluatorConfig(small.categories, 40, seed=1)).identity
-    assert other_seed["weights_sha256"] != built[0]["weights_sha256"]
-    record.write_text(json.dumps(built[0] | {"weights_sha256": "0" * 64}))
-    with pytest.raises(ValueError, match="delete both"):
-        sg.evaluator(small)
+    monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        again = sg.evaluator(SMALL).identity
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+    assert again == small_evaluator.identity
+    other_seed = sg.evaluator(dataclasses.replace(SMALL, seed=1)).identity
+    assert other_seed["weights_sha256"] != again["weights_sha256"]
     with pytest.raises(ValueError, match="fewer"):
         sg.evaluator(sg.EvaluatorConfig(("eye", "bear"), per_class=300))
 
@@ -292,15 +298,18 @@ def test_a_stranger_data_record_in_a_checkpoint_is_refused_in_one_line(eyes, tmp
                                                               **GAN))
 
 
-def test_a_cached_evaluator_that_does_not_match_its_record_is_refused(tmp_path, monkeypatch):
+def test_a_cached_evaluator_that_does_not_match_its_record_is_refused(small_cache, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
     from sketchgen.classifier import load_classifier, save_classifier
 
+    shutil.copytree(small_cache, tmp_path, dirs_exist_ok=True)
     monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
-    sg.evaluator(SMALL)
     record = next((tmp_path / "evaluators").glob("*.json"))
     network = record.with_suffix(".pt")
     kept = record.read_text()
-    for damage in ("{", "[]"):
+    for damage in ("{", "[]", json.dumps(json.loads(kept) | {"weights_sha256": "0" * 64})):
         record.write_text(damage)
         with pytest.raises(ValueError, match="delete both"):
             sg.evaluator(SMALL)
@@ -313,37 +322,33 @@ def test_a_cached_evaluator_that_does_not_match_its_record_is_refused(tmp_path, 
         sg.evaluator(SMALL)
 
 
-RACE = """
-import pathlib, sys, time
-import sketchgen as sg
-from sketchgen import classifier
-import sketchgen.api  # everything imported before the race starts
+def test_two_callers_asking_for_a_new_evaluator_train_it_once(tmp_path, monkeypatch):
+    """The second waits for the first's lock on the cache entry (an flock: separate opens
+    exclude each other in one process as across processes), then reads what it cached."""
+    import threading
+    import time
 
-trained = classifier.fit_and_evaluate
-def slowly(*args, **kwargs):
-    print("trained", flush=True)
-    time.sleep(1)
-    return trained(*args, **kwargs)
+    from sketchgen import classifier
 
-classifier.fit_and_evaluate = slowly
-ready = pathlib.Path(sys.argv[1])
-(ready / sys.argv[2]).touch()
-while len(list(ready.iterdir())) < 2:
-    time.sleep(0.01)
-config = sg.EvaluatorConfig(categories=("eye", "mouth", "face"), per_class=40)
-print(sg.evaluator(config).identity["weights_sha256"])
-"""
+    monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
+    trainings, identities = [], []
+    fit_and_evaluate = classifier.fit_and_evaluate
 
+    def slowly(*args, **kwargs):
+        trainings.append(1)
+        time.sleep(0.5)  # long enough for the other caller to find no cache, without the lock
+        return fit_and_evaluate(*args, **kwargs)
 
-def test_two_processes_asking_for_a_new_evaluator_train_it_once(tmp_path, monkeypatch):
-    """The second waits for the first's lock, then reads what it cached."""
-    monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "ready").mkdir()
-    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path / "ready"), name],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for name in ("a", "b")]
-    shown = [racer.communicate() for racer in racers]
-    assert all(racer.returncode == 0 for racer in racers), [err[-2000:] for _, err in shown]
-    lines = [out.split() for out, _ in shown]
-    assert sorted(len(printed) for printed in lines) == [1, 2]  # one trained, one did not
-    assert len({printed[-1] for printed in lines}) == 1  # and both have the same network
+    monkeypatch.setattr(classifier, "fit_and_evaluate", slowly)
+    start = threading.Barrier(2)
+
+    def ask() -> None:
+        start.wait()
+        identities.append(sg.evaluator(SMALL).identity["weights_sha256"])
+
+    callers = [threading.Thread(target=ask) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(trainings) == 1 and len(identities) == 2 and len(set(identities)) == 1
