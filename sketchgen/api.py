@@ -49,7 +49,15 @@ import numpy as np
 
 from rasterize.drawings import Drawing
 from sketchgen import metrics
-from sketchgen.config import SAMPLE_SEED, SEEDS
+from sketchgen.config import (
+    DRAWINGS_PER_CLASS,
+    SAMPLE_SEED,
+    SEEDS,
+    SIZES,
+    FieldError,
+    check_fields,
+    setting,
+)
 from sketchgen.data import LabelledBitmaps, LabelledDrawings, cache_dir, load_drawings
 
 if TYPE_CHECKING:
@@ -304,14 +312,21 @@ class EvaluatorConfig:
     """What defines an evaluator; its network and training are ``compare``'s
     ``ClassifierSettings`` defaults, split 80/10/10 by ``classifier.fit_and_evaluate``."""
 
-    categories: tuple[str, ...] = EVALUATOR_CATEGORIES  # Google names, one class each
-    per_class: int = 250  # Google's first N simplified drawings of each: 26 x 250 train in
-    # 22 s on one core (early stopping after 11 epochs), once per cache folder
-    size: int = 28  # bitmap side; the suite's default training size and Google's numpy_bitmap
-    seed: int = 0  # weight initialisation, batch order and the split
+    categories: tuple[str, ...] = setting(EVALUATOR_CATEGORIES)  # Google names, one class each
+    # Google's first N simplified drawings of each: 26 x 250 train in 22 s on one core (early
+    # stopping after 11 epochs), once per cache folder
+    per_class: int = setting(250, within=DRAWINGS_PER_CLASS)
+    # bitmap side; the suite's default training size and Google's numpy_bitmap
+    size: int = setting(28, within=SIZES)
+    seed: int = setting(0, within=SEEDS)  # weight initialisation, batch order and the split
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "categories", tuple(self.categories))
+        if isinstance(self.categories, list):
+            object.__setattr__(self, "categories", tuple(self.categories))
+        check_fields(self)
+        if len(self.categories) < 2:
+            raise FieldError("categories", "must name at least two (a classifier's classes), "
+                                           f"got {list(self.categories)}")
 
     def to_dict(self) -> dict[str, Any]:
         """The full recipe, which keys the cache: these fields, the classifier's config, the

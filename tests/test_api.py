@@ -259,6 +259,18 @@ def test_an_evaluator_is_the_same_network_for_the_same_config(small_evaluator, t
         sg.evaluator(sg.EvaluatorConfig(("eye", "bear"), per_class=300))
 
 
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"categories": "eye"}, "categories must be a list of strings"),  # not ("e", "y", "e")
+    ({"categories": ["eye"]}, "categories must name at least two"),
+    ({"per_class": 0}, "per_class must be an integer in"),
+    ({"per_class": 2.5}, "per_class must be an integer"),
+    ({"seed": -1}, "seed must be an integer in"),
+])
+def test_an_evaluator_config_is_checked_when_made(settings, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        sg.EvaluatorConfig(**settings)
+
+
 def test_inputs_that_do_not_fit_name_the_parameter(small_evaluator):
     def fid(real, fake):
         return sg.fid(real, fake, evaluator=small_evaluator)
