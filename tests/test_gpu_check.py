@@ -5,6 +5,7 @@ CPU-vs-device comparisons with the CPU standing in for the GPU, and the runner's
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
 import json
 import re
@@ -46,12 +47,10 @@ def fake_benchmarks(tmp_path) -> Path:
 
 
 @no_gpu
-def test_without_cuda_the_default_run_prints_one_line_and_exits_0():
-    done = subprocess.run([sys.executable, "-m", "sketchgen.gpu_check"], capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == (f"no CUDA device: nothing to check (torch {torch.__version__}, "
-                           "CUDA not available)\n")
+def test_without_cuda_the_default_run_prints_one_line_and_exits_0(capsys):
+    assert gpu_check.main([]) == 0
+    assert capsys.readouterr().out == (f"no CUDA device: nothing to check (torch "
+                                       f"{torch.__version__}, CUDA not available)\n")
 
 
 @no_cuda
@@ -194,12 +193,13 @@ def test_list_and_only(capsys):
         gpu_check.main(["--only", "no such check"])
 
 
-def test_the_training_benchmark_has_the_cases_the_check_runs():
-    script = gpu_check.BENCHMARKS / "bench_train.py"
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", str(script)], capture_output=True,
-                          text=True, cwd=gpu_check.BENCHMARKS.parent)
-    assert done.returncode == 0, done.stdout[-2000:]
+def test_the_training_benchmark_has_the_cases_the_check_runs(monkeypatch):
+    """Its parametrize list, imported (pytest names a case "model-size"; collecting the file
+    in a pytest subprocess took seconds)."""
+    monkeypatch.syspath_prepend(str(gpu_check.BENCHMARKS))
+    for name in ("bench_train", "common"):  # benchmarks/ modules, imported here only
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    bench_train = importlib.import_module("bench_train")
+    ids = {f"{model}-{size}" for model, size in bench_train.CASES}
     for scale in gpu_check.SCALES.values():
-        for case in scale.bench_cases:
-            assert f"test_train_throughput_vs_naive_loop[{case}]" in done.stdout
+        assert set(scale.bench_cases) <= ids
