@@ -13,7 +13,8 @@ keys (``word``, ``countrycode``, ``timestamp``, ``recognized``, ``key_id``) are 
 present. Every problem is reported as ``FILE:LINE: reason``; with ``on_error="skip"`` the
 reader keeps going and a :class:`SkipLog` counts what it skipped and why. A drawing of more
 than :data:`MAX_POINTS_PER_DRAWING` points or :data:`MAX_STROKES_PER_DRAWING` strokes is a
-bad line too (``too-many-points``, ``too-many-strokes``).
+bad line too (``too-many-points``, ``too-many-strokes``), and so is a line longer than
+:data:`MAX_LINE_BYTES` (``too-long-line``), which is skipped without being read whole.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ ON_ERROR_MODES = ("raise", "skip")
 # .npz sketches are held to the same limits (rasterize.strokes).
 MAX_POINTS_PER_DRAWING = 100_000
 MAX_STROKES_PER_DRAWING = 10_000
+# The longest line a reader takes (its newline not counted); a longer one is a bad line
+# (too-long-line), skipped in bounded pieces without being read whole. Far above any real
+# line (the mirror's longest: 37,211 bytes, raw palm tree:15; a drawing at the point limit
+# takes at most about 8 MB, of raw floats), low enough that no line puts gigabytes in memory.
+MAX_LINE_BYTES = 16 << 20
 _BOM = b"\xef\xbb\xbf"
 _METADATA_KEYS = ("word", "countrycode", "timestamp", "recognized", "key_id")
 
@@ -271,14 +277,40 @@ def parse_line(line: bytes) -> Drawing:
     return parse_record(record)
 
 
-def parse_file_line(raw: bytes, lineno: int) -> Drawing:
+@dataclass(frozen=True)
+class LongLine:
+    """What :func:`file_lines` gives for a line over :data:`MAX_LINE_BYTES`, not its bytes."""
+
+    size: int  # the line's bytes, its newline not counted
+
+
+_SKIP_BYTES = 1 << 20  # read at a time while skipping the rest of a long line
+
+
+def file_lines(stream: BinaryIO) -> Iterator[bytes | LongLine]:
+    """The lines of ``stream`` as read from the file (newline included), none read whole if
+    it is longer than :data:`MAX_LINE_BYTES`: such a line is a :class:`LongLine`."""
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        size = len(line)
+        while not line.endswith(b"\n") and (line := stream.readline(_SKIP_BYTES)):
+            size += len(line)
+        yield LongLine(size - line.endswith(b"\n"))
+
+
+def parse_file_line(raw: bytes | LongLine, lineno: int) -> Drawing:
     """Parse line ``lineno`` (1-based) exactly as read from a file, newline included:
     a BOM on line 1 and CRLF are accepted, a blank line is an error, and a bad last line
     without a newline is reported as a truncated file (raises ``LineError``).
 
     The one place that frames file lines, for :func:`read_ndjson` and any other reader
-    that splits files itself (e.g. worker processes handed raw lines).
+    that splits files itself with :func:`file_lines` (e.g. worker processes handed raw lines).
     """
+    if isinstance(raw, LongLine):
+        raise LineError("too-long-line", f"line has {raw.size} bytes, more than the limit "
+                                         f"of {MAX_LINE_BYTES}")
     if lineno == 1 and raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     line = raw.rstrip(b"\r\n")
@@ -347,7 +379,7 @@ def read_ndjson(
 
     with open_binary(path) as stream:
         lineno = 0
-        lines = iter(stream)
+        lines = file_lines(stream)
         while True:
             try:
                 line = next(lines)
@@ -398,15 +430,18 @@ def drawing_from_arrays(
 
 
 __all__ = [
+    "MAX_LINE_BYTES",
     "MAX_POINTS_PER_DRAWING",
     "MAX_STROKES_PER_DRAWING",
     "ON_ERROR_MODES",
     "STREAM_ERRORS",
     "LineError",
+    "LongLine",
     "Drawing",
     "NdjsonError",
     "SkipLog",
     "drawing_from_arrays",
+    "file_lines",
     "open_binary",
     "parse_file_line",
     "parse_line",

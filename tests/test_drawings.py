@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import tracemalloc
 from collections import Counter
 
 import numpy as np
@@ -11,6 +12,7 @@ import orjson
 import pytest
 
 from rasterize.drawings import (
+    MAX_LINE_BYTES,
     MAX_POINTS_PER_DRAWING,
     MAX_STROKES_PER_DRAWING,
     Drawing,
@@ -159,6 +161,43 @@ def test_a_drawing_over_the_limits_is_a_bad_line(tmp_path, kind, at_limit, over,
     drawings = list(read_ndjson(path, on_error="skip", skipped=log))
     assert log.counts == {kind: 1}
     assert [d.num_points for d in drawings] == [3, sum(at_limit)]
+
+
+def line_of(size: int) -> bytes:
+    """A good line of exactly ``size`` bytes before its newline (JSON whitespace padding)."""
+    start = b'{"word":"padded","drawing":[[[1,2],[3,4]]]'
+    return start + b" " * (size - len(start) - 1) + b"}"
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_a_line_over_the_byte_limit_is_a_bad_line_never_read_whole(tmp_path, compress):
+    """Issue 10: a line of any length was read whole (a 4 GiB line, 4 GiB at once)."""
+    def write(name: str, lines: list[bytes]):
+        content = b"\n".join([*lines, b""])
+        path = tmp_path / (f"{name}.ndjson.gz" if compress else f"{name}.ndjson")
+        path.write_bytes(gzip.compress(content, compresslevel=1) if compress else content)
+        return path
+
+    long = 3 * MAX_LINE_BYTES
+    path = write("long", [GOOD, b"x" * long, line_of(MAX_LINE_BYTES), GOOD])
+    with pytest.raises(NdjsonError) as caught:
+        list(read_ndjson(path))
+    assert str(caught.value) == (f"{path}:2: line has {long} bytes, more than the limit of "
+                                 f"{MAX_LINE_BYTES}")
+    assert caught.value.kind == "too-long-line"
+    log = SkipLog()
+    assert [d.word for d in read_ndjson(path, on_error="skip", skipped=log)] == [
+        "cat", "padded", "cat"]
+    assert log.counts == {"too-long-line": 1}
+
+    path = write("only-long", [b"x" * long, GOOD])
+    tracemalloc.start()
+    try:
+        assert len(list(read_ndjson(path, on_error="skip"))) == 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * MAX_LINE_BYTES  # a bounded read takes twice what it returns; not 6 times
 
 
 def test_non_finite_values_from_python_objects():
