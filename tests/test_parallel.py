@@ -15,7 +15,15 @@ import numpy as np
 import orjson
 import pytest
 
-from rasterize.drawings import MAX_POINTS_PER_DRAWING, NdjsonError, SkipLog, read_ndjson
+from rasterize import parallel
+from rasterize.drawings import (
+    MAX_LINE_BYTES,
+    MAX_POINTS_PER_DRAWING,
+    LongLine,
+    NdjsonError,
+    SkipLog,
+    read_ndjson,
+)
 from rasterize.parallel import MANIFEST, NpyRowWriter, RasterizeOptions, rasterize_files
 from rasterize.render import render
 
@@ -124,6 +132,46 @@ def test_a_drawing_over_the_point_limit_is_a_bad_line_in_both_modes(bad_file, tm
     assert result.skipped.counts == {"too-many-points": 1}
     np.testing.assert_array_equal(np.load(out), expected_rows([path], on_error="skip")[0])
     assert result.rows == 2
+
+
+def test_a_line_over_the_byte_limit_is_a_bad_line_in_both_modes(mirror, tmp_path):
+    """Issue 10: the job read a line of any length whole, in this process."""
+    good = head_lines(mirror / "full" / "raw" / "cat.ndjson", 3)
+    path = tmp_path / "long.ndjson.gz"
+    path.write_bytes(gzip.compress(good[0] + b"x" * (MAX_LINE_BYTES + 1) + b"\n"
+                                   + b"".join(good[1:]), compresslevel=1))
+    out = tmp_path / "out.npy"
+    with pytest.raises(NdjsonError, match=rf"^{path}:2: line has {MAX_LINE_BYTES + 1} bytes, "
+                                          rf"more than the limit of {MAX_LINE_BYTES}$"):
+        rasterize_files([path], out, RasterizeOptions(workers=2, chunk_lines=2))
+    assert not out.exists()
+    result = rasterize_files([path], out, RasterizeOptions(on_error="skip", workers=2,
+                                                           chunk_lines=2))
+    assert result.skipped.counts == {"too-long-line": 1} and result.rows == 3
+    np.testing.assert_array_equal(np.load(out), expected_rows([path], on_error="skip")[0])
+
+
+def test_a_chunk_ends_at_the_line_that_brings_it_to_chunk_bytes(mirror, tmp_path):
+    """So lines of megabytes (up to MAX_LINE_BYTES) do not put 256 of them in one chunk."""
+    lines = head_lines(mirror / "full" / "raw" / "cat.ndjson", 30)
+    path = tmp_path / "cat.ndjson"
+    path.write_bytes(b"".join(lines[:10]) + b"x" * (MAX_LINE_BYTES + 1) + b"\n"
+                     + b"".join(lines[10:]))
+    options = RasterizeOptions(chunk_lines=8, chunk_bytes=20_000, shard_lines=12)
+    chunks = list(parallel._file_chunks(path, 0, options))
+    read = [line for chunk in chunks for line in chunk.lines]
+    assert read[:10] + read[11:] == lines and read[10] == LongLine(MAX_LINE_BYTES + 1)
+    assert [c.first_line for c in chunks] == list(
+        itertools.accumulate([1] + [len(c.lines) for c in chunks[:-1]]))
+    cut_by_bytes = 0
+    for chunk in chunks:
+        sizes = [len(line) if isinstance(line, bytes) else 0 for line in chunk.lines]
+        assert len(sizes) <= 8 and sum(sizes[:-1]) < 20_000
+        cut_by_bytes += len(sizes) < 8 and sum(sizes) >= 20_000
+        block = (chunk.first_line - 1) // 12  # no chunk straddles two shards
+        assert chunk.shard.endswith(f"-{block:06d}")
+        assert (chunk.first_line + len(chunk.lines) - 2) // 12 == block
+    assert cut_by_bytes  # raw cats are 3.6 KB a line: some chunks end by bytes
 
 
 def test_a_truncated_last_line_is_called_truncated(mirror, tmp_path):
