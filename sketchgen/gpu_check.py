@@ -66,7 +66,9 @@ IDENTICAL_DRAWINGS_SHARE = 0.5
 # relative difference of apple-vs-eye FIDs, features from the device vs the CPU (a large FID:
 # the real-vs-real FID of two halves is near 0 and its relative error many times the features')
 FID_TOLERANCE = 1e-2
-SUBPROCESS_TIMEOUT = 600  # seconds: a hung NCCL rendezvous or benchmark is a failure
+# seconds: a hung NCCL rendezvous or benchmark is a failure; ~10 times the ~25 s expected,
+# within the whole run's 5-minute budget (600 let one hang take twice that)
+SUBPROCESS_TIMEOUT = 240
 TORCHRUN_CHILD = "_torchrun-child"  # argv[1] of the process torchrun starts (not public)
 PROBE = "gpu-check probe: "  # prefix of the child's JSON line on stdout
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present when an NVIDIA driver is loaded
