@@ -1,10 +1,11 @@
 """``python -m sketchgen.gpu_check``: a GPU machine checks every CUDA path the README claims.
 
 Nothing in this project ran on a GPU while it was written. Each check here does a few steps
-of real work on the device -- GAN and Sketch-RNN training with ``--amp`` and ``--compile``,
-resume, sampling, the torch renderer against cairo, the classifier, FID, torchrun with NCCL,
-the training and render benchmarks -- and returns a one-line figure or raises. The runner
-times every check and prints one aligned line per check, then a summary line::
+of real work on the device -- GAN training with ``--amp`` and ``--compile``, Sketch-RNN
+training (it applies neither), resume, sampling, the torch renderer against cairo, the
+classifier, FID, torchrun with NCCL, the training and render benchmarks -- and returns a
+one-line figure or raises. The runner times every check and prints one aligned line per
+check, then a summary line::
 
     PASS  train sngan --amp          4.1 s  50 steps + 10 resumed, loss_d 1.23, ...
     FAIL  train sngan --compile     61.0 s  BackendCompilerFailed: ...
