@@ -286,17 +286,17 @@ def test_sketches_repeated_by_reference_are_refused_before_they_are_copied(tmp_p
                                                                            monkeypatch):
     """A 640 KB pickle naming one 600 KB array 20,000 times (memo references) asked for
     12 GB of copies; rows of a plain array each cost an array object too."""
-    monkeypatch.setattr(strokes, "MAX_NPZ_SPLIT_BYTES", 32 << 20)
+    monkeypatch.setattr(strokes, "MAX_NPZ_SPLIT_BYTES", 8 << 20)
     data = pickled_text(np.zeros((100_000, 3), "<i2").tobytes())
     first = pickled_array(pickled_shape((100_000, 3)), I2, data) + b"q\x01"  # memoised as 1
     repeated, rows = tmp_path / "repeated.npz", tmp_path / "rows.npz"
     write_pickled_npz(repeated, pickled_column([first] + [b"h\x01"] * 999), 1000)
-    np.savez(rows, sketches=np.zeros((200_000, 1, 3), np.int8))  # 600 KB
+    np.savez(rows, sketches=np.zeros((60_000, 1, 3), np.int8))  # 180 KB
     for path in (repeated, rows):
         with pytest.raises(ValueError) as caught:
             read_sketch_npz(path)
         assert re.fullmatch(rf"{re.escape(str(path))}: sketches\[[0-9]+\]: the sketches up to "
-                            r"this one: more than the 33,554,432 bytes a split may take in "
+                            r"this one: more than the 8,388,608 bytes a split may take in "
                             r"memory", str(caught.value)), str(caught.value)
 
 
