@@ -13,9 +13,9 @@ One exception, for speed: cairo's time to stroke one path grows faster than its 
 stroke of 80k points took 0.7 s, of 320k 9.8 s), so a stroke of more than
 :data:`MAX_PATH_POINTS` points (Google's longest in the mirror has 1,174) is stroked in
 consecutive pieces of at most that many, each starting at the point where the previous one
-ends. Rendering time is
-then linear in the points; such a stroke can differ from one stroked whole at antialiased
-pixels where its pieces meet or overlap (each piece is composited on its own).
+ends. Rendering time is then linear in the points; such a stroke can differ from one stroked
+whole at antialiased pixels where its pieces meet or overlap (each piece is composited on
+its own).
 
 :func:`render_reference` is that recipe as a plain per-point cairo loop (the documented
 baseline in ``benchmarks/bench_render.py``). :func:`render` gives byte-identical pixels but
