@@ -300,6 +300,29 @@ def test_sketches_repeated_by_reference_are_refused_before_they_are_copied(tmp_p
                             r"memory", str(caught.value)), str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "element, fragment",
+    [
+        (b"ccopyreg\n_reconstructor\n)R", "refusing to unpickle copyreg._reconstructor"),
+        (b"cnumpy.core.multiarray\nscalar\n" + pickled_dtype(pickled_text(b"O8"), b"|", 63)
+         + b"N\x86R", "refusing to unpickle numpy.core.multiarray.scalar"),
+        (b"c_codecs\nencode\nX\x01\x00\x00\x00xX\x05\x00\x00\x00utf-7\x86R",
+         "_codecs.encode other than protocol 2's bytes"),
+        (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\ndtype\nK\x00\x85U\x01b\x87R",
+         "numpy's array reconstruction of something not an array"),
+        (b"cnumpy\nndarray\n(J\x00\x00\x00\x40K\x03tU\x02i2\x86R", "called directly"),
+    ],
+    ids=["copyreg._reconstructor", "numpy scalar of dtype O", "encode to utf-7",
+         "reconstruct a dtype", "ndarray of 3 GB"],
+)
+def test_the_names_a_pickle_may_use_refuse_what_numpy_never_writes(tmp_path, element, fragment):
+    path = tmp_path / "hostile.npz"
+    write_pickled_npz(path, pickled_column([element]), 1)
+    with pytest.raises(ValueError) as caught:
+        read_sketch_npz(path)
+    assert str(caught.value).startswith(f"{path}: sketches: ") and fragment in str(caught.value)
+
+
 STAND_INS = [("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
              ("numpy", "dtype"), ("_codecs", "encode")]
 
