@@ -36,10 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rasterize.render import CHANNELS, render
-from sketchgen.compare import ClassifierSettings
 from sketchgen.config import (
     BATCH_SIZES,
     EPOCHS,
+    EVALUATOR_BATCH_SIZE,
+    EVALUATOR_MAX_EPOCHS,
+    EVALUATOR_PATIENCE,
+    EVALUATOR_WIDTH,
     RATES,
     SEEDS,
     SIZES,
@@ -54,15 +57,12 @@ from sketchgen.runtime import atomic_write, choose_device, save_checkpoint
 
 CHECKPOINT_FORMAT = "sketchgen.classifier/1"
 POOLINGS = 4  # conv + 2x2 max-pool blocks: k, 2k, 4k, 8k filters
-# compare's [classifier] settings (the suite's evaluator, also the API's default one) are the
-# one home of the defaults of width, batch size, epochs and patience below
-_SUITE = ClassifierSettings()
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     # k: filters k, 2k, 4k, 8k and 8k dense features (the reference: 12 to 75)
-    width: int = setting(_SUITE.width, within=WIDTHS)
+    width: int = setting(EVALUATOR_WIDTH, within=WIDTHS)
     # render channels, e.g. ("ink", "order"); () = plain bitmap
     channels: tuple[str, ...] = setting((), choices=CHANNELS)
     size: int = setting(28, within=SIZES)  # bitmap side in pixels; 28 = Google's numpy_bitmap
@@ -70,10 +70,10 @@ class ClassifierConfig:
     # the training data, so both are stored with the weights
     line_width: float = setting(16.0, within="(0, 256]")
     padding: float = setting(16.0, within="[0, 256]")
-    batch_size: int = setting(_SUITE.batch_size, within=BATCH_SIZES)  # training batch
+    batch_size: int = setting(EVALUATOR_BATCH_SIZE, within=BATCH_SIZES)  # training batch
     learning_rate: float = setting(1e-3, within=RATES)  # Adam, as in the reference
-    max_epochs: int = setting(_SUITE.max_epochs, within=EPOCHS)  # early stopping ends sooner
-    patience: int = setting(_SUITE.patience, within=EPOCHS)  # epochs without a lower valid loss
+    max_epochs: int = setting(EVALUATOR_MAX_EPOCHS, within=EPOCHS)  # early stopping ends sooner
+    patience: int = setting(EVALUATOR_PATIENCE, within=EPOCHS)  # epochs without a lower valid loss
     seed: int = setting(0, within=SEEDS)  # weight initialisation, batch order, data split
 
     def __post_init__(self):

@@ -67,6 +67,10 @@ from sketchgen.config import (
     BATCH_SIZES,
     DRAWINGS_PER_CLASS,
     EPOCHS,
+    EVALUATOR_BATCH_SIZE,
+    EVALUATOR_MAX_EPOCHS,
+    EVALUATOR_PATIENCE,
+    EVALUATOR_WIDTH,
     FRACTIONS,
     SEEDS,
     SIZES,
@@ -118,14 +122,13 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    """The evaluator and feature space: sketchgen.classifier's width-k CNN. The defaults of
-    width, epochs, patience and batch size are also ClassifierConfig's (declared here only)."""
+    """The evaluator and feature space: sketchgen.classifier's width-k CNN (defaults:
+    sketchgen.config's EVALUATOR_*, shared with ClassifierConfig)."""
 
-    # k: 8k = 128 features, fewer than N so covariances are full rank
-    width: int = setting(16, within=WIDTHS)
-    max_epochs: int = setting(15, within=EPOCHS)  # early stopping usually ends sooner
-    patience: int = setting(2, within=EPOCHS)  # epochs without a better validation loss to stop
-    batch_size: int = setting(128, within=BATCH_SIZES)  # images per Adam step
+    width: int = setting(EVALUATOR_WIDTH, within=WIDTHS)
+    max_epochs: int = setting(EVALUATOR_MAX_EPOCHS, within=EPOCHS)
+    patience: int = setting(EVALUATOR_PATIENCE, within=EPOCHS)
+    batch_size: int = setting(EVALUATOR_BATCH_SIZE, within=BATCH_SIZES)
     # share of the training drawings used for early stopping
     valid_fraction: float = setting(0.1, within=FRACTIONS)
     load: str | None = setting(None, path=True)  # a saved classifier to use instead of training

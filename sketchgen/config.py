@@ -126,6 +126,14 @@ RATES = Interval.of("(0, 1]")  # learning rates, decays, keep probabilities
 FRACTIONS = Interval.of("(0, 1)")  # shares of a data set that must leave something either side
 SAMPLE_SEED = 0  # sampling's seed when none is given (sketchgen sample, sketchgen.sample, the API)
 
+# The suite's evaluator (sketchgen.classifier's width-k CNN): the defaults of ClassifierConfig,
+# of a comparison's [classifier] table and of the API's default evaluator, declared once here
+# (torch-free, so the comparison's config needs no model import).
+EVALUATOR_WIDTH = 16  # k: 8k = 128 features, fewer than N so covariances are full rank
+EVALUATOR_BATCH_SIZE = 128  # images per Adam step
+EVALUATOR_MAX_EPOCHS = 15  # early stopping usually ends sooner
+EVALUATOR_PATIENCE = 2  # epochs without a better validation loss before stopping
+
 
 # Sizes that are each in range can still multiply into a model no machine holds (dcgan at
 # 1024 px with width 1024: 367 billion weights). 2**28 weights are 1 GiB of float32, 32x the
