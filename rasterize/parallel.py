@@ -71,8 +71,8 @@ class RasterizeOptions:
     on_error: str = "raise"  # "raise": stop at the first bad line; "skip": count it, go on
     workers: int | None = None  # worker processes; None = os.cpu_count(); 1 = this process
     chunk_lines: int = 256  # lines per worker task: amortises IPC, keeps results small
-    # bytes per worker task, at most (plus the line that crosses it): 4 times 256 of Google's
-    # raw lines (3.6 KB on average), so only lines of megabytes make chunks shorter
+    # bytes per worker task, at most (plus the line that crosses it): about 4 times 256 of
+    # Google's raw lines (3.6 KB on average), so only lines of megabytes make chunks shorter
     chunk_bytes: int = 4 << 20
     shard_lines: int = 100_000  # lines per resumable shard: the most a crash can cost
 
@@ -108,7 +108,7 @@ class _Chunk:
     shard: str  # name of the shard the chunk belongs to
     path: str
     first_line: int  # 1-based number of lines[0]
-    lines: list[bytes | LongLine]  # raw lines, newline included
+    lines: list[bytes | LongLine]  # raw lines, newline included; LongLine: one too long
     stream_error: str | None = None  # the compressed stream broke after these lines
 
 
