@@ -191,3 +191,15 @@ def test_without_prctl_a_worker_still_notices_its_parent_died(tmp_path):
         parent.kill()
         if worker is not None and is_running(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(files, tmp_path, capsys):
+    good, _, _ = files
+    out = tmp_path / "mine.npy"
+    out.write_bytes(b"the user's own file")
+    assert main(["rasterize", str(good), "-o", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert str(out) in error and "--overwrite" in error and "\n" not in error
+    assert out.read_bytes() == b"the user's own file"
+    assert main(["rasterize", str(good), "-o", str(out), "--overwrite"]) == 0
+    assert np.load(out).shape == (40, 28 * 28)

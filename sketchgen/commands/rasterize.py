@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="raise",
         help="on a bad line: stop with FILE:LINE (raise, default) or leave it out and count it",
     )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT.npy if it exists (an interrupted run needs no flag)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -52,6 +54,9 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--size must be at least 1, got {args.size}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    from sketchgen.outputs import check_free
+
+    check_free([args.output], args.overwrite)  # a finished OUT.npy is the user's now
 
 
 def run(args: argparse.Namespace) -> int:
