@@ -72,14 +72,17 @@ from sketchgen.config import (
     EVALUATOR_PATIENCE,
     EVALUATOR_WIDTH,
     FRACTIONS,
+    MAX_CLASSES,
     SEEDS,
     SIZES,
     STEPS,
+    TOO_DEEP,
     WIDTHS,
     ConfigError,
     TrainConfig,
     check_fields,
     instantiate,
+    listed,
     setting,
 )
 
@@ -149,7 +152,8 @@ class CompareConfig:
     """A whole comparison; see the module docstring for the TOML form."""
 
     name: str  # names the report folder and its title
-    categories: tuple[str, ...]  # Quick, Draw! names or data file paths; one class each
+    # Quick, Draw! names or data file paths; one class each
+    categories: tuple[str, ...] = setting(max_items=MAX_CLASSES)
     models: tuple[ModelSpec, ...]
     label: str = "Comparison run"  # one line for the report, e.g. how small the budget is
     size: int = setting(28, within=SIZES)  # bitmap side; 28 = Google's numpy_bitmap size
@@ -181,7 +185,7 @@ def _check_keys(table: dict, cls, where: str) -> None:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(known))
     if unknown:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+        raise UsageError(f"{where}: unknown key(s) {listed(unknown)}; "
                          f"known: {', '.join(known)}")
     missing = [key for key, f in known.items() if key not in table
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -233,6 +237,8 @@ def load_config(path: str | Path) -> CompareConfig:
         raise UsageError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"{path}: {error}") from None
+    except RecursionError:  # tomllib parses [[[...]]] by recursion
+        raise UsageError(f"{path}: {TOO_DEEP}") from None
     try:
         return config_from_dict(data)
     except UsageError as error:

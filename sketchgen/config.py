@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import reprlib
 import tomllib
 import types
 import typing
@@ -112,6 +113,8 @@ def _written(number: float) -> str:
 
 
 MAX_STEPS = 10**9  # optimizer steps: ~30 years at one step per second
+MAX_TEXT = 4_096  # characters in any string (Linux's PATH_MAX): a path or a name, not a book
+MAX_CLASSES = 10_000  # categories of one run; embeddings and classifiers grow with their count
 # Ranges shared by several configs (each field names its own otherwise). Generous, but bounded
 # so that a typo or a stranger's file cannot ask for a terabyte before anything is checked.
 STEPS = Interval(1, MAX_STEPS)
@@ -156,14 +159,15 @@ def check_model_size(build: Callable[[], Iterable[Any]], what: str) -> None:
 
 
 def setting(default: Any = dataclasses.MISSING, *, within: Any = None,
-            choices: tuple[str, ...] = (), path: bool = False, help_text: str = "",
-            default_factory: Any = dataclasses.MISSING) -> Any:
+            choices: tuple[str, ...] = (), path: bool = False, max_items: int = 0,
+            help_text: str = "", default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with its allowed values declared beside it, enforced by
     :func:`check_fields`: ``within`` an :class:`Interval` (or its text or tuple) for a number
     or each number of a list; ``choices`` the allowed strings; ``path`` for a string naming a
-    file or folder (not empty). No string may hold NUL or other control characters."""
+    file or folder (not empty); ``max_items`` the most entries a list may have. No string may
+    hold NUL or other control characters, or more than MAX_TEXT characters."""
     metadata = {"help": help_text, "within": within and Interval.of(within),
-                "choices": choices, "path": path}
+                "choices": choices, "path": path, "max_items": max_items}
     return field(default=default, default_factory=default_factory,
                  metadata={key: value for key, value in metadata.items() if value})
 
@@ -202,6 +206,7 @@ def _check(value: Any, hint: Any, meta: Mapping[str, Any], path: str) -> None:
         if value is None:
             return
         (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))  # `X | None`
+    _check_length(value, meta, path)
     if _is_list(hint):
         items = _item_hints(hint, value)
         if items is not None:
@@ -211,7 +216,16 @@ def _check(value: Any, hint: Any, meta: Mapping[str, Any], path: str) -> None:
     elif _fits(value, hint, meta):
         return
     expected = ("None or " if optional else "") + _expected(hint, meta)
-    raise FieldError(path, f"must be {expected}, got {_shown(value)}")
+    raise FieldError(path, f"must be {expected}, got {shown(value)}")
+
+
+def _check_length(value: Any, meta: Mapping[str, Any], path: str) -> None:
+    """Lengths first: a 10 MB string or a million-entry list is refused by its size alone."""
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise FieldError(path, f"must be at most {MAX_TEXT:_} characters, got {len(value):_}")
+    most = meta.get("max_items")
+    if most and isinstance(value, (list, tuple)) and len(value) > most:
+        raise FieldError(path, f"must have at most {most:_} entries, got {len(value):_}")
 
 
 def _is_list(hint: Any) -> bool:
@@ -272,11 +286,29 @@ def _expected(hint: Any, meta: Mapping[str, Any], plural: bool = False) -> str:
     return f"{noun} in {meta['within']}" if "within" in meta else noun
 
 
-def _shown(value: Any) -> str:
+_SHORT_REPR = reprlib.Repr()  # three levels deep, ten items, 200 characters a string
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 3, 200, 200
+_SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxdict = 10
+
+
+def shown(value: Any) -> str:
     """A value as the message quotes it: TOML's true/false, otherwise Python's repr (which
-    shows NUL and control characters escaped), cut to one readable line."""
-    text = str(value).lower() if isinstance(value, bool) else repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
+    shows NUL and control characters escaped), cut to one readable line; lists, tables and
+    strings shortened before they are written out (a checkpoint's list may be nested deeper
+    than repr can recurse)."""
+    return cut(str(value).lower() if isinstance(value, bool) else _SHORT_REPR.repr(value))
+
+
+def cut(text: str, limit: int = 200) -> str:
+    """``text`` if it is at most ``limit`` characters, else its start and "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def listed(names: Iterable[str], most: int = 10) -> str:
+    """Names for a message, such as a file's unknown keys: the first ``most``, each cut."""
+    names = list(names)
+    more = f" and {len(names) - most:_} more" if len(names) > most else ""
+    return ", ".join(cut(name, 60) for name in names[:most]) + more
 
 
 @dataclass(frozen=True)
@@ -286,7 +318,7 @@ class TrainConfig:
     model: str = _help("registered model name (see `sketchgen train --help`)", default="sngan")
     categories: tuple[str, ...] = _help(
         "Quick, Draw! category names or ndjson/npy paths; one class per entry, in this order",
-        default=(),
+        default=(), max_items=MAX_CLASSES,
     )
     size: int = _help("image side in pixels; 28 is Google's numpy_bitmap size", default=28,
                       within=SIZES)
@@ -372,9 +404,12 @@ def config_from_mapping(values: dict[str, Any], base: TrainConfig | None = None)
     """``base`` (default: the defaults) with ``values`` replaced; unknown keys fail."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; "
+        raise ConfigError(f"unknown config field(s): {listed(unknown)}; "
                           f"known: {', '.join(FIELDS)}")
     return dataclasses.replace(base or TrainConfig(), **values)
+
+
+TOO_DEEP = "nested too deep for the TOML parser"  # tomllib recurses into [[[...]]]
 
 
 def load_toml(path: str | Path) -> TrainConfig:
@@ -388,6 +423,8 @@ def load_toml(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file not found: {path}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: {error}") from error
+    except RecursionError:
+        raise ConfigError(f"{path}: {TOO_DEEP}") from None
     try:
         return config_from_mapping(data)
     except ConfigError as error:
@@ -427,6 +464,8 @@ def _parse_assignment(text: str) -> tuple[str, Any]:
         return key.strip(), tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         return key.strip(), value  # a bare word such as --set loss=hinge is a string
+    except RecursionError:
+        raise ConfigError(f"--set {cut(text, 40)}: {TOO_DEEP}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

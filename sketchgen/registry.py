@@ -24,7 +24,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sketchgen.config import ConfigError, FieldError, TrainConfig
+from sketchgen.config import ConfigError, FieldError, TrainConfig, listed
 
 Kind = Literal["bitmap", "strokes"]
 
@@ -52,7 +52,7 @@ class ModelEntry:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(f"{where}: model {self.name!r} has no option(s) "
-                              f"{', '.join(unknown)}; options: {', '.join(sorted(known))}")
+                              f"{listed(unknown)}; options: {', '.join(sorted(known))}")
         try:
             return dataclasses.replace(config, **overrides)
         except FieldError as error:

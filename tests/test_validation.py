@@ -124,6 +124,13 @@ def test_bad_model_option_in_toml_names_its_table(tmp_path, capsys):
      "max_epochs must be an integer in [1, 10_000], got 0"),
     (lambda: compare.ModelSpec("dcgan", steps=10, batch_size=True),
      "batch_size must be an integer in [1, 65_536], got true"),
+    (lambda: TrainConfig(categories=("x" * 10**6,)),
+     "categories[0] must be at most 4_096 characters, got 1_000_000"),
+    (lambda: GanConfig(loss="x" * 10**7), "loss must be at most 4_096 characters, got 10_000_000"),
+    (lambda: TrainConfig(categories=[f"c{i}" for i in range(10**6)]),
+     "categories must have at most 10_000 entries, got 1_000_000"),
+    (lambda: compare.CompareConfig("tiny", ("eye",) * 10_001, ()),
+     "categories must have at most 10_000 entries, got 10_001"),
 ])
 def test_api_configs_check_their_fields(make, message):
     with pytest.raises(ConfigError) as caught:
@@ -161,6 +168,35 @@ def test_model_options_from_the_command_line_name_their_path(tmp_path, capsys):
                                     "--out", str(tmp_path / "run")])
     assert error.endswith(f"steps must be an integer in {STEPS}, got 0")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("part", "message"), [
+    (f'categories = ["{"x" * 10**7}"]', "categories[0] must be at most 4_096 characters"),
+    (f"categories = {[f'c{i}' for i in range(20_000)]}",
+     "categories must have at most 10_000 entries, got 20_000"),
+    (f'{"x" * 10**7} = 1', "unknown config field(s): xxx"),
+    (f'[model_options]\n{"x" * 10**7} = 1', "model 'dcgan' has no option(s) xxx"),
+    ("[model_options]\n" + "".join(f"w{i} = 1\n" for i in range(10**5)),
+     "has no option(s) w0, w1, w10, "),
+], ids=["10-MB-category", "20_000-categories", "10-MB-key", "10-MB-option", "100_000-options"])
+def test_huge_strings_and_lists_in_toml_are_one_short_line(tmp_path, capsys, part, message):
+    path = tmp_path / "run.toml"
+    path.write_text(f'model = "dcgan"\nout = "{tmp_path / "run"}"\n{part}\n')
+    error = one_line_error(capsys, ["train", "--config", str(path)])
+    assert message in error and len(error) < 1_000, error[:1_000]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]
+
+
+def test_toml_nested_too_deep_for_the_parser_is_one_line(tmp_path, capsys):
+    nested = "[" * 100_000 + "]" * 100_000
+    path = tmp_path / "run.toml"
+    path.write_text(f'model = "dcgan"\nsize = {nested}\n')
+    message = f"{path}: nested too deep for the TOML parser"
+    assert one_line_error(capsys, ["train", "--config", str(path)]).endswith(message)
+    assert one_line_error(capsys, ["compare", str(path)]).endswith(message)
+    error = one_line_error(capsys, ["train", "dcgan", "--set", f"width={nested[49_000:-49_000]}"])
+    assert "--set width=[[[" in error and error.endswith(": nested too deep for the TOML parser")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]
 
 
 def test_nul_in_out_is_one_line_naming_out(tmp_path, capsys):
@@ -316,6 +352,8 @@ CHECKPOINT_CASES = {  # name: (how the file is spoiled, what the error must say)
     "weight-wrong-shape": (_tampered(lambda c: c["task"]["G"].update(
         {_first_weight(c): torch.zeros(3)})), "has shape (3,), the model's is"),
     "weight-missing": (_tampered(lambda c: c["task"]["G"].pop(_first_weight(c))), "missing"),
+    "class-name-huge": (_tampered(lambda c: c.update(class_names=["e" * 10**6, "mouth"])),
+                        "class_names[0] must be at most 4_096 characters, got 1_000_000"),
 }
 BUILT_FIRST = {"weight-wrong-shape", "weight-missing"}  # sizes in range: built, then compared
 
