@@ -5,7 +5,8 @@ in three layers, before anything is built from it. Each problem is a one-line
 1. The file (:func:`load`): a zip archive as ``torch.save`` writes it, every entry stored
    uncompressed (torch would inflate a compressed one to whatever size the archive claims: a
    zip bomb) and no larger than the file; then ``torch.load(weights_only=True)``, which
-   builds tensors and plain data only and runs no code.
+   builds tensors and plain data only and runs no code; then no tensor may declare more
+   bytes than the file holds (a view can stretch one stored element over 10**10).
 2. The layout (:func:`read_checkpoint` for a run's ``checkpoint.pt``,
    :func:`read_classifier_checkpoint` for a saved classifier): keys and types, and the
    stored configs through their dataclasses' own field checks -- so every size is in its
@@ -26,16 +27,17 @@ from typing import Any
 
 from sketchgen.config import (
     EPOCHS,
+    MAX_CLASSES,
     MAX_STEPS,
+    RATES,
     ConfigError,
     FieldError,
     check_fields,
     config_from_mapping,
     instantiate,
     setting,
+    shown,
 )
-
-MAX_CLASSES = 10_000  # class names in one checkpoint; embeddings grow with their count
 
 
 class CheckpointError(ConfigError):
@@ -58,13 +60,15 @@ def load(path: str | Path, device: Any = "cpu") -> Any:
     try:
         with warnings.catch_warnings():  # about the pickle protocol of a file refused anyway
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=device, weights_only=True)
+            loaded = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:  # weights_only met a global it does not allow
         raise CheckpointError(path, "refused: it holds objects other than tensors and plain "
                                     f"data ({_unpickling_reason(error)})") from None
     except (RuntimeError, EOFError, ValueError, KeyError, TypeError, IndexError,
             AttributeError, OverflowError) as error:  # a damaged archive or record
         raise CheckpointError(path, f"not a torch checkpoint ({_first_line(error)})") from None
+    _check_tensor_sizes(loaded, path)
+    return loaded
 
 
 def _check_archive(path: Path) -> None:
@@ -83,6 +87,36 @@ def _check_archive(path: Path) -> None:
     if sum(entry.file_size for entry in entries) > path.stat().st_size:
         raise CheckpointError(path, "not a torch checkpoint: its entries claim more bytes "
                                     "than the file holds")
+
+
+def _check_tensor_sizes(loaded: Any, path: Path) -> None:
+    """Every tensor's bytes are in the file when torch.save wrote it; a stranger's view (stride
+    0) can declare any number of elements over one stored value, and the first copy of it
+    (numpy's of an RNG state, a dtype conversion) would allocate them all."""
+    import torch
+
+    limit = path.stat().st_size
+    pending, seen = [("", loaded)], set()
+    while pending:  # not recursive: the unpickler builds lists nested deeper than the stack
+        where, value = pending.pop()
+        if isinstance(value, torch.Tensor):
+            size = value.numel() * value.element_size()
+            if size > limit:
+                raise CheckpointError(path, f"{where or 'its tensor'} declares "
+                                            f"{value.numel():_} elements ({size:_} bytes), "
+                                            f"more than the file's {limit:_}")
+        elif isinstance(value, (dict, list, tuple)) and id(value) not in seen:
+            seen.add(id(value))  # the memo can make a list hold itself
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            pending += [(_inner(where, key, isinstance(value, dict)), item)
+                        for key, item in items]
+
+
+def _inner(where: str, key: Any, named: bool = True) -> str:
+    """The path of ``key`` inside ``where``: ``task.G``, ``rng.numpy[1]``, ``state[0]``."""
+    if named and isinstance(key, str):
+        return f"{where}.{key}" if where else key
+    return f"{where}[{key!r}]"
 
 
 def _first_line(error: BaseException) -> str:
@@ -244,21 +278,26 @@ def _check_rng(state: dict[str, Any], path: Path) -> None:
 
 def load_task_state(task: Any, state: dict[str, Any], path: Path) -> None:
     """Load a run's stored task state into the task freshly built from its checked configs:
-    first :func:`check_state` against the task's own state, then the optimizers' moments
-    against their parameters (torch checks neither before a training step would fail)."""
+    first :func:`check_state` against the task's own state, then the optimizers' settings and
+    moments (torch restores whatever the file says and checks neither)."""
     check_state(task.state_dict(), state, "task", path)
+    built = {name: [{key: value for key, value in group.items() if key != "params"}
+                    for group in optimizer.param_groups] for name, optimizer in _optimizers(task)}
     try:
         task.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
         raise CheckpointError(path, f"task: {_joined(error)}") from None
-    _check_moments(task, path)
+    for name, optimizer in _optimizers(task):
+        _check_optimizer(name, optimizer, built[name], path)
 
 
 def check_state(expected: Any, found: Any, where: str, path: Path) -> None:
     """``found`` has everything ``expected`` (the built model's state) has: tensors of the same
     shape and dtype, numbers where numbers are, lists of the same length, every dict key.
     Extra keys are left to the loader (an optimizer's per-parameter state is empty before
-    the first step, and the loaders of modules refuse unexpected keys themselves)."""
+    the first step, and the loaders of modules refuse unexpected keys themselves), and so are
+    missing plain values: an optimizer setting that a newer torch added is missing from an
+    older file, and torch fills in its default (checked by :func:`load_task_state`)."""
     import torch
 
     if isinstance(expected, torch.Tensor):
@@ -267,10 +306,11 @@ def check_state(expected: Any, found: Any, where: str, path: Path) -> None:
         if not isinstance(found, dict):
             raise CheckpointError(path, f"{where} must be a dict, got {type(found).__name__}")
         for key, value in expected.items():
-            inner = f"{where}.{key}" if isinstance(key, str) else f"{where}[{key!r}]"
-            if key not in found:
+            inner = _inner(where, key)
+            if key in found:
+                check_state(value, found[key], inner, path)
+            elif isinstance(value, (torch.Tensor, dict, list, tuple)):
                 raise CheckpointError(path, f"{inner} is missing")
-            check_state(value, found[key], inner, path)
     elif isinstance(expected, (list, tuple)):
         if not isinstance(found, (list, tuple)) or len(found) != len(expected):
             raise CheckpointError(path, f"{where} must be a list of {len(expected)}, "
@@ -312,19 +352,42 @@ def _described(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_moments(task: Any, path: Path) -> None:
-    """Every optimizer state tensor that is not a scalar (Adam's moments) has its parameter's
-    shape. The optimizers are found among the task's attributes: the Task protocol does not
-    name them."""
+def _optimizers(task: Any) -> list[tuple[str, Any]]:
+    """The task's optimizers, found among its attributes (the Task protocol does not name
+    them)."""
     import torch
 
-    for name, optimizer in vars(task).items():
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            continue
-        for parameter, state in optimizer.state.items():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor) and value.dim() and (
-                        value.shape != parameter.shape):
-                    raise CheckpointError(path, f"task: {name} state {key!r} has shape "
-                                                f"{tuple(value.shape)}, its parameter's is "
-                                                f"{tuple(parameter.shape)}")
+    return [(name, value) for name, value in vars(task).items()
+            if isinstance(value, torch.optim.Optimizer)]
+
+
+def _check_optimizer(name: str, optimizer: Any, built: list[dict[str, Any]], path: Path
+                     ) -> None:
+    """A loaded optimizer has the settings it was built with from the checked configs (a file's
+    maximize=True would train uphill, an lr of 1e300 overflow at the first step), except the
+    learning rate, which a schedule changes (Sketch-RNN's decay) within RATES; and it holds
+    state for its own parameters only, each tensor that is not a scalar (Adam's moments) of
+    its parameter's shape."""
+    import torch
+
+    for index, (group, fresh) in enumerate(zip(optimizer.param_groups, built, strict=True)):
+        for key, value in fresh.items():
+            where = f"task: {name} param_groups[{index}].{key}"
+            if key not in group:
+                raise CheckpointError(path, f"{where} is missing")
+            if key == "lr" and not (type(group[key]) in (int, float) and group[key] in RATES):
+                raise CheckpointError(path, f"{where} must be a number in {RATES}, "
+                                            f"got {group[key]!r}")
+            if key != "lr" and group[key] != value:
+                raise CheckpointError(path, f"{where} is {group[key]!r}, the model's settings "
+                                            f"give {value!r}")
+    for parameter, state in optimizer.state.items():
+        if not isinstance(parameter, torch.Tensor):
+            raise CheckpointError(path, f"task: {name} holds state for {shown(parameter)}, "
+                                        "which is none of its parameters")
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.dim() and (
+                    value.shape != parameter.shape):
+                raise CheckpointError(path, f"task: {name} state {key!r} has shape "
+                                            f"{tuple(value.shape)}, its parameter's is "
+                                            f"{tuple(parameter.shape)}")

@@ -17,6 +17,7 @@ import pickle
 import random
 import re
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -315,6 +316,26 @@ def _first_weight(state: dict) -> str:
     return next(iter(state["task"]["G"]))
 
 
+def _first_group(state: dict) -> dict:
+    return state["task"]["opt_g"]["param_groups"][0]
+
+
+def _nested_too_deep(path: Path) -> None:
+    """class_names[0] a list nested 3,000 deep: the unpickler builds it without recursing, a
+    repr of it recurses past Python's limit."""
+    checkpoint = torch.load(path, weights_only=True)
+    nested: list = []
+    for _ in range(3_000):
+        nested = [nested]
+    checkpoint["class_names"] = [nested]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # for the pickler, which recurses
+    try:
+        torch.save(checkpoint, path)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 CHECKPOINT_CASES = {  # name: (how the file is spoiled, what the error must say)
     "random-bytes": (lambda p: p.write_bytes(random.Random(0).randbytes(3000)),
                      "not a torch checkpoint"),
@@ -352,10 +373,25 @@ CHECKPOINT_CASES = {  # name: (how the file is spoiled, what the error must say)
     "weight-wrong-shape": (_tampered(lambda c: c["task"]["G"].update(
         {_first_weight(c): torch.zeros(3)})), "has shape (3,), the model's is"),
     "weight-missing": (_tampered(lambda c: c["task"]["G"].pop(_first_weight(c))), "missing"),
+    # a 1-element storage viewed as 10**10 elements: numpy's copy of it would take 37 GiB
+    "huge-view": (_tampered(lambda c: c["rng"]["numpy"].__setitem__(
+        1, torch.zeros(1, dtype=torch.int64).expand(10**10))),
+        "rng.numpy[1] declares 10_000_000_000 elements (80_000_000_000 bytes), more than"),
     "class-name-huge": (_tampered(lambda c: c.update(class_names=["e" * 10**6, "mouth"])),
                         "class_names[0] must be at most 4_096 characters, got 1_000_000"),
+    "class-name-nested-deep": (_nested_too_deep, "class_names[0] must be a string"),
+    "optimizer-state-of-no-parameter": (
+        _tampered(lambda c: c["task"]["opt_g"]["state"].update({999: {"exp_avg": torch.ones(3)}})),
+        "task: opt_g holds state for 999, which is none of its parameters"),
+    "optimizer-lr-huge": (_tampered(lambda c: _first_group(c).update(lr=1e300)),
+                          "task: opt_g param_groups[0].lr must be a number in (0, 1], got 1e+300"),
+    "optimizer-setting-changed": (_tampered(lambda c: _first_group(c).update(maximize=True)),
+                                  "task: opt_g param_groups[0].maximize is True, the model's "
+                                  "settings give False"),
 }
-BUILT_FIRST = {"weight-wrong-shape", "weight-missing"}  # sizes in range: built, then compared
+BUILT_FIRST = {  # sizes in range: built, then compared
+    "weight-wrong-shape", "weight-missing", "optimizer-state-of-no-parameter",
+    "optimizer-lr-huge", "optimizer-setting-changed"}
 
 
 def spoiled(trained_run: Path, tmp_path: Path, case: str) -> Path:
@@ -392,6 +428,24 @@ def test_bad_checkpoint_is_one_line_naming_file_and_key(trained_run, tmp_path, c
 def test_read_checkpoint_accepts_what_training_wrote(trained_run):
     checkpoint = read_checkpoint(trained_run / CHECKPOINT)
     assert checkpoint["step"] == 2 and checkpoint["model"] == "dcgan"
+
+
+def test_optimizer_settings_a_newer_torch_added_are_filled_in(trained_run, tmp_path, capsys):
+    """A checkpoint written by an older torch lacks the optimizer settings added since (e.g.
+    Adam's fused, decoupled_weight_decay); torch fills in their defaults, so it still loads and
+    resumes."""
+    run = tmp_path / "older-torch"
+    shutil.copytree(trained_run, run)
+
+    def older(checkpoint):
+        for name in ("opt_g", "opt_d"):
+            for group in checkpoint["task"][name]["param_groups"]:
+                group.pop("fused")
+                group.pop("decoupled_weight_decay", None)
+    _tampered(older)(run / CHECKPOINT)
+    assert load_run(run).step == 2
+    assert cli.main(["train", "dcgan", *TINY, "--steps", "3", "--out", str(run),
+                     "--resume"]) == 0, capsys.readouterr().err
 
 
 def test_compare_load_entry_with_a_bad_checkpoint_is_one_line(trained_run, tmp_path):
