@@ -23,16 +23,39 @@ if TYPE_CHECKING:
 
 
 def choose_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA if available, then Apple MPS, else CPU; anything else is passed to torch."""
+    """``auto``: CUDA if available, then Apple MPS, else CPU; anything else is a torch device
+    string, refused (a ConfigError naming it) unless this machine's torch can use it."""
     import torch
 
+    from sketchgen.config import ConfigError
+
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError as error:
+            raise ConfigError(f"device {name!r} is not a torch device ({error})") from None
+        if not _usable(device):
+            raise ConfigError(f"device {name!r} is not available to this torch "
+                              f"{torch.__version__}")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _usable(device: torch.device) -> bool:
+    """The CPU; MPS if built and present; another type (cuda, xpu, ...) if torch's module of
+    that name has it available, with that many devices (the meta device stores no values)."""
+    import torch
+
+    if device.type in ("cpu", "mps"):
+        return device.type == "cpu" or torch.backends.mps.is_available()
+    backend = getattr(torch, device.type, None)
+    if not (hasattr(backend, "is_available") and backend.is_available()):
+        return False
+    return device.index is None or device.index < backend.device_count()
 
 
 def seed_everything(seed: int) -> None:

@@ -200,6 +200,18 @@ def test_toml_nested_too_deep_for_the_parser_is_one_line(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]
 
 
+@pytest.mark.parametrize("device", ["nonsense", "meta", "cuda:99", "cpu,cuda"])
+def test_a_device_torch_cannot_use_is_one_line_before_any_work(tmp_path, capsys, device,
+                                                               trained_run):
+    error = one_line_error(capsys, ["train", "dcgan", *TINY, "--device", device,
+                                    "--out", str(tmp_path / "run")])
+    assert error.startswith(f"sketchgen train: error: device {device!r} ")
+    error = one_line_error(capsys, ["sample", str(trained_run), "--n", "2", "--device", device,
+                                    "-o", str(tmp_path / "s.npy")])
+    assert error.startswith(f"sketchgen sample: error: device {device!r} ")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_nul_in_out_is_one_line_naming_out(tmp_path, capsys):
     out = str(tmp_path / "a\0b")
     error = one_line_error(capsys, ["train", "dcgan", *TINY, "--steps", "1", "--out", out])
