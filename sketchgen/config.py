@@ -225,7 +225,7 @@ def _check_length(value: Any, meta: Mapping[str, Any], path: str) -> None:
         raise FieldError(path, f"must be at most {MAX_TEXT:_} characters, got {len(value):_}")
     most = meta.get("max_items")
     if most and isinstance(value, (list, tuple)) and len(value) > most:
-        raise FieldError(path, f"must have at most {most:_} entries, got {len(value):_}")
+        raise FieldError(path, f"must be a list of at most {most:_} entries, got {len(value):_}")
 
 
 def _is_list(hint: Any) -> bool:

@@ -531,10 +531,14 @@ def spoil(rng: random.Random, name: str, hint, meta: dict, current, item: bool =
     consistent; ``item``: a list item, whose neighbours are not known, gets no such value)."""
     import typing
 
+    from sketchgen.config import MAX_TEXT
+
     hint = _scalar(hint)
     origin = typing.get_origin(hint)
     if origin in (tuple, list):
         item = typing.get_args(hint)[0]
+        if meta.get("max_items") and rng.random() < 0.2:
+            return Spoiled([f"c{i}" for i in range(meta["max_items"] + 1)], "too-many", name)
         if rng.random() < 0.5 and current:
             index = rng.randrange(len(current))
             inner = spoil(rng, f"{name}[{index}]", item, meta, current[index], item=True)
@@ -551,7 +555,7 @@ def spoil(rng: random.Random, name: str, hint, meta: dict, current, item: bool =
     if hint is float:
         reasons += ["not-finite", "int-for-float"]
     if hint is str:
-        reasons += ["control-char"] + ["bad-choice"] * bool(meta.get("choices"))
+        reasons += ["control-char", "too-long"] + ["bad-choice"] * bool(meta.get("choices"))
     reason = rng.choice(reasons)
     if reason == "wrong-type":
         return Spoiled(rng.choice(_OTHER_TYPES[hint]), reason, name)
@@ -574,6 +578,8 @@ def spoil(rng: random.Random, name: str, hint, meta: dict, current, item: bool =
     if reason == "int-for-float":
         return Spoiled(int(current) if float(current).is_integer() else current, reason, name,
                        valid=True)
+    if reason == "too-long":
+        return Spoiled("x" * (MAX_TEXT + rng.choice([1, 1_000, 100_000])), reason, name)
     if reason == "bad-choice":
         return Spoiled(rng.choice(["", "other", meta["choices"][0].upper()]), reason, name)
     text = str(current or "x")
@@ -878,9 +884,10 @@ def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, Checkp
 
     how = rng.choice(["not-a-dict", "missing-key", "wrong-type", "extra-key", "format", "step",
                       "model", "class-names", "config", "config", "model-config",
-                      "model-config", "model-config", "huge-together", "rng", "task-missing",
-                      "task-shape",
-                      "task-dtype", "task-not-a-tensor", "task-moment", "task-generator"])
+                      "model-config", "model-config", "huge-together", "huge-view", "rng",
+                      "task-missing", "task-shape", "task-dtype", "task-not-a-tensor",
+                      "task-moment", "task-optimizer-setting", "task-foreign-state",
+                      "task-generator"])
     c = checkpoint
     if how == "not-a-dict":
         return rng.choice([[1, 2], 5, "x", torch.zeros(3)]), CheckpointCase(how, "expected a dict")
@@ -935,6 +942,13 @@ def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, Checkp
         else:
             c["model_config"]["width"], c["config"]["size"] = 1024, 1024
         return c, CheckpointCase(how, "parameters; at most")
+    if how == "huge-view":  # one stored value seen as 10**10: no copy of it may be made
+        if rng.random() < 0.5:
+            c["rng"]["numpy"][1] = torch.zeros(1, dtype=torch.int64).expand(10**10)
+            return c, CheckpointCase(how, "rng.numpy[1] declares 10_000_000_000 elements")
+        module = rng.choice(_module_states(c["task"]))
+        module[rng.choice(sorted(module))] = torch.zeros(1).expand(10**10)
+        return c, CheckpointCase(how, "declares 10_000_000_000 elements")
     if how == "rng":
         part = rng.choice(["python", "numpy", "torch"])
         c["rng"][part] = rng.choice([None, [1, 2, 3], torch.zeros(5, dtype=torch.uint8), "x"])
@@ -961,6 +975,19 @@ def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, Checkp
         moment = rng.choice(["exp_avg", "exp_avg_sq"])
         entry[moment] = torch.zeros(_other_shape(rng, tuple(entry[moment].shape)))
         return c, CheckpointCase(how, f"state {moment!r} has shape")
+    if how in ("task-optimizer-setting", "task-foreign-state"):
+        optimizer = rng.choice([v for v in task.values() if isinstance(v, dict)
+                                and "param_groups" in v])
+        if how == "task-foreign-state":
+            optimizer["state"][rng.choice([999, -1, "x"])] = {"exp_avg": torch.zeros(3)}
+            return c, CheckpointCase(how, "which is none of its parameters")
+        group = optimizer["param_groups"][0]
+        key, value = rng.choice([("lr", 1e300), ("lr", math.nan), ("lr", -1.0), ("lr", 0),
+                                 ("maximize", True), ("amsgrad", True), ("eps", 1.0),
+                                 ("weight_decay", 0.5), ("betas", (0.0, 0.0))])
+        group[key] = value
+        return c, CheckpointCase(how, "lr must be a number in (0, 1]" if key == "lr"
+                                 else f"{key} is {value!r}, the model's settings give")
     task["generator"] = torch.zeros(rng.randint(1, 100), dtype=torch.uint8)
     return c, CheckpointCase(how, "task.generator has shape")
 

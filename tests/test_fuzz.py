@@ -102,8 +102,9 @@ MEMORY_CAP = 3 << 30  # bytes of address space for the checkpoint run: ~3x what 
 CHECKPOINT_REASONS = {  # every way a checkpoint is spoiled (model-config-* and config-* vary)
     "truncated", "random-bytes", "text", "empty", "zip-not-torch", "deflated", "code-payload",
     "pickle-payload", "byte-flip", "not-a-dict", "missing-key", "wrong-type", "extra-key",
-    "format", "step", "model", "class-names", "huge-together", "rng", "task-missing",
-    "task-shape", "task-dtype", "task-not-a-tensor", "task-moment", "task-generator",
+    "format", "step", "model", "class-names", "huge-together", "huge-view", "rng",
+    "task-missing", "task-shape", "task-dtype", "task-not-a-tensor", "task-moment",
+    "task-optimizer-setting", "task-foreign-state", "task-generator",
 }  # fmt: skip
 
 
@@ -175,6 +176,7 @@ def test_fuzz_thousands_of_configs(tmp_path):
         reasons = {reason for reason, _ in tally.counts}
         assert tally.total("refused") > 1500 and tally.total("loaded") > 100
         assert any(r.endswith("control-char") for r in reasons)
+        assert any(r.endswith("too-long") for r in reasons)
         assert any(r.endswith("not-finite") for r in reasons)
 
 

@@ -129,9 +129,9 @@ def test_bad_model_option_in_toml_names_its_table(tmp_path, capsys):
      "categories[0] must be at most 4_096 characters, got 1_000_000"),
     (lambda: GanConfig(loss="x" * 10**7), "loss must be at most 4_096 characters, got 10_000_000"),
     (lambda: TrainConfig(categories=[f"c{i}" for i in range(10**6)]),
-     "categories must have at most 10_000 entries, got 1_000_000"),
+     "categories must be a list of at most 10_000 entries, got 1_000_000"),
     (lambda: compare.CompareConfig("tiny", ("eye",) * 10_001, ()),
-     "categories must have at most 10_000 entries, got 10_001"),
+     "categories must be a list of at most 10_000 entries, got 10_001"),
 ])
 def test_api_configs_check_their_fields(make, message):
     with pytest.raises(ConfigError) as caught:
@@ -174,7 +174,7 @@ def test_model_options_from_the_command_line_name_their_path(tmp_path, capsys):
 @pytest.mark.parametrize(("part", "message"), [
     (f'categories = ["{"x" * 10**7}"]', "categories[0] must be at most 4_096 characters"),
     (f"categories = {[f'c{i}' for i in range(20_000)]}",
-     "categories must have at most 10_000 entries, got 20_000"),
+     "categories must be a list of at most 10_000 entries, got 20_000"),
     (f'{"x" * 10**7} = 1', "unknown config field(s): xxx"),
     (f'[model_options]\n{"x" * 10**7} = 1', "model 'dcgan' has no option(s) xxx"),
     ("[model_options]\n" + "".join(f"w{i} = 1\n" for i in range(10**5)),
