@@ -42,6 +42,14 @@ def server(mirror):
         yield httpd
 
 
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A cache folder of this test's own, empty at the start (``SKETCHGEN_CACHE``)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("SKETCHGEN_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session gets its own cache dir so tests never share or leak cached files."""

@@ -19,13 +19,6 @@ from sketchgen.commands import fetch
 FAST = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("SKETCHGEN_CACHE", str(path))
-    return path
-
-
 def mirror_folder(cache: Path) -> Path:
     (folder,) = (cache / "downloads").iterdir()
     return folder

@@ -22,13 +22,6 @@ from sketchgen.commands import fetch
 FAST = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("SKETCHGEN_CACHE", str(path))
-    return path
-
-
 def manifest_sha256(mirror: Path, relative: str) -> str:
     for line in (mirror / "MANIFEST.sha256").read_text().splitlines():
         digest, name = line.split("  ", 1)

@@ -21,13 +21,6 @@ SMALL = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, chunk_bytes=CH
                              progress=False)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("SKETCHGEN_CACHE", str(path))
-    return path
-
-
 def end_of_line(path: Path, count: int) -> int:
     """Bytes of the first ``count`` lines of ``path``."""
     return sum(len(line) for line in path.read_bytes().splitlines(keepends=True)[:count])
