@@ -196,7 +196,8 @@ def test_list_and_only(capsys):
 def test_the_training_benchmark_has_the_cases_the_check_runs(monkeypatch):
     """Its parametrize list, imported (pytest names a case "model-size"; collecting the file
     in a pytest subprocess took seconds)."""
-    monkeypatch.syspath_prepend(str(gpu_check.BENCHMARKS))
+    # this checkout's benchmarks/ (tox installs the package itself into site-packages)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     for name in ("bench_train", "common"):  # benchmarks/ modules, imported here only
         monkeypatch.delitem(sys.modules, name, raising=False)
     bench_train = importlib.import_module("bench_train")
