@@ -537,6 +537,9 @@ def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict 
                           "or choose another --out")
     checkpoint = read_checkpoint(run.checkpoint)  # layout, configs, sizes, RNG states
     _check_resumable(checkpoint["config"], config)
+    if checkpoint["step"] > config.steps:  # the loop would take no step and report success
+        raise ConfigError(f"cannot resume: {run.checkpoint} is at step {checkpoint['step']}, "
+                          f"past steps = {config.steps}")
     # the weights against a model built from the checked sizes (on the CPU, without data),
     # before any data is loaded; the real task is built and restored by _train
     entry = registry.get_model(checkpoint["model"])

@@ -460,6 +460,18 @@ def test_optimizer_settings_a_newer_torch_added_are_filled_in(trained_run, tmp_p
                      "--resume"]) == 0, capsys.readouterr().err
 
 
+def test_resuming_with_fewer_steps_than_the_checkpoint_took_is_refused(trained_run, tmp_path,
+                                                                       capsys):
+    """The loop would take no step and report a run of 1 step done; the checkpoint is of 2."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / CHECKPOINT).read_bytes()
+    error = one_line_error(capsys, ["train", "dcgan", *TINY, "--steps", "1", "--out", str(run),
+                                    "--resume"])
+    assert error.endswith(f"cannot resume: {run / CHECKPOINT} is at step 2, past steps = 1")
+    assert (run / CHECKPOINT).read_bytes() == before
+
+
 def test_compare_load_entry_with_a_bad_checkpoint_is_one_line(trained_run, tmp_path):
     runs = tmp_path / "runs"  # an unconditional model: one run per category
     spoiled(trained_run, tmp_path, "huge-width").rename(runs.mkdir() or runs / "eye")
