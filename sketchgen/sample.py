@@ -21,11 +21,13 @@ import torch
 
 from sketchgen import outputs, registry, runtime
 from sketchgen.checkpoints import load_task_state, read_checkpoint
-from sketchgen.config import SAMPLE_SEED, ConfigError, config_from_mapping
+from sketchgen.config import SAMPLE_SEED, ConfigError, FieldError, config_from_mapping
 from sketchgen.train import CHECKPOINT, Task, build_task
 
 SAMPLE_CHUNK = 250  # samples per forward pass: bounds memory for --n in the millions
 OUTPUT_SUFFIXES = (".npy", ".png")
+# Samples are held in memory before they are written: 10^6 at 28 px is 784 MB (at 64 px 4 GB).
+MAX_SAMPLES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,14 @@ def sample_drawings(run: LoadedRun, labels: torch.Tensor, seed: int = SAMPLE_SEE
 
 
 def check_request(n: int, out: str | Path) -> None:
-    """Refuse a bad count or output type before any work."""
+    """Refuse a bad count or output before any work."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise FieldError("n", f"must be an integer in [1, {MAX_SAMPLES:_}], got {n!r}")
+    if any(ord(char) < 32 for char in str(out)):
+        raise FieldError("out", f"must be a path without NUL or control characters, got {out!r}")
     if Path(out).suffix not in OUTPUT_SUFFIXES:
-        raise ConfigError(f"-o must end in {' or '.join(OUTPUT_SUFFIXES)}, got {Path(out).name!r}")
-    if n < 1:
-        raise ConfigError(f"--n must be >= 1, got {n}")
+        raise FieldError("out", f"must end in {' or '.join(OUTPUT_SUFFIXES)}, "
+                                f"got {Path(out).name!r}")
 
 
 def output_files(out: str | Path, kind: str) -> list[Path]:

@@ -559,3 +559,17 @@ def test_unexpected_errors_stay_tracebacks(monkeypatch, tmp_path):
     monkeypatch.setattr("sketchgen.train.train", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         cli.main(["train", "dcgan", *TINY, "--out", str(tmp_path / "run")])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n", "100000000", "-o", "x.npy"], "n must be an integer in [1, 1_000_000], got 100000000"),
+    (["--n", "0", "-o", "x.npy"], "n must be an integer in [1, 1_000_000], got 0"),
+    (["--n", "4", "-o", "a\0b.npy"], "out must be a path without NUL or control characters"),
+    (["--n", "4", "-o", "x.jpg"], "out must end in .npy or .png, got 'x.jpg'"),
+])
+def test_bad_sample_requests_are_one_line_before_the_run_is_read(argv, message, tmp_path,
+                                                                 capsys):
+    # the run folder does not even exist: the request is refused before it is looked at
+    assert cli.main(["sample", str(tmp_path / "no-run"), *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
