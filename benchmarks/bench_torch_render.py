@@ -16,26 +16,15 @@ Timings alternate between the sides and keep each side's best round (``best_time
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 from common import best_times, mixed_drawings, record
 
 from rasterize.render import render_reference
 from rasterize.torch_render import PolylineBatch, TorchRenderConfig, render, render_drawings
+from sketchgen.runtime import torch_threads
 
 TARGET = 1.0  # torch renderer >= the per-point loop on one CPU core at 28 px (issue 2)
-
-
-@contextmanager
-def torch_threads(count: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def one_thread(function):

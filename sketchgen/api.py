@@ -436,24 +436,12 @@ def _cached(path: Path, record: Path, recipe: dict[str, Any]) -> Evaluator:
 _BUILD_DEVICE, _BUILD_THREADS = "cpu", 1
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None) -> Evaluator:
     from tqdm import tqdm
 
     from sketchgen.classifier import fit_and_evaluate, save_classifier, weights_sha256
     from sketchgen.data import load_bitmaps
-    from sketchgen.runtime import atomic_write
+    from sketchgen.runtime import atomic_write, torch_threads
 
     loaded = load_bitmaps(config.categories, config.size, per_class=config.per_class,
                           mirror=mirror)
@@ -464,7 +452,7 @@ def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None
         raise ValueError(f"the evaluator needs the first {config.per_class} drawings of each "
                          f"category; the data source has fewer for {', '.join(short)}")
     classifier_config = config.classifier_config()
-    with (_torch_threads(_BUILD_THREADS),
+    with (torch_threads(_BUILD_THREADS),
           tqdm(total=classifier_config.max_epochs, unit="epoch", file=sys.stderr,
                desc=f"evaluator {classifier_config.feature_name} (once; cached)") as bar):
 

@@ -177,6 +177,19 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
             module.train(was_training)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` intra-op torch threads, then restore the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def derived_seed(seed: int, purpose: str) -> int:
     """An independent 63-bit seed for one purpose (batches, grid noise, ...), so streams seeded
     from the same run seed are not the same stream (torch.manual_seed(s) and
