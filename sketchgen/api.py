@@ -40,7 +40,7 @@ import os
 import sys
 import tempfile
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -388,25 +388,12 @@ def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) 
     path = cache_dir() / "evaluators" / f"{key[:32]}.pt"
     record = path.with_suffix(".json")
     if not (path.exists() and record.exists()):
-        with _exclusive(path.with_suffix(".lock")):  # one process trains; the others wait
+        from sketchgen.runtime import file_lock
+
+        with file_lock(path.with_suffix(".lock")):  # one process trains; the others wait
             if not (path.exists() and record.exists()):  # and then read what it cached
                 return _build(config, path, record, mirror)
     return _cached(path, record, recipe)
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    """A blocking exclusive flock on the file ``lock``, released when the block ends."""
-    import fcntl
-
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    # O_NOFOLLOW: a planted symbolic link must not make us create or lock another file
-    handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)  # releases the lock
 
 
 def _cached(path: Path, record: Path, recipe: dict[str, Any]) -> Evaluator:

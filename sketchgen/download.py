@@ -16,7 +16,6 @@ cache's layout); this module only moves bytes from a URL into a file it can vouc
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import http.client
 import io
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from sketchgen.runtime import file_lock
 
 _HASH_CHUNK = 1 << 20  # bytes read at a time to hash or copy a file
 
@@ -130,12 +131,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _locked(path: Path) -> Iterator[None]:
     """Exclusive lock on ``path.lock``, so parallel processes (e.g. DDP ranks) never write
     the same cached file or manifest at once; the second one finds the finished file."""
-    with open(_sidecar(path, ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(_sidecar(path, ".lock")):
+        yield
 
 
 # -- the cache's manifest -------------------------------------------------------------------

@@ -116,6 +116,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def file_lock(lock: str | Path) -> Iterator[None]:
+    """Hold a blocking exclusive ``flock`` on the file ``lock`` (created if missing) for the
+    block, so processes sharing a cache build or write one entry at a time."""
+    import fcntl
+
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    # O_NOFOLLOW: a planted symbolic link must not make us create or lock another file
+    handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """``torch.save`` atomically (temp file + ``os.replace``)."""
     import torch
