@@ -5,7 +5,7 @@
 * classifier features (``qd-cnn-k32/dense``) on real 28 px bitmaps (the 4,140 drawings of
   ``common.CATEGORIES``, rendered): batches of 512 vs one image per call.
 
-Ratios and rates go to ``benchmark.extra_info`` (read by ``sketchgen.report``). Run:
+Ratios and rates go to ``benchmark.extra_info`` (read by ``sketchgen.report.writer``). Run:
 ``pytest benchmarks/bench_metrics.py``.
 """
 
@@ -17,9 +17,9 @@ import scipy.linalg
 import torch
 from common import best_times, real_bitmaps, record
 
-from sketchgen.classifier import Classifier, ClassifierConfig, build_model
-from sketchgen.data import LabelledBitmaps
-from sketchgen.metrics import extract_features, feature_statistics, fid, frechet_distance
+from sketchgen.data.datasets import LabelledBitmaps
+from sketchgen.evaluation.classifier import Classifier, ClassifierConfig, build_model
+from sketchgen.evaluation.metrics import extract_features, feature_statistics, fid, frechet_distance
 
 FEATURES, DIM = 10_000, 512
 TARGET_FID_SPEEDUP = 1.0  # issue 5: faster than scipy.linalg.sqrtm on 10k x 512

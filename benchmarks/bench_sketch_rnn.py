@@ -30,7 +30,7 @@ from common import best_times, real_drawings, record
 from torch import nn
 
 from rasterize.strokes import drawing_to_stroke3, normalize_splits
-from sketchgen.sketch_rnn import (
+from sketchgen.models.sketch_rnn import (
     FusedLSTM,
     MixtureParams,
     SketchRNN,

@@ -23,9 +23,11 @@ import torch
 from common import PER_CATEGORY, best_times, real_drawings, record
 
 from rasterize.render import render
-from sketchgen import data, gan, registry, runtime
+from sketchgen import runtime
 from sketchgen.config import TrainConfig
-from sketchgen.train import TaskInputs, load_data
+from sketchgen.data import datasets as data
+from sketchgen.models import gan, registry
+from sketchgen.training.harness import TaskInputs, load_data
 
 CATEGORIES = ("dog", "face")  # two of common.CATEGORIES, PER_CATEGORY drawings each
 BATCH = 64  # the presets' batch size

@@ -1,7 +1,7 @@
 """What every benchmark shares: a small fixed set of real drawings, the timer, extra_info.
 
 The drawings: the first :data:`PER_CATEGORY` simplified drawings of each of
-:data:`CATEGORIES`, read by Google name through ``sketchgen.data`` -- from
+:data:`CATEGORIES`, read by Google name through ``sketchgen.data.datasets`` -- from
 ``$QUICKDRAW_MIRROR`` (a folder or a URL) or, without one, Google's bucket; over HTTP only the
 head of each file is fetched. The shared mirror holds the first 250 lines of these categories
 in Google's order, byte for byte, so a run from the mirror and one from the bucket time the
@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from rasterize.drawings import Drawing
-from sketchgen import data
+from sketchgen.data import datasets as data
 
 # The 23 categories of which the shared mirror holds Google's first 250 simplified lines:
 # a varied mix (faces, animals, objects, shapes) with the same drawings in mirror and bucket.

@@ -5,7 +5,7 @@ The notebook API (``sketchgen.api``) is importable from here -- ``sg.load``, ``s
 ``sketchgen --help`` import neither torch nor the data stack.
 """
 
-# None may be the name of a submodule: importing one (e.g. sketchgen.train) sets the package
+# None may be the name of a submodule: importing one (e.g. sketchgen.training.harness) sets the package
 # attribute of that name, which would shadow the API's (hence sg.fit, not sg.train).
 _API = ("load", "render", "fit", "Model", "evaluator", "Evaluator", "EvaluatorConfig",
         "features", "feature_statistics", "frechet_distance", "fid", "kid", "scores")

@@ -15,10 +15,10 @@ FID in steps, as pytorch-fid composes it (the real set's statistics computed onc
     sg.frechet_distance(*real, *sg.feature_statistics(sg.features(fake)))  # == sg.fid(...)
 
 Every default has one home, shared with the command line: loading is
-``sketchgen.data.load_drawings``, rendering ``rasterize.render.render`` (Google's geometry),
+``sketchgen.data.datasets.load_drawings``, rendering ``rasterize.render.render`` (Google's geometry),
 training settings ``sketchgen.config.TrainConfig`` plus the model's config dataclass, the
-evaluator's network and training ``sketchgen.compare.ClassifierSettings`` (what ``sketchgen
-compare`` trains), the metrics ``sketchgen.metrics``. Errors name parameters, never flags.
+evaluator's network and training ``sketchgen.comparison.run.ClassifierSettings`` (what ``sketchgen
+compare`` trains), the metrics ``sketchgen.evaluation.metrics``. Errors name parameters, never flags.
 
 The default evaluator: the suite downloads no weights, so FID's feature space is a width-k
 Quick, Draw! classifier it trains itself (:class:`EvaluatorConfig`), once, on Google's first
@@ -48,22 +48,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasterize.drawings import Drawing
-from sketchgen import metrics
-from sketchgen.config import (
-    DRAWINGS_PER_CLASS,
-    SAMPLE_SEED,
-    SEEDS,
-    SIZES,
-    FieldError,
-    check_fields,
-    setting,
-)
-from sketchgen.data import LabelledBitmaps, LabelledDrawings, cache_dir, load_drawings
+from sketchgen.config import DRAWINGS_PER_CLASS, SAMPLE_SEED, SEEDS, SIZES, check_fields, setting
+from sketchgen.data.datasets import LabelledBitmaps, LabelledDrawings, cache_dir, load_drawings
+from sketchgen.errors import FieldError
+from sketchgen.evaluation import metrics
 
 if TYPE_CHECKING:
-    from sketchgen.classifier import Classifier, ClassifierConfig
     from sketchgen.config import TrainConfig
-    from sketchgen.sample import LoadedRun
+    from sketchgen.evaluation.classifier import Classifier, ClassifierConfig
+    from sketchgen.training.sampling import LoadedRun
 
 load = load_drawings  # sg.load(sources, per_class=None, fmt="simplified", ...): the data module's
 # FID in steps (see the module docstring): features -> (mean, covariance) -> distance
@@ -107,10 +100,10 @@ def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
     (continuing it if it was interrupted, or if ``steps`` grew); other settings or data are
     refused, naming what differs. ``resume=False`` refuses an ``out`` that holds a run.
     """
-    from sketchgen import registry
-    from sketchgen.outputs import OutputError
-    from sketchgen.sample import load_run
-    from sketchgen.train import CHECKPOINT, DivergenceError, train
+    from sketchgen.errors import DivergenceError, OutputError
+    from sketchgen.models import registry
+    from sketchgen.training.harness import CHECKPOINT, train
+    from sketchgen.training.sampling import load_run
 
     config = _train_config(model, data, out, settings)
     registry.resolve(config)  # bad options fail here, before an existing run is looked at
@@ -137,7 +130,7 @@ def _remove_temporary(folder: Path) -> None:
     (``outputs.remove_folder``: marked by train, in the temporary directory), or as the empty
     folder it still is if train stopped before taking it."""
     from sketchgen import outputs
-    from sketchgen.train import RUN_KIND
+    from sketchgen.training.harness import RUN_KIND
 
     if not folder.exists():
         return
@@ -151,9 +144,10 @@ def _train_config(model: str, data: Any, out: str | os.PathLike | None,
                   settings: dict[str, Any]) -> TrainConfig:
     """The TrainConfig of a ``fit`` call: TrainConfig fields as given, everything else a model
     option (unknown names fail, listing both kinds)."""
-    from sketchgen import registry
-    from sketchgen.config import FIELDS, ConfigError, config_from_mapping
-    from sketchgen.train import config_for_data
+    from sketchgen.config import FIELDS, config_from_mapping
+    from sketchgen.errors import ConfigError
+    from sketchgen.models import registry
+    from sketchgen.training.harness import config_for_data
 
     entry = registry.get_model(model)
     options = {key: value for key, value in settings.items() if key not in FIELDS}
@@ -175,9 +169,9 @@ def _train_config(model: str, data: Any, out: str | os.PathLike | None,
 
 def _finished(config: TrainConfig, data: Any, resume: bool) -> bool:
     """Whether the run in ``config.out`` is complete; refuses one that does not fit."""
-    from sketchgen.checkpoints import read_checkpoint
-    from sketchgen.config import ConfigError
-    from sketchgen.train import CHECKPOINT, check_resumable
+    from sketchgen.errors import ConfigError
+    from sketchgen.training.checkpoints import read_checkpoint
+    from sketchgen.training.harness import CHECKPOINT, check_resumable
 
     where = f"out={config.out!r}"
     if not resume:
@@ -204,7 +198,7 @@ def _seed(seed: Any) -> int:
 class Model:
     """A trained run, sampled as numpy: :meth:`sample` gives uint8 bitmaps, and
     :meth:`sample_drawings` strokes for stroke models; the same seed gives the same samples
-    (``sketchgen.sample``'s functions, as ``sketchgen sample`` uses)."""
+    (``sketchgen.training.sampling``'s functions, as ``sketchgen sample`` uses)."""
 
     def __init__(self, run: LoadedRun, temporary: bool = False) -> None:
         self._run = run
@@ -215,8 +209,8 @@ class Model:
     @classmethod
     def open(cls, run_dir: str | os.PathLike, **options: Any) -> Model:
         """A run folder written by ``fit(out=...)`` or ``sketchgen train``; ``options`` go to
-        ``sketchgen.sample.load_run`` (``device``)."""
-        from sketchgen.sample import load_run
+        ``sketchgen.training.sampling.load_run`` (``device``)."""
+        from sketchgen.training.sampling import load_run
 
         return cls(load_run(run_dir, **options))
 
@@ -257,7 +251,7 @@ class Model:
                ) -> np.ndarray:
         """``n`` uint8 bitmaps ``(n, size, size)``, white ink on black; ``category`` for a
         class-conditional model, else the classes in turn (see :meth:`sample_classes`)."""
-        from sketchgen.sample import sample_images
+        from sketchgen.training.sampling import sample_images
 
         return sample_images(self._run, self._labels(n, category), _seed(seed))
 
@@ -265,7 +259,7 @@ class Model:
                         ) -> list[Drawing]:
         """``n`` drawings (strokes) from a stroke model; ``render`` of them is what
         :meth:`sample` returns for the same arguments."""
-        from sketchgen.sample import sample_drawings
+        from sketchgen.training.sampling import sample_drawings
 
         if self.kind != "strokes":
             raise ValueError(f"this model draws bitmaps, not strokes ({self.kind!r}); "
@@ -273,7 +267,7 @@ class Model:
         return sample_drawings(self._run, self._labels(n, category), _seed(seed))
 
     def _labels(self, n: int, category: str | None):
-        from sketchgen.sample import sample_labels
+        from sketchgen.training.sampling import sample_labels
 
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
@@ -336,7 +330,7 @@ class EvaluatorConfig:
                 "classifier": self.classifier_config().to_dict()}
 
     def classifier_config(self) -> ClassifierConfig:
-        from sketchgen.compare import ClassifierSettings
+        from sketchgen.comparison.run import ClassifierSettings
 
         return ClassifierSettings().classifier_config(self.size, self.seed)
 
@@ -368,7 +362,7 @@ class Evaluator:
 
     def features(self, value: Any, name: str = "images") -> np.ndarray:
         """float64 ``(N, D)`` features of ``value`` (see :meth:`images`)."""
-        from sketchgen.classifier import as_input
+        from sketchgen.evaluation.classifier import as_input
 
         images = self.images(value, name)
         try:
@@ -380,8 +374,8 @@ class Evaluator:
 
 def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) -> Evaluator:
     """The evaluator for ``config`` (default: the suite's default evaluator), from the cache
-    folder (``sketchgen.data.cache_dir()/evaluators``) or trained once on the CPU and cached
-    there. ``mirror``: where its drawings come from (default: as ``sketchgen.data``)."""
+    folder (``sketchgen.data.datasets.cache_dir()/evaluators``) or trained once on the CPU and cached
+    there. ``mirror``: where its drawings come from (default: as ``sketchgen.data.datasets``)."""
     config = config or EvaluatorConfig()
     recipe = config.to_dict()
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -399,7 +393,7 @@ def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) 
 def _cached(path: Path, record: Path, recipe: dict[str, Any]) -> Evaluator:
     """The cached evaluator, if its weights, settings and classes are those its record and
     the recipe name (the record's sha256 is checked against the weights as loaded)."""
-    from sketchgen.classifier import load_classifier, weights_sha256
+    from sketchgen.evaluation.classifier import load_classifier, weights_sha256
 
     classifier = load_classifier(path, "cpu")
     try:
@@ -426,8 +420,8 @@ _BUILD_DEVICE, _BUILD_THREADS = "cpu", 1
 def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None) -> Evaluator:
     from tqdm import tqdm
 
-    from sketchgen.classifier import fit_and_evaluate, save_classifier, weights_sha256
-    from sketchgen.data import load_bitmaps
+    from sketchgen.data.datasets import load_bitmaps
+    from sketchgen.evaluation.classifier import fit_and_evaluate, save_classifier, weights_sha256
     from sketchgen.runtime import atomic_write, torch_threads
 
     loaded = load_bitmaps(config.categories, config.size, per_class=config.per_class,
@@ -475,7 +469,7 @@ def _build_environment() -> dict[str, Any]:
 def _as_evaluator(value: Any) -> Evaluator:
     """None (the default evaluator), an Evaluator, an EvaluatorConfig, a Classifier or the
     path of a saved classifier."""
-    from sketchgen.classifier import Classifier, load_classifier, weights_sha256
+    from sketchgen.evaluation.classifier import Classifier, load_classifier, weights_sha256
 
     if value is None or isinstance(value, EvaluatorConfig):
         return evaluator(value)
@@ -493,7 +487,7 @@ def _as_evaluator(value: Any) -> Evaluator:
 
 def features(images: Any, evaluator: Any = None) -> np.ndarray:
     """float64 ``(N, D)`` features of bitmaps or drawings in ``evaluator``'s feature space
-    (default: the default evaluator); the input of every ``sketchgen.metrics`` function."""
+    (default: the default evaluator); the input of every ``sketchgen.evaluation.metrics`` function."""
     return _as_evaluator(evaluator).features(images, "images")
 
 
@@ -508,19 +502,19 @@ def _pair(real: Any, fake: Any, evaluator: Any) -> tuple[np.ndarray, np.ndarray]
 
 
 def fid(real: Any, fake: Any, evaluator: Any = None) -> float:
-    """FID between two sets of bitmaps or drawings (``sketchgen.metrics.fid``) in
+    """FID between two sets of bitmaps or drawings (``sketchgen.evaluation.metrics.fid``) in
     ``evaluator``'s feature space (default: the default evaluator)."""
     return metrics.fid(*_pair(real, fake, evaluator))
 
 
 def kid(real: Any, fake: Any, evaluator: Any = None, **options: Any) -> metrics.KID:
-    """KID (mean, std, subsets, subset size) as ``sketchgen.metrics.kid``, whose options
+    """KID (mean, std, subsets, subset size) as ``sketchgen.evaluation.metrics.kid``, whose options
     (``subsets``, ``subset_size``, ``seed``) and defaults apply."""
     return metrics.kid(*_pair(real, fake, evaluator), **options)
 
 
 def scores(real: Any, fake: Any, evaluator: Any = None) -> dict[str, float]:
-    """Every metric of ``sketchgen.metrics.METRICS`` (fid, kid, precision, recall), as
+    """Every metric of ``sketchgen.evaluation.metrics.METRICS`` (fid, kid, precision, recall), as
     ``sketchgen compare`` names them, from one feature extraction."""
     real_features, fake_features = _pair(real, fake, evaluator)
     return {name: float(metric.compute(real_features, fake_features))

@@ -8,7 +8,7 @@ The command-line flags of ``sketchgen train`` are generated from :class:`TrainCo
 (``add_config_arguments``), so a new field is automatically a new flag with the same default.
 
 A TOML file holds the :class:`TrainConfig` fields at top level and the chosen model's own
-settings (its registry config dataclass, e.g. ``sketchgen.gan.GanConfig``) in a
+settings (its registry config dataclass, e.g. ``sketchgen.models.gan.GanConfig``) in a
 ``[model_options]`` table::
 
     model = "sngan"
@@ -38,30 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sketchgen.cli import UsageError
-
-
-class ConfigError(UsageError):
-    """A configuration that cannot work (unknown model, category or field, impossible size).
-
-    A ``UsageError``, so the CLI prints it as one line with exit status 2 before any work.
-    """
-
-
-class FieldError(ConfigError, ValueError):
-    """A field's value has the wrong type or lies outside its declared range or choices.
-
-    ``path`` names the field as the TOML file spells it (``steps``, ``models[3].batch_size``,
-    ``classifier.max_epochs``). Also a ValueError: to an API caller it is a bad argument value.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path} {problem}")
-        self.path, self.problem = path, problem
-
-    def under(self, prefix: str) -> FieldError:
-        """The same error named by its path inside the enclosing table ``prefix``."""
-        return FieldError(f"{prefix}.{self.path}", self.problem)
+from sketchgen.errors import ConfigError, FieldError
 
 
 # -- allowed values: declared beside each field, checked by check_fields ------------------------
@@ -127,9 +104,9 @@ UNITS = Interval(1, 4_096)  # latent, embedding and LSTM sizes (magenta's larges
 EPOCHS = Interval(1, 10_000)
 RATES = Interval.of("(0, 1]")  # learning rates, decays, keep probabilities
 FRACTIONS = Interval.of("(0, 1)")  # shares of a data set that must leave something either side
-SAMPLE_SEED = 0  # sampling's seed when none is given (sketchgen sample, sketchgen.sample, the API)
+SAMPLE_SEED = 0  # sampling's seed when none is given (sketchgen sample, sketchgen.training.sampling, the API)
 
-# The suite's evaluator (sketchgen.classifier's width-k CNN): the defaults of ClassifierConfig,
+# The suite's evaluator (sketchgen.evaluation.classifier's width-k CNN): the defaults of ClassifierConfig,
 # of a comparison's [classifier] table and of the API's default evaluator, declared once here
 # (torch-free, so the comparison's config needs no model import).
 EVALUATOR_WIDTH = 16  # k: 8k = 128 features, fewer than N so covariances are full rank

@@ -16,7 +16,7 @@ cuda``) it prints one line and exits 0. ``--device cpu`` runs the same checks on
 and reports the CUDA-only ones as SKIP; ``tests/test_gpu_check.py`` runs that at ``--scale
 tiny`` so the checks cannot rot on machines without a GPU.
 
-Data: Google category names only (:data:`CATEGORIES`), read through ``sketchgen.data`` from
+Data: Google category names only (:data:`CATEGORIES`), read through ``sketchgen.data.datasets`` from
 ``--mirror`` / ``$QUICKDRAW_MIRROR`` or, without either, Google's bucket.
 """
 
@@ -212,7 +212,7 @@ def _slug(text: str) -> str:
 
 
 def _model_options(ctx: Context, model: str) -> dict[str, Any]:
-    from sketchgen import registry
+    from sketchgen.models import registry
 
     kind = registry.get_model(model).kind
     return dict(ctx.scale.gan_options if kind == "bitmap" else ctx.scale.rnn_options)
@@ -220,8 +220,8 @@ def _model_options(ctx: Context, model: str) -> dict[str, Any]:
 
 def train_config(ctx: Context, model: str, out: Path, **changes: Any):
     """A short run of ``model`` on the check's data, everything written into ``out``."""
-    from sketchgen import registry
     from sketchgen.config import TrainConfig
+    from sketchgen.models import registry
 
     scale = ctx.scale
     strokes = registry.get_model(model).kind == "strokes"
@@ -248,7 +248,7 @@ class TrainedRun:
 def _train_run(ctx: Context, model: str, amp: bool = False, compile: bool = False) -> TrainedRun:
     """Train, then resume for a few more steps (the checkpoint written and read back; under
     AMP with the GradScaler's state). A compiled run is not resumed: it would compile again."""
-    from sketchgen.train import train
+    from sketchgen.training.harness import train
 
     config = train_config(ctx, model, ctx.work / _slug(f"run {model}{_flags(amp, compile)}"),
                           amp=amp, compile=compile)
@@ -291,7 +291,7 @@ def train_check(ctx: Context, model: str, amp: bool = False, compile: bool = Fal
 
 
 def _samples(ctx: Context, model: str, device: str | torch.device, seed: int) -> np.ndarray:
-    from sketchgen.sample import load_run, sample_images, sample_labels
+    from sketchgen.training.sampling import load_run, sample_images, sample_labels
 
     run_dir = ctx.product(f"run {model}", lambda: _train_run(ctx, model)).run_dir
     run = load_run(run_dir, device=str(device))
@@ -310,7 +310,7 @@ def sample_check(ctx: Context, model: str) -> str:
 
 def sample_across_devices_check(ctx: Context, model: str) -> str:
     """Task.sample's promise: the same seed gives the same samples on every device."""
-    from sketchgen import registry
+    from sketchgen.models import registry
 
     here, on_cpu = (_samples(ctx, model, device, seed=1) for device in (ctx.device, "cpu"))
     difference = np.abs(here.astype(int) - on_cpu.astype(int))
@@ -330,7 +330,7 @@ def sample_across_devices_check(ctx: Context, model: str) -> str:
 
 
 def _drawings(ctx: Context) -> list:
-    from sketchgen import data
+    from sketchgen.data import datasets as data
 
     return ctx.product("drawings", lambda: data.load_drawings(
         CATEGORIES, per_class=ctx.scale.per_class, mirror=ctx.mirror).drawings)
@@ -384,7 +384,7 @@ def render_across_devices_check(ctx: Context) -> str:
 
 @dataclass(frozen=True)
 class TrainedClassifier:
-    classifier: Any  # sketchgen.classifier.Classifier, on the device
+    classifier: Any  # sketchgen.evaluation.classifier.Classifier, on the device
     accuracy: float  # on the held-out tenth
     images: np.ndarray  # every image it saw (train, valid and test)
     labels: np.ndarray  # their classes, indices into CATEGORIES
@@ -392,7 +392,7 @@ class TrainedClassifier:
 
 
 def _train_classifier(ctx: Context) -> TrainedClassifier:
-    from sketchgen.classifier import (
+    from sketchgen.evaluation.classifier import (
         ClassifierConfig,
         fit_and_evaluate,
         save_classifier,
@@ -410,15 +410,15 @@ def _train_classifier(ctx: Context) -> TrainedClassifier:
 
 
 def _classes_fid(features: np.ndarray, labels: np.ndarray) -> float:
-    from sketchgen.metrics import fid
+    from sketchgen.evaluation.metrics import fid
 
     return fid(features[labels == 0], features[labels == 1])
 
 
 def classifier_check(ctx: Context) -> str:
     """Train on the device (it must learn); its features, and the same after save and load."""
-    from sketchgen.classifier import load_classifier
-    from sketchgen.metrics import extract_features
+    from sketchgen.evaluation.classifier import load_classifier
+    from sketchgen.evaluation.metrics import extract_features
 
     trained = ctx.product("classifier", lambda: _train_classifier(ctx))
     classifier = trained.classifier
@@ -443,8 +443,8 @@ def classifier_check(ctx: Context) -> str:
 
 def fid_across_devices_check(ctx: Context) -> str:
     """The same classifier's features on the device and on the CPU, and the FIDs from them."""
-    from sketchgen.classifier import load_classifier
-    from sketchgen.metrics import extract_features
+    from sketchgen.evaluation.classifier import load_classifier
+    from sketchgen.evaluation.metrics import extract_features
 
     trained = ctx.product("classifier", lambda: _train_classifier(ctx))
     on_cpu = load_classifier(trained.path, "cpu")
@@ -483,7 +483,7 @@ def torchrun_check(ctx: Context) -> str:
     """``torchrun -m sketchgen train dcgan`` (batch norm: SyncBatchNorm on several GPUs) with
     the backend ``runtime.init_distributed`` picks: NCCL on CUDA, gloo on the CPU."""
     from sketchgen import runtime
-    from sketchgen.train import CHECKPOINT
+    from sketchgen.training.harness import CHECKPOINT
 
     out = ctx.work / "torchrun-dcgan"
     done = subprocess.run(_torchrun_command(ctx, out), capture_output=True, text=True,

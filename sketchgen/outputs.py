@@ -18,7 +18,7 @@ The rules (``sketchgen train``, ``sketchgen compare`` and ``sketchgen sample`` f
   are plain file-name components (:func:`check_name`), so none can point elsewhere.
 
 Errors are :class:`OutputError` (a ``ConfigError``) naming the library parameter that allows
-the write (``overwrite=True``); ``sketchgen.cli`` shows the flag instead (:meth:`for_cli`).
+the write (``overwrite=True``); ``sketchgen.cli`` shows the flag instead.
 POSIX only (``fcntl``).
 """
 
@@ -33,8 +33,7 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sketchgen.cli import UsageError
-from sketchgen.config import ConfigError
+from sketchgen.errors import ConfigError, OutputError
 from sketchgen.runtime import atomic_write
 
 MARKER = ".sketchgen"  # JSON {"kind": ..., "written": [...]}: this folder is the suite's
@@ -44,26 +43,6 @@ NAME_MAX = 100  # characters in a name from a config; far below every file syste
 # names come from data file names). No separator, no control character, no hidden file.
 _NAME = re.compile(r"[^\W_][\w .+-]*")
 _SHOWN = 3  # a refused folder's entries named in the error
-
-
-class OutputError(ConfigError):
-    """A write or delete the rules above refuse; one line naming the folder or file.
-
-    ``allowed_by`` names the boolean parameter that would allow it (None: nothing does) and
-    ``to`` what passing it does."""
-
-    def __init__(self, message: str, allowed_by: str | None = None, to: str = "") -> None:
-        self.message, self.allowed_by, self.to = message, allowed_by, to
-        super().__init__(self._text(f"{allowed_by}=True"))
-
-    def _text(self, remedy: str) -> str:
-        if self.allowed_by is None:
-            return self.message
-        return f"{self.message}, or pass {remedy} to {self.to}"
-
-    def for_cli(self) -> UsageError:
-        """The same error naming the command-line flag (``--overwrite``) instead."""
-        return UsageError(self._text(f"--{self.allowed_by}"))
 
 
 def check_name(value: str, field: str) -> str:

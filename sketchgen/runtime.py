@@ -27,7 +27,7 @@ def choose_device(name: str = "auto") -> torch.device:
     string, refused (a ConfigError naming it) unless this machine's torch can use it."""
     import torch
 
-    from sketchgen.config import ConfigError
+    from sketchgen.errors import ConfigError
 
     if name != "auto":
         try:
@@ -143,8 +143,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True`` of a checked archive: a checkpoint cannot run
     code when loaded, and a damaged or refused one is a one-line error naming the file
-    (``sketchgen.checkpoints.load``; its ``read_checkpoint`` also checks the layout)."""
-    from sketchgen.checkpoints import load
+    (``sketchgen.training.checkpoints.load``; its ``read_checkpoint`` also checks the layout)."""
+    from sketchgen.training.checkpoints import load
 
     return load(path, device)
 
@@ -270,7 +270,7 @@ def shard(tensor: torch.Tensor) -> torch.Tensor:
 def check_shards(count: int, what: str) -> None:
     """Refuse, before any work, a global batch that does not split into equal shards over
     the ranks (a ConfigError naming ``what``, a phrase that includes ``count``)."""
-    from sketchgen.config import ConfigError
+    from sketchgen.errors import ConfigError
 
     _, size = world()
     if count % size:

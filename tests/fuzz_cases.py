@@ -668,8 +668,8 @@ def _expectation(spoiled: Spoiled, where: str) -> str | None:
 
 
 def train_config_case(rng: random.Random, out: Path) -> ConfigCase:
-    from sketchgen import registry
     from sketchgen.config import TrainConfig
+    from sketchgen.models import registry
 
     model = rng.choice(sorted(TRAIN_OPTIONS))
     table = {**TRAIN_BASE, "model": model, "out": str(out),
@@ -701,7 +701,8 @@ def train_config_case(rng: random.Random, out: Path) -> ConfigCase:
 
 
 def compare_config_case(rng: random.Random, out: Path) -> ConfigCase:
-    from sketchgen import compare, registry
+    from sketchgen.comparison import run as compare
+    from sketchgen.models import registry
 
     models = [dict(m, options=dict(m["options"])) for m in COMPARE_MODELS]
     table = {**COMPARE_BASE, "out": str(out), "classifier": {"width": 4}, "models": models}
@@ -768,8 +769,11 @@ def check_config_case(directory: Path, index: int, case: ConfigCase, tally: Outc
     import contextlib
     import io
 
-    from sketchgen import cli, compare, registry
-    from sketchgen.config import ConfigError, load_toml
+    from sketchgen import cli
+    from sketchgen.comparison import run as compare
+    from sketchgen.config import load_toml
+    from sketchgen.errors import ConfigError
+    from sketchgen.models import registry
 
     path = directory / f"c{index:05d}-{case.kind}.toml"
     path.write_text(case.text, encoding="utf-8")
@@ -879,8 +883,8 @@ def _file_mutation(rng: random.Random, data: bytes, path: Path, marker: Path
 def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, CheckpointCase]:
     import torch
 
-    from sketchgen import registry
     from sketchgen.config import TrainConfig
+    from sketchgen.models import registry
 
     how = rng.choice(["not-a-dict", "missing-key", "wrong-type", "extra-key", "format", "step",
                       "model", "class-names", "config", "config", "model-config",
@@ -1011,8 +1015,8 @@ def checkpoint_case(rng: random.Random, base: Path, case_dir: Path) -> Checkpoin
 def check_checkpoint_case(case_dir: Path, case: CheckpointCase, tally: OutcomeTally) -> None:
     """Rebuild the run as sampling does: it loads, or fails in one line naming the file (and,
     for a spoiled key, that key) -- never a traceback, never code run, never a huge tensor."""
-    from sketchgen.checkpoints import CheckpointError
-    from sketchgen.sample import load_run
+    from sketchgen.errors import CheckpointError
+    from sketchgen.training.sampling import load_run
 
     path = case_dir / "checkpoint.pt"
     try:

@@ -16,8 +16,8 @@ import pytest
 import sketchgen as sg
 from rasterize.drawings import Drawing
 from rasterize.render import render as render_drawings
-from sketchgen.config import ConfigError
-from sketchgen.data import LabelledBitmaps
+from sketchgen.data.datasets import LabelledBitmaps
+from sketchgen.errors import ConfigError
 
 GAN = dict(batch_size=16, device="cpu", progress=False, width=8)  # seconds on one core
 SKETCH_RNN = dict(batch_size=8, device="cpu", progress=False, enc_rnn_size=16, dec_rnn_size=32,
@@ -60,7 +60,7 @@ def test_import_stays_torch_free():
 def test_no_api_name_is_shadowed_by_a_submodule():
     import pkgutil
 
-    import sketchgen.train  # noqa: F401  (sets the attribute "train" on the package)
+    import sketchgen.training.harness  # noqa: F401  (sets the attribute "train" on the package)
 
     submodules = {module.name for module in pkgutil.iter_modules(sg.__path__)}
     assert not submodules & set(sg.__all__)
@@ -104,7 +104,7 @@ def test_the_five_lines_and_the_default_evaluator(eyes, monkeypatch):
     assert len(identity["config"]["categories"]) == 26 and identity["config"]["per_class"] == 250
     assert identity["test_accuracy"] > 0.4  # 26 classes: chance is 0.04
     assert identity["built_with"]["threads"] == 1 and identity["built_with"]["device"] == "cpu"
-    from sketchgen import classifier
+    from sketchgen.evaluation import classifier
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached evaluator was trained again")
@@ -196,8 +196,8 @@ def test_the_harness_records_data_given_in_memory_and_resumes_only_on_it(eyes, t
     import torch
 
     from sketchgen.config import TrainConfig, load_toml
-    from sketchgen.data import load_bitmaps
-    from sketchgen.train import load_data, train
+    from sketchgen.data.datasets import load_bitmaps
+    from sketchgen.training.harness import load_data, train
 
     config = TrainConfig(model="dcgan", steps=2, batch_size=16, out=str(tmp_path / "run"),
                          device="cpu", progress=False, model_options={"width": 8})
@@ -314,7 +314,7 @@ def test_a_cached_evaluator_that_does_not_match_its_record_is_refused(small_cach
                                                                       monkeypatch):
     import shutil
 
-    from sketchgen.classifier import load_classifier, save_classifier
+    from sketchgen.evaluation.classifier import load_classifier, save_classifier
 
     shutil.copytree(small_cache, tmp_path, dirs_exist_ok=True)
     monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
@@ -340,7 +340,7 @@ def test_two_callers_asking_for_a_new_evaluator_train_it_once(tmp_path, monkeypa
     import threading
     import time
 
-    from sketchgen import classifier
+    from sketchgen.evaluation import classifier
 
     monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
     trainings, identities = [], []

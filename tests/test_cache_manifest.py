@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sketchgen import data
-from sketchgen.commands import fetch
+from sketchgen import errors
+from sketchgen.cli import fetch
+from sketchgen.data import datasets as data
 
 FAST = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
 
@@ -80,12 +81,12 @@ def test_a_damaged_manifest_is_detected(server, cache):
     # An edit that keeps the JSON valid: the cat entry now vouches for a tampered file.
     manifest["files"]["full/simplified/cat.ndjson"]["sha256"] = data.sha256_file(path)[::-1]
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(data.DownloadError, match="MANIFEST.json: damaged") as error:
+    with pytest.raises(errors.DownloadError, match="MANIFEST.json: damaged") as error:
         data.resolve("cat", mirror=server.url, options=FAST)
     assert "\n" not in str(error.value) and str(error.value).startswith(str(manifest_path))
     for text in ("{not json", "[" * 100_000 + "]" * 100_000):  # too deep for json's parser
         manifest_path.write_text(text)
-        with pytest.raises(data.DownloadError, match="MANIFEST.json: damaged"):
+        with pytest.raises(errors.DownloadError, match="MANIFEST.json: damaged"):
             data.resolve("cat", mirror=server.url, options=FAST)
     assert len(server.requests) == 1
 
@@ -97,7 +98,7 @@ def test_a_tampered_cache_is_one_line_naming_the_file(server, cache, capsys, cha
         tamper(path)
     else:
         path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(data.DownloadError) as error:
+    with pytest.raises(errors.DownloadError) as error:
         data.resolve("cat", mirror=server.url, options=FAST)
     message = str(error.value)
     assert message.startswith(f"{path}: ") and "\n" not in message

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sketchgen.classifier import (
+from sketchgen.data.datasets import load_drawings
+from sketchgen.evaluation.classifier import (
     Classifier,
     ClassifierConfig,
     Evaluation,
@@ -20,8 +21,7 @@ from sketchgen.classifier import (
     train_classifier,
     training_images,
 )
-from sketchgen.data import load_drawings
-from sketchgen.metrics import extract_features, fid
+from sketchgen.evaluation.metrics import extract_features, fid
 
 # Four of the mirror's 250-drawing categories: 1000 real drawings, 800 / 100 / 100 split.
 CATEGORIES = ["crab", "eyeglasses", "hat", "sock"]

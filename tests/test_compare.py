@@ -19,8 +19,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sketchgen import compare, report
-from sketchgen.cli import UsageError, main
+from sketchgen.cli import main
+from sketchgen.comparison import run as compare
+from sketchgen.errors import UsageError
+from sketchgen.report import writer as report
 
 CATEGORIES = ["eye", "mouth"]
 N = 60

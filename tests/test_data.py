@@ -1,4 +1,4 @@
-"""sketchgen.data on the local mirror: categories, resolving sources, loaders, cache, splits."""
+"""sketchgen.data.datasets on the local mirror: categories, resolving sources, loaders, cache, splits."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rasterize.drawings import NdjsonError
-from sketchgen import data
+from sketchgen.data import datasets as data
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The HTTP path of sketchgen.data and ``sketchgen fetch``, against a loopback server.
+"""The HTTP path of sketchgen.data.datasets and ``sketchgen fetch``, against a loopback server.
 
 The server (``tests/http_mirror.py``, the ``server`` fixture) serves the shared mirror folder
 on 127.0.0.1 and can misbehave on demand.
@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from http_mirror import serve
 
-from sketchgen import data, download
-from sketchgen.cli import UsageError
-from sketchgen.commands import fetch
+from sketchgen import errors
+from sketchgen.cli import fetch
+from sketchgen.data import datasets as data
+from sketchgen.data import download
+from sketchgen.errors import UsageError
 
 FAST = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
 
@@ -59,7 +61,7 @@ def test_download_lands_in_the_cache_with_its_hash_recorded(server, mirror, cach
 def test_interrupted_download_resumes_where_it_stopped(server, mirror, cache):
     full = (mirror / "full/raw/cat.ndjson").read_bytes()
     server.drop_after = [60_000]
-    with pytest.raises(data.DownloadError, match=f"received 60000 of the {len(full)} bytes"):
+    with pytest.raises(errors.DownloadError, match=f"received 60000 of the {len(full)} bytes"):
         data.resolve("cat", "raw", mirror=server.url, options=FAST)
     (part,) = (cache / "downloads").rglob("cat.ndjson.part")
     assert part.stat().st_size == 60_000
@@ -83,7 +85,7 @@ def test_retries_resume_within_one_call(server, mirror, cache):
 
 def test_a_file_changed_on_the_server_is_downloaded_afresh(server, mirror, cache):
     server.drop_after = [60_000]
-    with pytest.raises(data.DownloadError):
+    with pytest.raises(errors.DownloadError):
         data.resolve("cat", "raw", mirror=server.url, options=FAST)
     server.version = 2  # new ETag: the 60,000 bytes held belong to an older file
     path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
@@ -115,7 +117,7 @@ def test_a_resume_the_server_cannot_confirm_starts_again(changing, cache, broken
     server, source = changing
     setattr(server, broken, False)
     server.drop_after = [60_000]
-    with pytest.raises(data.DownloadError, match="received 60000 of"):
+    with pytest.raises(errors.DownloadError, match="received 60000 of"):
         data.resolve("cat", "raw", mirror=server.url, options=FAST)
     changed = new_version(source)
     path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
@@ -128,7 +130,7 @@ def test_a_resume_the_server_cannot_confirm_starts_again(changing, cache, broken
 def test_a_lost_resume_state_starts_again(changing, cache, loss):
     server, source = changing
     server.drop_after = [60_000]
-    with pytest.raises(data.DownloadError):
+    with pytest.raises(errors.DownloadError):
         data.resolve("cat", "raw", mirror=server.url, options=FAST)
     (state,) = (cache / "downloads").rglob("cat.ndjson.part.json")
     if loss == "deleted":
@@ -146,7 +148,7 @@ def test_a_run_killed_as_a_changed_file_starts_again_mixes_no_versions(changing,
     # the bytes held of the old version must not pass for the start of the new one.
     server, source = changing
     server.drop_after = [60_000]
-    with pytest.raises(data.DownloadError):
+    with pytest.raises(errors.DownloadError):
         data.resolve("cat", "raw", mirror=server.url, options=FAST)
     changed = new_version(source)
 
@@ -165,7 +167,7 @@ def test_a_run_killed_as_a_changed_file_starts_again_mixes_no_versions(changing,
 
 def test_a_huge_announced_size_is_refused_before_reading(server, cache):
     server.extra_length = 10 << 30  # "10 GiB"
-    with pytest.raises(data.DownloadError, match=r"cat\.ndjson: .*more than max_bytes=") as error:
+    with pytest.raises(errors.DownloadError, match=r"cat\.ndjson: .*more than max_bytes=") as error:
         data.resolve("cat", mirror=server.url, options=FAST)
     assert "\n" not in str(error.value) and str(error.value).startswith(server.url)
     assert [p.name for p in (cache / "downloads").rglob("cat.ndjson*")] == ["cat.ndjson.lock"]
@@ -174,7 +176,7 @@ def test_a_huge_announced_size_is_refused_before_reading(server, cache):
 def test_a_download_that_does_not_fit_on_the_disk_is_refused(server, cache, monkeypatch):
     almost_full = shutil.disk_usage(cache.parent)._replace(free=1000)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: almost_full)
-    with pytest.raises(data.DownloadError, match=r"cat\.ndjson: needs \d+ more bytes, .* 1000"):
+    with pytest.raises(errors.DownloadError, match=r"cat\.ndjson: needs \d+ more bytes, .* 1000"):
         data.resolve("cat", mirror=server.url, options=FAST)
     assert list((cache / "downloads").rglob("cat.ndjson")) == []
 
@@ -198,7 +200,7 @@ def test_download_options_of_the_wrong_type_are_refused(field, value):
 def test_size_mismatch_is_detected(server, mirror, cache):
     size = (mirror / "full/simplified/cat.ndjson").stat().st_size
     server.extra_length = 100
-    with pytest.raises(data.DownloadError, match=f"received {size} of the {size + 100} bytes"):
+    with pytest.raises(errors.DownloadError, match=f"received {size} of the {size + 100} bytes"):
         data.resolve("cat", mirror=server.url, options=FAST)
     assert list((cache / "downloads").rglob("cat.ndjson")) == []
     assert list((cache / "downloads").rglob("MANIFEST.json")) == [], "no hash recorded"
@@ -209,14 +211,14 @@ def test_corrupted_cached_file_is_detected(server, cache):
     content = bytearray(path.read_bytes())
     content[100] ^= 0x01  # same size, one bit off
     path.write_bytes(bytes(content))
-    with pytest.raises(data.DownloadError, match="does not match .* recorded when it was"):
+    with pytest.raises(errors.DownloadError, match="does not match .* recorded when it was"):
         data.resolve("cat", mirror=server.url, options=FAST)
     assert len(server.requests) == 1, "a corrupt file is reported, not silently replaced"
 
 
 def test_missing_remote_file_fails_without_retrying(server, cache):
     options = data.DownloadOptions(timeout=5.0, retries=3, backoff=0.0, progress=False)
-    with pytest.raises(data.DownloadError, match="HTTP 404"):
+    with pytest.raises(errors.DownloadError, match="HTTP 404"):
         data.resolve("dog", "bitmap", mirror=server.url, options=options)
     assert len(server.requests) == 1
 
@@ -224,7 +226,7 @@ def test_missing_remote_file_fails_without_retrying(server, cache):
 def test_an_answer_that_is_no_http_is_a_one_line_download_error(server, cache):
     options = data.DownloadOptions(timeout=5.0, retries=1, backoff=0.0, progress=False)
     server.malformed = True
-    with pytest.raises(data.DownloadError) as error:
+    with pytest.raises(errors.DownloadError) as error:
         data.resolve("cat", mirror=server.url, options=options)
     message = str(error.value)
     assert message.startswith(f"{server.url}full/simplified/cat.ndjson: ") and "\n" not in message

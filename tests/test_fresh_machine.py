@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sketchgen import data
-from sketchgen.compare import load_config, load_real
+from sketchgen.comparison.run import load_config, load_real
+from sketchgen.data import datasets as data
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
@@ -138,7 +138,7 @@ LOADERS = {"load_drawings", "load_bitmaps", "resolve", "read_sketch_npz"}
 
 
 def data_calls(tree: ast.AST) -> set[str]:
-    """Names of the ``sketchgen.data`` / ``rasterize.strokes`` loaders a module calls."""
+    """Names of the ``sketchgen.data.datasets`` / ``rasterize.strokes`` loaders a module calls."""
     called = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):

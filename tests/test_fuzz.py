@@ -126,7 +126,7 @@ def run_config_fuzz(tmp_path, seed: int, count: int) -> dict[str, OutcomeTally]:
 def base_checkpoints(tmp_path_factory) -> list[str]:
     """Finished two-step runs of a GAN without and with conditioning and of Sketch-RNN."""
     from sketchgen.config import TrainConfig
-    from sketchgen.train import CHECKPOINT, train
+    from sketchgen.training.harness import CHECKPOINT, train
 
     root = tmp_path_factory.mktemp("bases")
     runs = {"dcgan": {"width": 8}, "sngan": {"width": 8},

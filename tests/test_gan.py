@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from sketchgen import gan, registry
-from sketchgen.config import ConfigError, TrainConfig
-from sketchgen.train import BitmapData, TaskInputs
+from sketchgen.config import TrainConfig
+from sketchgen.errors import ConfigError
+from sketchgen.models import gan, registry
+from sketchgen.training.harness import BitmapData, TaskInputs
 
 CLASSES = ("cat", "dog", "apple")
 SIZES = {  # each model at the sizes it supports (presets: the references' 28 px and 64 px)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from http_mirror import serve
 
-from sketchgen import data
-from sketchgen.commands import fetch
+from sketchgen.cli import fetch
+from sketchgen.data import datasets as data
 
 CHUNK = 64 << 10
 SMALL = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, chunk_bytes=CHUNK,

@@ -9,7 +9,7 @@ import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import poly_mmd
 
-from sketchgen.metrics import (
+from sketchgen.evaluation.metrics import (
     METRICS,
     blank_share,
     bootstrap_ci,

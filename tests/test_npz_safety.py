@@ -25,7 +25,7 @@ from http_mirror import serve
 from rasterize import strokes
 from rasterize.drawings import MAX_POINTS_PER_DRAWING, MAX_STROKES_PER_DRAWING
 from rasterize.strokes import read_sketch_npz
-from sketchgen.data import load_drawings
+from sketchgen.data.datasets import load_drawings
 
 
 class Runs:

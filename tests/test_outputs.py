@@ -18,13 +18,14 @@ import pytest
 from test_compare import tiny_config, write_toml
 from test_train import CATEGORIES, small
 
-from sketchgen import cli, compare, outputs
-from sketchgen import sample as sampling
-from sketchgen import train as training
-from sketchgen.cli import UsageError
-from sketchgen.config import ConfigError, TrainConfig, dump_toml
+from sketchgen import cli, errors, outputs
+from sketchgen.comparison import run as compare
+from sketchgen.config import TrainConfig, dump_toml
+from sketchgen.errors import ConfigError, UsageError
 from sketchgen.figures import read_jsonl
-from sketchgen.train import CHECKPOINT, CONFIG, train
+from sketchgen.training import harness as training
+from sketchgen.training import sampling
+from sketchgen.training.harness import CHECKPOINT, CONFIG, train
 
 TRAIN = ["sngan", "--categories", *CATEGORIES, "--per-class", "40", "--batch-size", "8",
          "--set", "width=8", "--device", "cpu", "--no-progress"]
@@ -98,12 +99,12 @@ def test_a_new_or_empty_folder_is_claimed_and_marked(tmp_path):
 def test_a_users_folder_is_refused_and_left_as_it_was(tmp_path):
     folder = users_folder(tmp_path / "mine", {"notes.txt": "mine", "a/b.png": "x"})
     before = snapshot(tmp_path)
-    with pytest.raises(outputs.OutputError) as refused:
+    with pytest.raises(errors.OutputError) as refused:
         outputs.claim(folder, "run")
     message = str(refused.value)
     assert str(folder) in message and "a, notes.txt" in message
     assert "pass overwrite=True to write into it anyway" in message
-    assert "pass --overwrite to" in str(refused.value.for_cli())
+    assert "pass --overwrite to" in str(cli.as_flags(refused.value))
     assert snapshot(tmp_path) == before
 
 
@@ -112,17 +113,17 @@ def test_overwrite_writes_into_a_users_folder_without_taking_it(tmp_path):
     with outputs.claim(folder, "run", overwrite=True) as claimed:
         assert not claimed.owned
     assert not outputs.is_owned(folder, "run")  # the next write needs overwrite again
-    with pytest.raises(outputs.OutputError):
+    with pytest.raises(errors.OutputError):
         outputs.claim(folder, "run")
 
 
 def test_a_folder_of_another_kind_or_a_file_is_refused(tmp_path):
     with outputs.claim(tmp_path / "report", "report"):
         pass
-    with pytest.raises(outputs.OutputError, match="not a sketchgen run folder"):
+    with pytest.raises(errors.OutputError, match="not a sketchgen run folder"):
         outputs.claim(tmp_path / "report", "run")
     (tmp_path / "file").write_text("")
-    with pytest.raises(outputs.OutputError, match="is a file, not a folder"):
+    with pytest.raises(errors.OutputError, match="is a file, not a folder"):
         outputs.claim(tmp_path / "file", "run", overwrite=True)
 
 
@@ -135,7 +136,7 @@ def test_a_recognised_old_folder_is_accepted_but_not_marked(tmp_path):
 
 def test_a_marker_that_is_not_the_suites_does_not_make_a_folder_ours(tmp_path):
     folder = users_folder(tmp_path / "fake", {outputs.MARKER: "[1, 2]", "mine.txt": ""})
-    with pytest.raises(outputs.OutputError, match="not a sketchgen run folder"):
+    with pytest.raises(errors.OutputError, match="not a sketchgen run folder"):
         outputs.claim(folder, "run")
 
 
@@ -148,9 +149,9 @@ def test_a_marker_that_links_elsewhere_does_not_make_a_folder_ours(tmp_path):
     (folder / outputs.MARKER).symlink_to(tmp_path / "report" / outputs.MARKER)
     before = snapshot(tmp_path)
     assert not outputs.is_owned(folder, "report")
-    with pytest.raises(outputs.OutputError, match="not a sketchgen report folder"):
+    with pytest.raises(errors.OutputError, match="not a sketchgen report folder"):
         outputs.claim(folder, "report")
-    with pytest.raises(outputs.OutputError, match="sketchgen did not create it"):
+    with pytest.raises(errors.OutputError, match="sketchgen did not create it"):
         outputs.remove_folder(folder, tmp_path, "report")
     assert snapshot(tmp_path) == before
 
@@ -165,7 +166,7 @@ def test_the_folder_is_looked_at_again_once_locked(tmp_path, monkeypatch):
         return lock(path)
 
     monkeypatch.setattr(outputs, "_lock", meanwhile)
-    with pytest.raises(outputs.OutputError, match=r"is not empty \(mine.txt\)"):
+    with pytest.raises(errors.OutputError, match=r"is not empty \(mine.txt\)"):
         outputs.claim(folder, "run")
     assert os.listdir(folder) == ["mine.txt"]
 
@@ -175,7 +176,7 @@ def test_the_folder_is_looked_at_again_once_locked(tmp_path, monkeypatch):
 
 def test_a_second_claim_is_refused_at_once_naming_the_holder(tmp_path):
     with outputs.claim(tmp_path / "run", "run"):
-        with pytest.raises(outputs.OutputError,
+        with pytest.raises(errors.OutputError,
                            match=f"being written by another sketchgen process "
                                  f"\\(pid {os.getpid()}, this one\\)"):
             outputs.claim(tmp_path / "run", "run", overwrite=True)
@@ -186,7 +187,7 @@ def test_a_second_claim_is_refused_at_once_naming_the_holder(tmp_path):
 def test_the_lock_holds_across_processes_and_ends_with_its_holder(tmp_path):
     holder = hold_lock(tmp_path / "run")
     try:
-        with pytest.raises(outputs.OutputError, match=f"\\(pid {holder.pid}\\)"):
+        with pytest.raises(errors.OutputError, match=f"\\(pid {holder.pid}\\)"):
             outputs.claim(tmp_path / "run", "run")
     finally:
         release(holder)
@@ -244,7 +245,7 @@ def test_a_lock_file_removed_by_its_holder_while_opened_is_not_trusted(tmp_path,
         monkeypatch.undo()
         assert len(opened) == 2  # the stale file, then the new one
         assert os.fstat(claimed._fd).st_ino == os.stat(folder / outputs.LOCK).st_ino
-        with pytest.raises(outputs.OutputError, match="being written"):
+        with pytest.raises(errors.OutputError, match="being written"):
             outputs.claim(folder, "run")
 
 
@@ -265,7 +266,7 @@ def test_remove_folder_deletes_only_marked_folders_inside_the_working_folder(tmp
                         (work / "runs" / "link", "not inside"),
                         (work / "runs" / "a" / ".." / "..", "not inside"),
                         (work, "not inside")):
-        with pytest.raises(outputs.OutputError, match=f"refusing to delete .*{why}"):
+        with pytest.raises(errors.OutputError, match=f"refusing to delete .*{why}"):
             outputs.remove_folder(target, work, "run")
     assert snapshot(tmp_path) == before
     outputs.remove_folder(work / "runs" / "a", work, "run")
@@ -275,7 +276,7 @@ def test_remove_folder_deletes_only_marked_folders_inside_the_working_folder(tmp
 def test_a_folder_being_written_is_not_deleted(tmp_path):
     holder = hold_lock(tmp_path / "work" / "run")
     try:
-        with pytest.raises(outputs.OutputError, match="being written by another"):
+        with pytest.raises(errors.OutputError, match="being written by another"):
             outputs.remove_folder(tmp_path / "work" / "run", tmp_path / "work", "run")
         assert outputs.is_owned(tmp_path / "work" / "run", "run")
     finally:
@@ -305,7 +306,7 @@ def test_a_marker_listing_files_elsewhere_deletes_nothing(tmp_path, listed):
                                                       "written": ["README.md", listed]}))
     before = snapshot(tmp_path)
     with outputs.claim(folder, "report") as claimed, \
-            pytest.raises(outputs.OutputError, match="which is not a file of this folder"):
+            pytest.raises(errors.OutputError, match="which is not a file of this folder"):
         claimed.remove_recorded()
     assert snapshot(tmp_path) == before
 
@@ -313,7 +314,7 @@ def test_a_marker_listing_files_elsewhere_deletes_nothing(tmp_path, listed):
 def test_existing_output_files_need_overwrite(tmp_path):
     (tmp_path / "x.npy").write_text("mine")
     outputs.check_free([tmp_path / "y.npy"])
-    with pytest.raises(outputs.OutputError, match="x.npy exists; .*pass overwrite=True to "
+    with pytest.raises(errors.OutputError, match="x.npy exists; .*pass overwrite=True to "
                                                   "replace it"):
         outputs.check_free([tmp_path / "y.npy", tmp_path / "x.npy"])
     outputs.check_free([tmp_path / "x.npy"], overwrite=True)
@@ -442,7 +443,7 @@ def test_a_temporary_run_folder_is_deleted_only_while_it_is_the_suites(tmp_path)
     (folder / outputs.MARKER).unlink()
     users_folder(folder, {"mine.txt": "mine"})
     try:
-        with pytest.raises(outputs.OutputError, match="sketchgen did not create it"):
+        with pytest.raises(errors.OutputError, match="sketchgen did not create it"):
             model.close()
         assert (folder / "mine.txt").read_text() == "mine"
     finally:
@@ -472,7 +473,7 @@ def test_sample_does_not_replace_a_file_made_while_it_sampled(trained, tmp_path,
         return draw(*args)
 
     monkeypatch.setattr(sampling, "sample_images", meanwhile)
-    with pytest.raises(outputs.OutputError, match=f"{out} exists"):
+    with pytest.raises(errors.OutputError, match=f"{out} exists"):
         sampling.write_samples(sampling.load_run(trained), 4, out)
     assert out.read_text() == "mine" and sorted(os.listdir(tmp_path)) == ["x.npy"]
 

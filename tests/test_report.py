@@ -8,7 +8,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from sketchgen import report
+from sketchgen.report import writer as report
 
 FEATURES = "classifier-k8-penultimate"
 

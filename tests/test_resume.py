@@ -15,7 +15,7 @@ import torch
 from sketchgen import runtime
 from sketchgen.config import TrainConfig
 from sketchgen.figures import read_jsonl
-from sketchgen.train import CHECKPOINT, train
+from sketchgen.training.harness import CHECKPOINT, train
 
 CATEGORIES = ("dog", "face")
 

@@ -1,4 +1,4 @@
-"""sketchgen.sketch_rnn: the mixture loss, schedules, masking, cells, augmentation, training
+"""sketchgen.models.sketch_rnn: the mixture loss, schedules, masking, cells, augmentation, training
 and sampling of Sketch-RNN, on real drawings with small models."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from rasterize.drawings import read_ndjson
 from rasterize.render import render
 from rasterize.strokes import END_ROW, START_TOKEN, drawing_to_stroke3, normalize_splits
 from sketchgen import cli, runtime
-from sketchgen.config import ConfigError
+from sketchgen.errors import ConfigError
 from sketchgen.figures import read_jsonl
-from sketchgen.sketch_rnn import (
+from sketchgen.models.sketch_rnn import (
     FusedLSTM,
     MixtureParams,
     SketchRNN,
@@ -418,15 +418,15 @@ def test_reconstruction_and_interpolation_decode_codes(sketches):
 
 @pytest.fixture(scope="module")
 def labelled(mirror):
-    from sketchgen.data import load_drawings
+    from sketchgen.data.datasets import load_drawings
 
     return load_drawings(["face", "cat"], per_class=25, mirror=mirror)
 
 
 def _task(labelled, data=True, batch_size=8, **options):
     from sketchgen.config import TrainConfig
-    from sketchgen.sketch_rnn_task import build_sketch_rnn_task
-    from sketchgen.train import TaskInputs
+    from sketchgen.models.sketch_rnn_task import build_sketch_rnn_task
+    from sketchgen.training.harness import TaskInputs
 
     config = TrainConfig(model="sketch-rnn", categories=("face", "cat"), batch_size=batch_size,
                          seed=5, size=28)
@@ -437,7 +437,7 @@ def _task(labelled, data=True, batch_size=8, **options):
 
 
 def test_task_splits_by_seed_and_normalises_by_train_std(labelled):
-    from sketchgen.data import split_indices
+    from sketchgen.data.datasets import split_indices
 
     task = _task(labelled)
     data = task.data

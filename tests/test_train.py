@@ -12,11 +12,13 @@ import torch
 from conftest import train_with_torchrun
 from PIL import Image
 
-from sketchgen import cli, gan, runtime
-from sketchgen.config import ConfigError, TrainConfig, dump_toml, load_toml
+from sketchgen import cli, runtime
+from sketchgen.config import TrainConfig, dump_toml, load_toml
+from sketchgen.errors import ConfigError, DivergenceError
 from sketchgen.figures import read_jsonl
-from sketchgen.sample import load_run, sample_images, sample_labels
-from sketchgen.train import CHECKPOINT, DivergenceError, build_task, load_data, train
+from sketchgen.models import gan
+from sketchgen.training.harness import CHECKPOINT, build_task, load_data, train
+from sketchgen.training.sampling import load_run, sample_images, sample_labels
 
 CATEGORIES = ("dog", "face")  # 250 real drawings each in the shared mirror
 
@@ -225,7 +227,7 @@ def test_torchrun_on_two_cpu_processes_follows_the_single_process_run(tmp_path):
 def test_every_model_config_declares_whether_its_samples_follow_the_label(options):
     """``conditional`` in the registry's config (what compare plans by) against behaviour:
     the same noise with other labels gives other samples exactly when it says so."""
-    from sketchgen import registry
+    from sketchgen.models import registry
 
     for name in registry.MODELS if not options else ["sketch-rnn"]:
         extra = {"standing_batches": 1} if registry.MODELS[name].kind == "bitmap" else {}

@@ -24,15 +24,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from sketchgen import cli, compare, data, registry, runtime
-from sketchgen.checkpoints import CheckpointError, read_checkpoint
-from sketchgen.classifier import Classifier, ClassifierConfig, build_model, load_classifier
-from sketchgen.classifier import save_classifier as write_classifier
-from sketchgen.config import ConfigError, TrainConfig, load_toml
-from sketchgen.gan import GanConfig
-from sketchgen.sample import load_run
-from sketchgen.sketch_rnn import SketchRNNConfig
-from sketchgen.train import CHECKPOINT, GIF, train
+from sketchgen import cli, runtime
+from sketchgen.comparison import run as compare
+from sketchgen.config import TrainConfig, load_toml
+from sketchgen.data import datasets as data
+from sketchgen.errors import CheckpointError, ConfigError
+from sketchgen.evaluation.classifier import (
+    Classifier,
+    ClassifierConfig,
+    build_model,
+    load_classifier,
+)
+from sketchgen.evaluation.classifier import save_classifier as write_classifier
+from sketchgen.models import registry
+from sketchgen.models.gan import GanConfig
+from sketchgen.models.sketch_rnn import SketchRNNConfig
+from sketchgen.training.checkpoints import read_checkpoint
+from sketchgen.training.harness import CHECKPOINT, GIF, train
+from sketchgen.training.sampling import load_run
 
 STEPS = "[1, 1_000_000_000]"
 TINY = ["--categories", "eye", "mouth", "--per-class", "20", "--batch-size", "4",
@@ -556,7 +565,7 @@ def test_full_disk_keeps_the_checkpoint_error_and_notes_the_gif_error(tmp_path, 
 
 def test_unexpected_errors_stay_tracebacks(monkeypatch, tmp_path):
     """A bug is not an expected error: the CLI must not hide it."""
-    monkeypatch.setattr("sketchgen.train.train", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("sketchgen.training.harness.train", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         cli.main(["train", "dcgan", *TINY, "--out", str(tmp_path / "run")])
 

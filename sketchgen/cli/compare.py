@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sketchgen.compare import load_config, run_comparison
-    from sketchgen.report import INDEX, TABLE_MD
+    from sketchgen.comparison.run import load_config, run_comparison
+    from sketchgen.report.writer import INDEX, TABLE_MD
 
     config = load_config(args.config)
     if args.out is not None:

@@ -10,7 +10,7 @@ longer by a later call that asks for more. Since Google publishes no hashes, eac
 file's sha256 is recorded in its cache folder's ``MANIFEST.json``, and a cached file is used
 only through that record.
 
-:mod:`sketchgen.data` decides what is fetched and where (category names, mirrors, the
+:mod:`sketchgen.data.datasets` decides what is fetched and where (category names, mirrors, the
 cache's layout); this module only moves bytes from a URL into a file it can vouch for.
 """
 
@@ -38,16 +38,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from sketchgen.errors import DownloadError
 from sketchgen.runtime import file_lock
 
 _HASH_CHUNK = 1 << 20  # bytes read at a time to hash or copy a file
-
-
-class DownloadError(OSError):
-    """A download that failed or a cached file that no longer matches its recorded hash.
-
-    Every message is one line that starts with the URL or the file concerned.
-    """
 
 
 class _Retry(Exception):

@@ -1,16 +1,19 @@
-"""The ``sketchgen`` command line: one subcommand per module in ``sketchgen.commands``.
+"""The ``sketchgen`` command line: the top of the house, one subcommand per module here.
 
-Each command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Command modules import torch only inside ``run`` so that
-``sketchgen --help`` and argument errors stay instant.
+Owns: argument parsing, the translation of library parameters into flags (``overwrite=True``
+is ``--overwrite``), and of errors into one line and an exit status. May import anything in
+``sketchgen``; nothing in ``sketchgen`` imports it.
+
+Each command module (``fetch``, ``rasterize``, ``train``, ``sample``, ``compare``) exposes
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules
+import torch only inside ``run`` so that ``sketchgen --help`` and argument errors stay instant.
 
 Expected errors are one line on stderr, ``sketchgen COMMAND: error: ...``, never a traceback:
 
-- exit status 2: a bad argument, config, data source or checkpoint (:class:`UsageError`, which
-  ``sketchgen.config.ConfigError`` and ``sketchgen.checkpoints.CheckpointError`` are), found
-  before any work starts;
+- exit status 2: a bad argument, config, data source, checkpoint or output folder
+  (``sketchgen.errors.UsageError`` and its subclasses), found before any work starts;
 - exit status 1: the environment failed the run (an ``OSError``: a download that failed or no
-  longer matches its recorded sha256, ``sketchgen.data.DownloadError``; a full disk; a file
+  longer matches its recorded sha256, ``sketchgen.errors.DownloadError``; a full disk; a file
   that cannot be read or written). Notes the error carries (e.g. a second failure while the
   run wrote its figures) follow, one line each: ``sketchgen COMMAND: note: ...``.
 
@@ -23,11 +26,9 @@ import argparse
 import importlib
 import sys
 
+from sketchgen.errors import OutputError, UsageError
+
 COMMANDS = ("fetch", "rasterize", "train", "sample", "compare")
-
-
-class UsageError(Exception):
-    """A bad argument or config: printed as one line, exit status 2, before any work starts."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"sketchgen.commands.{name}")
+        module = importlib.import_module(f"sketchgen.cli.{name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
@@ -49,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UsageError as error:
-        # an error naming the library parameter that allows the action (overwrite=True, see
-        # sketchgen.outputs.OutputError) names the command's flag instead (--overwrite)
-        _report(args.command, error.for_cli() if hasattr(error, "for_cli") else error)
+        _report(args.command, as_flags(error))
         return 2
     except OSError as error:
         _report(args.command, error)
@@ -59,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sketchgen {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def as_flags(error: UsageError) -> UsageError:
+    """The error naming the command's flag (``--overwrite``) where the library names the
+    parameter that allows the action (``overwrite=True``)."""
+    if isinstance(error, OutputError) and error.allowed_by is not None:
+        return UsageError(error.with_remedy(f"--{error.allowed_by}"))
+    return error
 
 
 def _report(command: str, error: BaseException) -> None:

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sketchgen import outputs, registry, runtime
-from sketchgen.checkpoints import load_task_state, read_checkpoint
-from sketchgen.config import SAMPLE_SEED, ConfigError, FieldError, config_from_mapping
-from sketchgen.train import CHECKPOINT, Task, build_task
+from sketchgen import outputs, runtime
+from sketchgen.config import SAMPLE_SEED, config_from_mapping
+from sketchgen.errors import ConfigError, FieldError
+from sketchgen.models import registry
+from sketchgen.training.checkpoints import load_task_state, read_checkpoint
+from sketchgen.training.harness import CHECKPOINT, Task, build_task
 
 SAMPLE_CHUNK = 250  # samples per forward pass: bounds memory for --n in the millions
 OUTPUT_SUFFIXES = (".npy", ".png")

@@ -74,16 +74,8 @@ from rasterize.strokes import (
     stroke3_to_stroke5,
     stroke5_to_stroke3,
 )
-from sketchgen.config import (
-    MAX_STEPS,
-    RATES,
-    UNITS,
-    ConfigError,
-    FieldError,
-    check_fields,
-    check_model_size,
-    setting,
-)
+from sketchgen.config import MAX_STEPS, RATES, UNITS, check_fields, check_model_size, setting
+from sketchgen.errors import ConfigError, FieldError
 from sketchgen.runtime import check_shards, eval_mode
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ HELP = "train a registered model (GAN presets, Sketch-RNN) on Quick, Draw! categ
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sketchgen.registry import MODELS
+    from sketchgen.models.registry import MODELS
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "models:\n" + "\n".join(
@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from sketchgen.train import DivergenceError, train
+    from sketchgen.errors import DivergenceError
+    from sketchgen.training.harness import train
 
     config = config_from_args(args)
     try:

@@ -61,8 +61,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from sketchgen import outputs, report
-from sketchgen.cli import UsageError
+from sketchgen import outputs
 from sketchgen.config import (
     BATCH_SIZES,
     DRAWINGS_PER_CLASS,
@@ -78,19 +77,20 @@ from sketchgen.config import (
     STEPS,
     TOO_DEEP,
     WIDTHS,
-    ConfigError,
     TrainConfig,
     check_fields,
     instantiate,
     listed,
     setting,
 )
+from sketchgen.errors import ConfigError, UsageError
+from sketchgen.report import writer as report
 
 if TYPE_CHECKING:
     import torch
 
-    from sketchgen.classifier import Classifier, ClassifierConfig, Evaluation
-    from sketchgen.sample import LoadedRun
+    from sketchgen.evaluation.classifier import Classifier, ClassifierConfig, Evaluation
+    from sketchgen.training.sampling import LoadedRun
 
 WORK = "_work"  # under the report folder; git-ignored (reports/**/_work/)
 REPORT_KIND = "report"  # the report folder's kind in its sketchgen.outputs marker
@@ -125,7 +125,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    """The evaluator and feature space: sketchgen.classifier's width-k CNN (defaults:
+    """The evaluator and feature space: sketchgen.evaluation.classifier's width-k CNN (defaults:
     sketchgen.config's EVALUATOR_*, shared with ClassifierConfig)."""
 
     width: int = setting(EVALUATOR_WIDTH, within=WIDTHS)
@@ -141,7 +141,7 @@ class ClassifierSettings:
 
     def classifier_config(self, size: int, seed: int) -> ClassifierConfig:
         """These settings as the classifier module's config (also the API's default evaluator)."""
-        from sketchgen.classifier import ClassifierConfig
+        from sketchgen.evaluation.classifier import ClassifierConfig
 
         return ClassifierConfig(width=self.width, size=size, batch_size=self.batch_size,
                                 max_epochs=self.max_epochs, patience=self.patience, seed=seed)
@@ -195,7 +195,7 @@ def _check_keys(table: dict, cls, where: str) -> None:
 
 def _model_spec(table: Any, index: int) -> ModelSpec:
     """One [[models]] table; its options are checked by the model's own config."""
-    from sketchgen import registry
+    from sketchgen.models import registry
 
     where = f"models[{index}]"
     if not isinstance(table, dict):
@@ -272,7 +272,7 @@ def _check_settings(config: CompareConfig) -> None:
     if load is not None and not Path(load).is_file():
         raise UsageError(f"classifier.load = {load!r}: no such file")
     if load is not None:
-        from sketchgen.classifier import load_classifier
+        from sketchgen.evaluation.classifier import load_classifier
 
         load_classifier(load, "cpu")
     names = [spec.name for spec in config.models]
@@ -320,7 +320,7 @@ def _check_report_files(plans: list[PlannedRun], class_names: tuple[str, ...]) -
 
 def class_names_of(categories: tuple[str, ...]) -> tuple[str, ...]:
     """Class name per source (the category, or a file's name without suffix), checked unique."""
-    from sketchgen.data import check_category
+    from sketchgen.data.datasets import check_category
 
     names = []
     for source in categories:
@@ -335,7 +335,7 @@ def class_names_of(categories: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _file_class_name(source: str) -> str:
-    from sketchgen.data import DATA_SUFFIXES
+    from sketchgen.data.datasets import DATA_SUFFIXES
 
     suffix = next((s for s in DATA_SUFFIXES if source.endswith(s)), "")
     return Path(source).name[: len(Path(source).name) - len(suffix)]
@@ -356,8 +356,8 @@ def _train_config(config: CompareConfig, spec: ModelSpec, categories: tuple[str,
 def plan_runs(config: CompareConfig) -> list[PlannedRun]:
     """Every training run of the comparison, each validated; raises UsageError on the first
     problem, before anything is trained."""
-    from sketchgen import registry
-    from sketchgen.train import check_categories
+    from sketchgen.models import registry
+    from sketchgen.training.harness import check_categories
 
     _check_settings(config)
     check_categories(TrainConfig(categories=config.categories))
@@ -392,10 +392,10 @@ def _planned(spec: ModelSpec, train_config: TrainConfig, categories: tuple[str, 
 
 def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...]) -> None:
     """The run exists, holds this model, was trained on these categories with this budget,
-    and its weights fit the model (read as sampling will read them: sketchgen.checkpoints)."""
-    from sketchgen.checkpoints import read_checkpoint
-    from sketchgen.sample import load_run
-    from sketchgen.train import CHECKPOINT
+    and its weights fit the model (read as sampling will read them: sketchgen.training.checkpoints)."""
+    from sketchgen.training.checkpoints import read_checkpoint
+    from sketchgen.training.harness import CHECKPOINT
+    from sketchgen.training.sampling import load_run
 
     path = run_dir / CHECKPOINT
     if not path.is_file():
@@ -430,7 +430,7 @@ class RealData:
 
 def load_real(config: CompareConfig) -> RealData:
     """Bitmaps of every category, split as the module docstring says; too few is an error."""
-    from sketchgen.data import load_bitmaps, split_indices
+    from sketchgen.data.datasets import load_bitmaps, split_indices
 
     held_out = 2 * config.n_samples
     try:
@@ -460,8 +460,8 @@ def load_real(config: CompareConfig) -> RealData:
 def get_classifier(config: CompareConfig, real: RealData, device: torch.device) -> Classifier:
     """Load the configured classifier (checked against the data) or train one on the
     training drawings, with early stopping on ``valid_fraction`` of them."""
-    from sketchgen import classifier as qd
-    from sketchgen.data import split_indices
+    from sketchgen.data.datasets import split_indices
+    from sketchgen.evaluation import classifier as qd
 
     settings = config.classifier
     if settings.load is not None:
@@ -486,7 +486,7 @@ def get_classifier(config: CompareConfig, real: RealData, device: torch.device) 
 
 
 def _check_classifier(loaded: Classifier, config: CompareConfig, real: RealData) -> None:
-    from sketchgen.classifier import ClassifierConfig
+    from sketchgen.evaluation.classifier import ClassifierConfig
 
     defaults = ClassifierConfig()
     if list(loaded.class_names) != list(real.class_names):
@@ -502,7 +502,7 @@ def _check_classifier(loaded: Classifier, config: CompareConfig, real: RealData)
 
 def evaluate_classifier(classifier: Classifier, real: RealData) -> Evaluation:
     """Accuracy on every held-out real drawing (never trained on)."""
-    from sketchgen.classifier import evaluate
+    from sketchgen.evaluation.classifier import evaluate
 
     images = np.concatenate([np.concatenate([real.reference[n], real.second[n]])
                              for n in real.class_names])
@@ -525,8 +525,8 @@ class Scorer:
     seed: int
 
     def score(self, category: str, images: np.ndarray) -> dict[str, float]:
-        from sketchgen import metrics
-        from sketchgen.classifier import recognizability
+        from sketchgen.evaluation import metrics
+        from sketchgen.evaluation.classifier import recognizability
 
         features = metrics.extract_features(self.classifier.features, images)
         # Covariances and kernels of a few hundred rows are too small for threaded BLAS: on
@@ -539,7 +539,7 @@ class Scorer:
                       "duplicates": metrics.duplicate_share(images)}
 
     def _distances(self, reference: np.ndarray, features: np.ndarray) -> dict[str, float]:
-        from sketchgen import metrics
+        from sketchgen.evaluation import metrics
 
         row: dict[str, float] = {}
         for name in ("fid", "kid"):
@@ -552,7 +552,7 @@ class Scorer:
 
 
 def make_scorer(config: CompareConfig, classifier: Classifier, real: RealData) -> Scorer:
-    from sketchgen.metrics import extract_features
+    from sketchgen.evaluation.metrics import extract_features
 
     reference = {name: extract_features(classifier.features, images)
                  for name, images in real.reference.items()}
@@ -568,7 +568,7 @@ def train_or_resume(plan: PlannedRun, work_dir: Path, overwrite: bool = False) -
     deleted -- only if the suite created it (``outputs.remove_folder``) -- and redone.
     ``overwrite``: as for ``train``."""
     from sketchgen.config import load_toml
-    from sketchgen.train import CONFIG, RUN_KIND, train
+    from sketchgen.training.harness import CONFIG, RUN_KIND, train
 
     run_dir = Path(plan.train.out)
     stored = run_dir / CONFIG
@@ -581,7 +581,7 @@ def sample_category(loaded: LoadedRun, plan: PlannedRun, category: str, n: int,
                     seed: int) -> np.ndarray:
     """N drawings meant to be ``category`` (by label, or from a one-category run)."""
     from sketchgen.runtime import derived_seed
-    from sketchgen.sample import sample_images, sample_labels
+    from sketchgen.training.sampling import sample_images, sample_labels
 
     labels = sample_labels(loaded, n, category if plan.conditional else None)
     stream = derived_seed(seed, f"compare:{plan.spec.name}:{category}")
@@ -644,7 +644,7 @@ def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list
     """The run's own PNG figures -- loss curves, anything a model adds (e.g. Sketch-RNN
     reconstructions) -- copied into ``training/<name>/`` so the report stands alone. The learning
     GIF stays in the run folder: ~1 MB each, too heavy for a report meant to be committed."""
-    from sketchgen.train import CURVES
+    from sketchgen.training.harness import CURVES
 
     figures = []
     for source in sorted(run_dir.glob("*.png")):
@@ -700,7 +700,7 @@ class _Collected:
 def _evaluate_run(plan: PlannedRun, number: int, total: int, device: torch.device,
                   collected: _Collected, began: float, overwrite: bool) -> None:
     """Train (or load) one planned run, sample every category it covers, score them."""
-    from sketchgen.sample import load_run
+    from sketchgen.training.sampling import load_run
 
     what = _run_title(plan)
     _say(f"[{number}/{total}] {what} (at {_minutes(began)})")
@@ -723,7 +723,7 @@ def run_comparison(config: CompareConfig, benchmarks: Path | None = None,
     ``overwrite``: write into a report folder that is neither empty nor one the suite made
     (replacing files of the names a report writes, deleting nothing); see sketchgen.outputs.
     """
-    from sketchgen.classifier import plot_confusion
+    from sketchgen.evaluation.classifier import plot_confusion
     from sketchgen.runtime import choose_device
 
     began = time.perf_counter()

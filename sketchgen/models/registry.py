@@ -13,8 +13,8 @@ A model module provides, for each entry:
   an image size the architecture does not support), so that bad configs fail before any
   work, and an attribute ``conditional`` (bool): whether the model samples by class label
   (then one run covers every category).
-- a *factory*: ``factory(inputs: sketchgen.train.TaskInputs) -> Task`` (protocol in
-  ``sketchgen.train``).
+- a *factory*: ``factory(inputs: sketchgen.training.harness.TaskInputs) -> Task`` (protocol in
+  ``sketchgen.training.harness``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sketchgen.config import ConfigError, FieldError, TrainConfig, listed
+from sketchgen.config import TrainConfig, listed
+from sketchgen.errors import ConfigError, FieldError
 
 Kind = Literal["bitmap", "strokes"]
 
@@ -35,8 +36,8 @@ class ModelEntry:
 
     name: str
     kind: Kind  # "bitmap": trains on rasterized images; "strokes": on stroke sequences
-    config: str  # the default config instance, e.g. "sketchgen.gan:DCGAN"
-    factory: str  # the task factory, e.g. "sketchgen.gan:build_gan_task"
+    config: str  # the default config instance, e.g. "sketchgen.models.gan:DCGAN"
+    factory: str  # the task factory, e.g. "sketchgen.models.gan:build_gan_task"
     summary: str  # one line for `sketchgen train --help`
 
     def default_config(self) -> Any:
@@ -59,7 +60,7 @@ class ModelEntry:
             raise error.under(where) from None
 
     def build(self, inputs: Any) -> Any:
-        """Build the training task (see ``sketchgen.train.Task``)."""
+        """Build the training task (see ``sketchgen.training.harness.Task``)."""
         return _resolve(self.factory)(inputs)
 
 
@@ -68,27 +69,27 @@ def _resolve(reference: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-_GAN_FACTORY = "sketchgen.gan:build_gan_task"
+_GAN_FACTORY = "sketchgen.models.gan:build_gan_task"
 
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
-        ModelEntry("dcgan", "bitmap", "sketchgen.gan:DCGAN", _GAN_FACTORY,
+        ModelEntry("dcgan", "bitmap", "sketchgen.models.gan:DCGAN", _GAN_FACTORY,
                    "unconditional DCGAN (Radford et al. 2016), sizes b*2^k, 4<=b<=7"),
-        ModelEntry("cgan", "bitmap", "sketchgen.gan:CGAN", _GAN_FACTORY,
+        ModelEntry("cgan", "bitmap", "sketchgen.models.gan:CGAN", _GAN_FACTORY,
                    "class-conditional DCGAN, label embedding in G and D (or projection D)"),
-        ModelEntry("superdeep", "bitmap", "sketchgen.gan:SUPERDEEP", _GAN_FACTORY,
+        ModelEntry("superdeep", "bitmap", "sketchgen.models.gan:SUPERDEEP", _GAN_FACTORY,
                    "preset: SuperDeepGenerator/ConvDiscriminator (ITU 2023), 28 px"),
-        ModelEntry("tf-dcgan", "bitmap", "sketchgen.gan:TF_DCGAN", _GAN_FACTORY,
+        ModelEntry("tf-dcgan", "bitmap", "sketchgen.models.gan:TF_DCGAN", _GAN_FACTORY,
                    "preset: TensorFlow tutorial DCGAN, Adam 1e-3, images in [-1, 1]"),
-        ModelEntry("brownlee-cgan", "bitmap", "sketchgen.gan:BROWNLEE_CGAN", _GAN_FACTORY,
+        ModelEntry("brownlee-cgan", "bitmap", "sketchgen.models.gan:BROWNLEE_CGAN", _GAN_FACTORY,
                    "preset: Brownlee's cGAN, label -> dense -> extra channel / feature map"),
-        ModelEntry("smooth-cgan", "bitmap", "sketchgen.gan:SMOOTH_CGAN", _GAN_FACTORY,
+        ModelEntry("smooth-cgan", "bitmap", "sketchgen.models.gan:SMOOTH_CGAN", _GAN_FACTORY,
                    "preset: cGAN with soft labels, BN, LeakyReLU(0.02), separate G/D rates"),
-        ModelEntry("sngan", "bitmap", "sketchgen.gan:SNGAN", _GAN_FACTORY,
+        ModelEntry("sngan", "bitmap", "sketchgen.models.gan:SNGAN", _GAN_FACTORY,
                    "default: spectral-norm projection D, hinge loss, EMA generator"),
-        ModelEntry("sketch-rnn", "strokes", "sketchgen.sketch_rnn:SKETCH_RNN",
-                   "sketchgen.sketch_rnn_task:build_sketch_rnn_task",
+        ModelEntry("sketch-rnn", "strokes", "sketchgen.models.sketch_rnn:SKETCH_RNN",
+                   "sketchgen.models.sketch_rnn_task:build_sketch_rnn_task",
                    "Sketch-RNN (Ha & Eck 2018), magenta's recipe; --set mode=vae|"
                    "unconditional|class"),
     )

@@ -13,7 +13,7 @@ file, the first rows of an .npy, made longer when more are asked for), with resu
 ranges that name the version they continue (If-Range), checked against the size the server
 announced, capped (:class:`DownloadOptions`), and -- since Google publishes no hashes --
 recorded with their sha256 in the cache folder's ``MANIFEST.json``, which every later use
-verifies (the machinery is :mod:`sketchgen.download`; this module chooses what to fetch and
+verifies (the machinery is :mod:`sketchgen.data.download`; this module chooses what to fetch and
 where it goes).
 
 Wherever a category is accepted, a path to an ``.ndjson`` / ``.ndjson.gz`` / ``.npz`` /
@@ -46,13 +46,8 @@ import rasterize
 from rasterize.drawings import ON_ERROR_MODES, Drawing, SkipLog, read_ndjson
 from rasterize.render import render
 from rasterize.strokes import read_sketch_npz, stroke3_to_drawing
-from sketchgen.download import (
-    NPY_HEADER_ERRORS,
-    DownloadError,
-    DownloadOptions,
-    ensure_cached,
-    sha256_file,
-)
+from sketchgen.data.download import NPY_HEADER_ERRORS, DownloadOptions, ensure_cached, sha256_file
+from sketchgen.errors import DownloadError
 
 GOOGLE_BUCKET = "https://storage.googleapis.com/quickdraw_dataset/"
 FORMATS = {  # --format name -> path inside the bucket (or a mirror in its layout)
@@ -72,7 +67,7 @@ RENDER_BATCH = 4096  # drawings rendered per call: bounds memory on Google's 100
 
 CATEGORIES: tuple[str, ...] = tuple(
     line.strip()
-    for line in resources.files("sketchgen").joinpath("categories.txt").read_text().splitlines()
+    for line in resources.files("sketchgen.data").joinpath("categories.txt").read_text().splitlines()
     if line.strip()
 )
 _CATEGORY_SET = frozenset(CATEGORIES)
@@ -94,7 +89,7 @@ def check_category(name: str) -> str:
         return name
     raise ValueError(
         f"unknown category {name!r}{_did_you_mean(name)} (Google's {len(CATEGORIES)} names "
-        "are in sketchgen/categories.txt; they are case-sensitive and may contain spaces)"
+        "are in sketchgen/data/categories.txt; they are case-sensitive and may contain spaces)"
     )
 
 
@@ -209,7 +204,7 @@ def _check_format(fmt: str, allowed: Sequence[str]) -> None:
         raise ValueError(f"format must be one of {tuple(allowed)}, got {fmt!r}")
 
 
-# -- downloads (the machinery is sketchgen.download) ----------------------------------------
+# -- downloads (the machinery is sketchgen.data.download) ----------------------------------------
 
 
 def _check_limit(limit: int | None, name: str = "limit") -> None:

@@ -1,7 +1,7 @@
-"""Sketch-RNN as a task of the shared training harness (``sketchgen.train.StrokeTask``).
+"""Sketch-RNN as a task of the shared training harness (``sketchgen.training.harness.StrokeTask``).
 
-Data: the harness hands over ``sketchgen.data.load_drawings`` output. Each drawing becomes
-stroke-3 (``rasterize.strokes``); ``sketchgen.data.split_indices`` splits them by the run's
+Data: the harness hands over ``sketchgen.data.datasets.load_drawings`` output. Each drawing becomes
+stroke-3 (``rasterize.strokes``); ``sketchgen.data.datasets.split_indices`` splits them by the run's
 seed into train / valid / test; ``rasterize.strokes.normalize_splits`` drops sketches over
 ``max_seq_len`` (the counts are printed once, and kept in the checkpoint) and divides every
 split by the training std. Everything random in training -- batch choice, augmentation, the
@@ -28,9 +28,9 @@ from rasterize.drawings import Drawing
 from rasterize.render import render
 from rasterize.strokes import drawing_to_stroke3, normalize_splits
 from sketchgen import runtime
-from sketchgen.data import split_indices
+from sketchgen.data.datasets import split_indices
 from sketchgen.figures import save_grid
-from sketchgen.sketch_rnn import (
+from sketchgen.models.sketch_rnn import (
     SketchRNN,
     SketchRNNConfig,
     StrokeBatch,
@@ -45,7 +45,7 @@ from sketchgen.sketch_rnn import (
     simplified_drawing,
     strokes5_to_drawings,
 )
-from sketchgen.train import TaskInputs
+from sketchgen.training.harness import TaskInputs
 
 SPLITS = ("train", "valid", "test")
 
@@ -84,7 +84,7 @@ class SketchData:
 
 
 class SketchRNNTask:
-    """Trains one Sketch-RNN (see ``sketchgen.train.Task`` and ``StrokeTask``).
+    """Trains one Sketch-RNN (see ``sketchgen.training.harness.Task`` and ``StrokeTask``).
 
     Data parallel (torchrun): ``batch_size`` is the global batch. Each rank draws it, with
     its augmentation and noise, from the identically seeded generator, trains on its shard

@@ -1,6 +1,6 @@
 """Bitmap GANs: DCGAN, conditional GAN, the reference projects' setups as presets, and SNGAN.
 
-Every model is one :class:`GanConfig` (a registry entry in ``sketchgen.registry``) and is
+Every model is one :class:`GanConfig` (a registry entry in ``sketchgen.models.registry``) and is
 trained by one :class:`GanTask`; a preset differs from another only in its config: the
 architecture builder, the conditioning, the loss, label targets, optimizers and image scale.
 
@@ -55,14 +55,13 @@ from sketchgen.config import (
     RATES,
     UNITS,
     WIDTHS,
-    ConfigError,
-    FieldError,
     TrainConfig,
     check_fields,
     check_model_size,
     setting,
 )
-from sketchgen.train import TaskInputs
+from sketchgen.errors import ConfigError, FieldError
+from sketchgen.training.harness import TaskInputs
 
 ARCHITECTURES = ("dcgan", "superdeep", "tf-dcgan", "brownlee", "smooth")
 CONDITIONINGS = ("none", "concat", "projection")
@@ -521,7 +520,7 @@ def with_standing_statistics(generator: nn.Module, draw: Callable[[int], tuple],
 
 
 class GanTask:
-    """Trains one G/D pair by the recipe in its GanConfig (see ``sketchgen.train.Task``).
+    """Trains one G/D pair by the recipe in its GanConfig (see ``sketchgen.training.harness.Task``).
 
     Sampling: from the EMA of G if configured, else G, in eval mode with standing batch-norm
     statistics (``with_standing_statistics``), estimated once per weights from a generator

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sketchgen.cli import UsageError
+from sketchgen.errors import UsageError
 
 HELP = "Render ndjson drawings to a uint8 .npy of shape (N, size*size), Google's bitmap layout."
 

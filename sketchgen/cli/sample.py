@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sketchgen.sample import check_request, load_run, write_samples
+    from sketchgen.training.sampling import check_request, load_run, write_samples
 
     check_request(args.n, args.out)
     loaded = load_run(args.run_dir, args.device)

@@ -30,23 +30,13 @@ from sketchgen.config import (
     MAX_CLASSES,
     MAX_STEPS,
     RATES,
-    ConfigError,
-    FieldError,
     check_fields,
     config_from_mapping,
     instantiate,
     setting,
     shown,
 )
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint that cannot be used: unreadable, refused, or not what the suite wrote."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path, self.problem = Path(path), problem
-
+from sketchgen.errors import CheckpointError, ConfigError, FieldError
 
 # -- 1. the file --------------------------------------------------------------------------------
 
@@ -146,7 +136,7 @@ def _unpickling_reason(error: pickle.UnpicklingError) -> str:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """The dict of a training run's ``checkpoint.pt`` (``sketchgen.train._Session.save``)."""
+    """The dict of a training run's ``checkpoint.pt`` (``sketchgen.training.harness._Session.save``)."""
 
     format: int
     step: int = setting(within=(0, MAX_STEPS))
@@ -156,7 +146,7 @@ class RunLayout:
     class_names: tuple[str, ...]
     task: dict[str, Any]  # task.state_dict()
     rng: dict[str, Any]  # runtime.rng_state()
-    data: dict[str, Any] | None = None  # fingerprint of data given in memory (sketchgen.train)
+    data: dict[str, Any] | None = None  # fingerprint of data given in memory (sketchgen.training.harness)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -164,7 +154,7 @@ class RunLayout:
 
 @dataclass(frozen=True)
 class ClassifierLayout:
-    """The dict of a saved classifier (``sketchgen.classifier.save_classifier``)."""
+    """The dict of a saved classifier (``sketchgen.evaluation.classifier.save_classifier``)."""
 
     format: str
     settings: dict[str, Any]  # ClassifierConfig.to_dict()
@@ -197,8 +187,8 @@ def check_layout(layout: type, checkpoint: Any, path: Path) -> Any:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training run's checkpoint, its layout, configs, sizes and RNG states checked; nothing
     is built. Returns the dict as it was saved."""
-    from sketchgen import registry
-    from sketchgen.train import CHECKPOINT_FORMAT
+    from sketchgen.models import registry
+    from sketchgen.training.harness import CHECKPOINT_FORMAT
 
     path = Path(path)
     checkpoint = load(path)
@@ -231,7 +221,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def read_classifier_checkpoint(path: str | Path) -> dict[str, Any]:
     """A saved classifier, its layout and settings checked; nothing is built. Returns the dict
     as it was saved."""
-    from sketchgen.classifier import CHECKPOINT_FORMAT, ClassifierConfig
+    from sketchgen.evaluation.classifier import CHECKPOINT_FORMAT, ClassifierConfig
 
     path = Path(path)
     checkpoint = load(path)

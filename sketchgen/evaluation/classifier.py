@@ -47,15 +47,15 @@ from sketchgen.config import (
     SEEDS,
     SIZES,
     WIDTHS,
-    FieldError,
     check_fields,
     check_model_size,
     setting,
 )
-from sketchgen.data import load_bitmaps, load_drawings, split_indices
+from sketchgen.data.datasets import load_bitmaps, load_drawings, split_indices
+from sketchgen.errors import FieldError
 from sketchgen.runtime import atomic_write, choose_device, save_checkpoint
 
-CHECKPOINT_FORMAT = "sketchgen.classifier/1"
+CHECKPOINT_FORMAT = "sketchgen.evaluation.classifier/1"
 POOLINGS = 4  # conv + 2x2 max-pool blocks: k, 2k, 4k, 8k filters
 
 
@@ -309,7 +309,7 @@ def training_images(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Real drawings of ``sources`` (categories or files) rasterized with ``config``'s settings.
 
-    The plain variant uses the cached bitmaps of ``sketchgen.data.load_bitmaps``; the stroke
+    The plain variant uses the cached bitmaps of ``sketchgen.data.datasets.load_bitmaps``; the stroke
     variant renders simplified drawings, or raw ones when it needs the ``time`` channel.
     Returns ``(images, labels, class_names)``.
     """
@@ -333,7 +333,7 @@ def fit_and_evaluate(
     device: str | torch.device = "auto",
     log: Callable[[dict], None] | None = None,
 ) -> tuple[Classifier, Evaluation]:
-    """Split with ``sketchgen.data.split_indices`` (80/10/10, ``config.seed``), train on the
+    """Split with ``sketchgen.data.datasets.split_indices`` (80/10/10, ``config.seed``), train on the
     first part with early stopping on the second, and evaluate on the held-out third."""
     train, valid, test = split_indices(len(images), seed=config.seed)
     classifier = train_classifier(
@@ -370,8 +370,8 @@ def save_classifier(classifier: Classifier, path: str | Path) -> Path:
 def load_classifier(path: str | Path, device: str | torch.device = "auto") -> Classifier:
     """A classifier saved by :func:`save_classifier` (read with ``weights_only=True``; its
     settings checked before the network is built, its weights' shapes after:
-    ``sketchgen.checkpoints``, whose CheckpointError names the file)."""
-    from sketchgen.checkpoints import check_state, read_classifier_checkpoint
+    ``sketchgen.training.checkpoints``, whose CheckpointError names the file)."""
+    from sketchgen.training.checkpoints import check_state, read_classifier_checkpoint
 
     device = choose_device(device)
     checkpoint = read_classifier_checkpoint(path)

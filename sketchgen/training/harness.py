@@ -9,7 +9,7 @@ from a fixed noise batch, the learning GIF, loss curves and the divergence guard
 
 A *task* owns everything model-specific: its modules, optimizers, schedulers, EMA copies,
 loss, and its own ``torch.Generator`` from which it draws batch indices, noise and
-augmentation. A task is built by the factory of its registry entry (``sketchgen.registry``)
+augmentation. A task is built by the factory of its registry entry (``sketchgen.models.registry``)
 from a :class:`TaskInputs`.
 
 Exact resume
@@ -29,120 +29,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
+
+from sketchgen.errors import DivergenceError
+from sketchgen.models.task import BitmapData, Task, TaskInputs
 
 if TYPE_CHECKING:  # torch is imported lazily by the functions that need it
     import torch
 
-    from rasterize.drawings import Drawing
     from sketchgen.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class BitmapData:
-    """A labelled bitmap dataset held on the training device (``kind == "bitmap"``).
-
-    The harness builds it once from ``sketchgen.data.load_bitmaps``; a task draws a batch
-    with ``index = torch.randint(len(labels), (B,), generator=self.generator, device=...)``
-    and ``images[index]``, so there is no per-item Python work in the hot loop.
-    """
-
-    images: torch.Tensor  # uint8 (N, size, size) on the device; white (255) strokes on black
-    labels: torch.Tensor  # int64 (N,) on the device; index into class_names
-    class_names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TaskInputs:
-    """What a registry factory gets to build a task."""
-
-    config: TrainConfig  # the run's settings: size, batch_size, seed, amp, compile, ...
-    model: Any  # the registry entry's config dataclass, overrides applied and checked
-    class_names: tuple[str, ...]  # label i means class_names[i]; fixed for the run's lifetime
-    device: torch.device
-    # BitmapData for "bitmap" models; for "strokes" models the LabelledDrawings returned by
-    # sketchgen.data.load_drawings(config.categories, per_class=..., mirror=...).
-    # None when the task is rebuilt from a checkpoint only to sample: anything derived from
-    # the data that sampling needs (e.g. a normalisation scale) must be in state_dict().
-    data: Any | None
-
-
-@runtime_checkable
-class Task(Protocol):
-    """One model being trained. Built by ``factory(inputs: TaskInputs)``.
-
-    The task seeds its own ``torch.Generator`` from ``inputs.config.seed`` and uses it for
-    batch indices, noise and augmentation. On CUDA it may use ``runtime.autocast(config,
-    device)`` and ``runtime.maybe_compile(module, config, device)``; both are no-ops elsewhere.
-
-    Data parallel (torchrun): a task that sets ``supports_distributed = True`` draws each
-    *global* batch from its generator (identical on every rank), trains on
-    ``runtime.shard(batch)`` and calls ``runtime.average_gradients(params)`` between backward
-    and optimizer step; the harness averages the returned metrics over ranks. The harness
-    refuses torchrun for tasks without the attribute.
-
-    Optional: ``save_figures(out_dir)``, called once at the end of a run for figures beyond
-    the harness's grids and curves (Sketch-RNN: reconstructions and a latent interpolation).
-    """
-
-    conditional: bool  # True if sample() honours labels (class-conditional model)
-
-    def train_step(self, step: int) -> dict[str, float]:
-        """Take optimizer step number ``step`` (1-based) and return plain floats for the log.
-
-        Keys are free-form (e.g. ``loss_d``, ``loss_g``, ``d_real`` = mean D(x),
-        ``d_fake`` = mean D(G(z))); every value must be finite, otherwise the harness stops
-        the run as diverged. Keys starting with ``loss`` are shown on the progress bar and
-        drawn in the loss-curve figure.
-        """
-        ...
-
-    def grad_norms(self) -> dict[str, float]:
-        """L2 norm of each parameter's gradient left by the last ``train_step``.
-
-        Keyed ``"<module>.<parameter name>"`` (e.g. ``"G.net.0.weight"``), so the log shows
-        per layer whether, say, the discriminator is overpowering the generator.
-        """
-        ...
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed for an exact resume and for sampling: module weights, optimizer
-        and scheduler states, EMA weights, the generator state (``generator.get_state()``),
-        data-derived constants. Only tensors, numbers, strings, None and lists/dicts/tuples
-        of them, so that ``torch.load(..., weights_only=True)`` can read it."""
-        ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned (also on a task built with ``data=None``)."""
-        ...
-
-    def sample(self, n: int, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``n`` images as uint8 (n, size, size) on the CPU, white strokes on black, in the
-        rasterizer's layout (``rasterize.render.render``).
-
-        ``labels`` is int64 (n,) on the CPU (ignored by unconditional tasks). ``generator`` is
-        a CPU generator: draw all randomness from it on the CPU and move it to the device, so
-        the same seed gives the same samples on every device. Must not change training state:
-        no global RNG use, no change of the task's generator, modules back in train mode.
-        """
-        ...
-
-
-@runtime_checkable
-class StrokeTask(Task, Protocol):
-    """A ``kind == "strokes"`` task additionally samples drawings as strokes.
-
-    ``sketchgen sample`` writes them as simplified-format ndjson next to the bitmaps;
-    ``sample(n, labels, generator)`` must equal ``rasterize.render.render(
-    sample_drawings(n, labels, generator), size)`` for a generator in the same state.
-    """
-
-    def sample_drawings(
-        self, n: int, labels: torch.Tensor, generator: torch.Generator
-    ) -> list[Drawing]:
-        ...
 
 
 # --- the harness -----------------------------------------------------------------------------
@@ -162,10 +59,6 @@ RESUMABLE_CHANGES = ("steps", "out", "device", "progress", "checkpoint_every", "
                      "log_every", "grad_norm_every")
 
 
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss or weights; the last good checkpoint is kept."""
-
-
 @dataclass(frozen=True)
 class RunResult:
     run_dir: Path
@@ -175,8 +68,8 @@ class RunResult:
 
 def check_categories(config: TrainConfig) -> None:
     """At least one category; unknown names fail with the data module's suggestions."""
-    from sketchgen import data
-    from sketchgen.config import ConfigError
+    from sketchgen.data import datasets as data
+    from sketchgen.errors import ConfigError
 
     if not config.categories:
         raise ConfigError("give at least one category (--categories cat dog ...)")
@@ -190,16 +83,16 @@ def load_data(config: TrainConfig, kind: str, device: torch.device, given: Any |
               ) -> tuple[Any, tuple[str, ...]]:
     """The training data for a model kind, and its class names.
 
-    "bitmap": rasterized once (cached on disk by ``sketchgen.data``), then one uint8 tensor on
-    the device. "strokes": ``sketchgen.data.load_drawings`` as it is; the task prepares it.
+    "bitmap": rasterized once (cached on disk by ``sketchgen.data.datasets``), then one uint8 tensor on
+    the device. "strokes": ``sketchgen.data.datasets.load_drawings`` as it is; the task prepares it.
     ``given``: data already in memory (``train``'s ``data``), used instead of reading
     ``config.categories``.
     """
     import numpy as np
     import torch
 
-    from sketchgen import data
-    from sketchgen.config import ConfigError
+    from sketchgen.data import datasets as data
+    from sketchgen.errors import ConfigError
 
     try:
         if given is not None:
@@ -225,11 +118,11 @@ def load_data(config: TrainConfig, kind: str, device: torch.device, given: Any |
 
 def _as_kind(given: Any, kind: str, size: int) -> Any:
     """Data passed in memory in the form ``kind`` trains on: drawings as they are, or bitmaps
-    (drawings rendered once at ``size``, Google's geometry, as ``sketchgen.data`` renders)."""
+    (drawings rendered once at ``size``, Google's geometry, as ``sketchgen.data.datasets`` renders)."""
     import numpy as np
 
     from rasterize.render import render
-    from sketchgen.data import LabelledBitmaps, LabelledDrawings
+    from sketchgen.data.datasets import LabelledBitmaps, LabelledDrawings
 
     if isinstance(given, LabelledDrawings):
         if kind != "bitmap":
@@ -253,11 +146,11 @@ def config_for_data(config: TrainConfig, given: Any) -> TrainConfig:
 
     import numpy as np
 
-    from sketchgen.config import ConfigError
-    from sketchgen.data import LabelledBitmaps, LabelledDrawings
+    from sketchgen.data.datasets import LabelledBitmaps, LabelledDrawings
+    from sketchgen.errors import ConfigError
 
     if not isinstance(given, (LabelledDrawings, LabelledBitmaps)):
-        raise ConfigError("data must be sketchgen.data.LabelledDrawings or LabelledBitmaps, "
+        raise ConfigError("data must be sketchgen.data.datasets.LabelledDrawings or LabelledBitmaps, "
                           f"got {type(given).__name__}")
     class_names, labels = tuple(given.class_names), np.asarray(given.labels)
     if (labels.shape != (len(given),) or not np.issubdtype(labels.dtype, np.integer)
@@ -267,7 +160,7 @@ def config_for_data(config: TrainConfig, given: Any) -> TrainConfig:
     if config.per_class is not None or config.mirror is not None:
         raise ConfigError("per_class and mirror choose what is read from categories; with "
                           "data given, select the drawings beforehand (e.g. "
-                          "sketchgen.data.load_drawings(sources, per_class=N))")
+                          "sketchgen.data.datasets.load_drawings(sources, per_class=N))")
     if config.categories and config.categories != class_names:
         raise ConfigError(f"categories {list(config.categories)} differ from the data's class "
                           f"names {list(class_names)}; leave categories out when giving data")
@@ -282,7 +175,7 @@ def data_fingerprint(given: Any) -> dict[str, Any]:
 
     import numpy as np
 
-    from sketchgen.data import LabelledBitmaps
+    from sketchgen.data.datasets import LabelledBitmaps
 
     labels = np.asarray(given.labels, dtype=np.int64)
     digest = hashlib.sha256("\0".join(given.class_names).encode() + b"\0" + labels.tobytes())
@@ -303,7 +196,7 @@ def data_fingerprint(given: Any) -> dict[str, Any]:
 def check_same_data(checkpoint: dict[str, Any], fingerprint: dict[str, Any] | None) -> None:
     """Refuse to resume a run on other data than it was trained on (``None``: read from the
     config's categories)."""
-    from sketchgen.config import ConfigError
+    from sketchgen.errors import ConfigError
 
     stored = checkpoint.get("data")
     if stored == fingerprint:
@@ -324,7 +217,7 @@ def check_same_data(checkpoint: dict[str, Any], fingerprint: dict[str, Any] | No
 def check_resumable(checkpoint: dict[str, Any], config: TrainConfig, given: Any | None = None
                     ) -> None:
     """Refuse (ConfigError naming what differs) to continue ``checkpoint`` (as
-    ``sketchgen.checkpoints.read_checkpoint`` returns it) under ``config`` on ``given`` data
+    ``sketchgen.training.checkpoints.read_checkpoint`` returns it) under ``config`` on ``given`` data
     (None: the config's categories): other settings that change the result, or other data."""
     _check_resumable(checkpoint["config"], config)
     check_same_data(checkpoint, None if given is None else data_fingerprint(given))
@@ -363,7 +256,7 @@ class _Run:
         whether this process may delete files the suite left there (the main rank, in a
         folder the suite made)."""
         from sketchgen import outputs
-        from sketchgen.config import ConfigError
+        from sketchgen.errors import ConfigError
 
         claim, refused = contextlib.nullcontext(), None
         if is_main:
@@ -436,7 +329,7 @@ def _all_finite(state: Any) -> bool:
 
 
 def _check_resumable(stored: dict[str, Any], config: TrainConfig) -> None:
-    from sketchgen.config import ConfigError
+    from sketchgen.errors import ConfigError
 
     current = config.to_dict()
     changed = sorted(k for k in current
@@ -451,7 +344,7 @@ def build_task(config: TrainConfig, device: torch.device, data: Any,
                class_names: tuple[str, ...], model_config: Any | None = None) -> Task:
     """The task for ``config.model`` (model settings from ``model_config`` if given, as stored
     in a checkpoint, else the registry defaults with ``config.model_options``)."""
-    from sketchgen import registry
+    from sketchgen.models import registry
 
     entry = registry.get_model(config.model)
     if model_config is None:
@@ -465,7 +358,7 @@ def train(config: TrainConfig, resume: bool = False, data: Any | None = None,
 
     ``resume``: continue from ``<out>/checkpoint.pt`` if there is one (else start afresh);
     without it, a run directory that already holds a checkpoint is refused.
-    ``data``: a ``sketchgen.data.LabelledDrawings`` (bitmap models render it once at
+    ``data``: a ``sketchgen.data.datasets.LabelledDrawings`` (bitmap models render it once at
     ``config.size``) or ``LabelledBitmaps`` already in memory, trained on instead of reading
     ``config.categories`` (see :func:`config_for_data`); its :func:`data_fingerprint` goes
     into the checkpoint, and resuming on other data is refused.
@@ -492,8 +385,9 @@ def train(config: TrainConfig, resume: bool = False, data: Any | None = None,
 
 def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: bool,
            given: Any | None = None, overwrite: bool = False) -> RunResult:
-    from sketchgen import registry, runtime
-    from sketchgen.config import ConfigError
+    from sketchgen import runtime
+    from sketchgen.errors import ConfigError
+    from sketchgen.models import registry
 
     entry, model_config = registry.resolve(config)
     if given is None:
@@ -523,12 +417,12 @@ def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: boo
 
 def _checkpoint_to_resume(run: _Run, config: TrainConfig, resume: bool) -> dict | None:
     """The run's checkpoint if ``resume`` and compatible (checked through and through: see
-    ``sketchgen.checkpoints``); refuse to overwrite one otherwise."""
+    ``sketchgen.training.checkpoints``); refuse to overwrite one otherwise."""
     import torch
 
-    from sketchgen import registry
-    from sketchgen.checkpoints import load_task_state, read_checkpoint
-    from sketchgen.config import ConfigError
+    from sketchgen.errors import ConfigError
+    from sketchgen.models import registry
+    from sketchgen.training.checkpoints import load_task_state, read_checkpoint
 
     if not run.checkpoint.exists():
         return None
@@ -567,7 +461,7 @@ class _Session:
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         from sketchgen import runtime
-        from sketchgen.config import ConfigError
+        from sketchgen.errors import ConfigError
 
         if list(checkpoint["class_names"]) != list(self.class_names):
             raise ConfigError("cannot resume: the data's classes differ from the checkpoint's")

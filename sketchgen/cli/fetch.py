@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sketchgen import data
-from sketchgen.cli import UsageError
+from sketchgen.data import datasets as data
+from sketchgen.errors import UsageError
 
 HELP = "Download Quick, Draw! category files (resumable, checked) and print their local paths."
 

@@ -1,1 +1,0 @@
-"""Subcommands of ``sketchgen``; see ``sketchgen.cli`` for the contract each module follows."""

@@ -1,0 +1,124 @@
+"""The task protocol: what a model family implements for the training harness.
+
+A *task* owns everything model-specific: its modules, optimizers, schedulers, EMA copies,
+loss, and its own ``torch.Generator`` from which it draws batch indices, noise and
+augmentation. A task is built by the factory of its registry entry
+(``sketchgen.models.registry``) from a :class:`TaskInputs`; the harness
+(``sketchgen.training``) drives it and does all file I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+    from rasterize.drawings import Drawing
+    from sketchgen.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class BitmapData:
+    """A labelled bitmap dataset held on the training device (``kind == "bitmap"``).
+
+    The harness builds it once from ``sketchgen.data.datasets.load_bitmaps``; a task draws a batch
+    with ``index = torch.randint(len(labels), (B,), generator=self.generator, device=...)``
+    and ``images[index]``, so there is no per-item Python work in the hot loop.
+    """
+
+    images: torch.Tensor  # uint8 (N, size, size) on the device; white (255) strokes on black
+    labels: torch.Tensor  # int64 (N,) on the device; index into class_names
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """What a registry factory gets to build a task."""
+
+    config: TrainConfig  # the run's settings: size, batch_size, seed, amp, compile, ...
+    model: Any  # the registry entry's config dataclass, overrides applied and checked
+    class_names: tuple[str, ...]  # label i means class_names[i]; fixed for the run's lifetime
+    device: torch.device
+    # BitmapData for "bitmap" models; for "strokes" models the LabelledDrawings returned by
+    # sketchgen.data.datasets.load_drawings(config.categories, per_class=..., mirror=...).
+    # None when the task is rebuilt from a checkpoint only to sample: anything derived from
+    # the data that sampling needs (e.g. a normalisation scale) must be in state_dict().
+    data: Any | None
+
+
+@runtime_checkable
+class Task(Protocol):
+    """One model being trained. Built by ``factory(inputs: TaskInputs)``.
+
+    The task seeds its own ``torch.Generator`` from ``inputs.config.seed`` and uses it for
+    batch indices, noise and augmentation. On CUDA it may use ``runtime.autocast(config,
+    device)`` and ``runtime.maybe_compile(module, config, device)``; both are no-ops elsewhere.
+
+    Data parallel (torchrun): a task that sets ``supports_distributed = True`` draws each
+    *global* batch from its generator (identical on every rank), trains on
+    ``runtime.shard(batch)`` and calls ``runtime.average_gradients(params)`` between backward
+    and optimizer step; the harness averages the returned metrics over ranks. The harness
+    refuses torchrun for tasks without the attribute.
+
+    Optional: ``save_figures(out_dir)``, called once at the end of a run for figures beyond
+    the harness's grids and curves (Sketch-RNN: reconstructions and a latent interpolation).
+    """
+
+    conditional: bool  # True if sample() honours labels (class-conditional model)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """Take optimizer step number ``step`` (1-based) and return plain floats for the log.
+
+        Keys are free-form (e.g. ``loss_d``, ``loss_g``, ``d_real`` = mean D(x),
+        ``d_fake`` = mean D(G(z))); every value must be finite, otherwise the harness stops
+        the run as diverged. Keys starting with ``loss`` are shown on the progress bar and
+        drawn in the loss-curve figure.
+        """
+        ...
+
+    def grad_norms(self) -> dict[str, float]:
+        """L2 norm of each parameter's gradient left by the last ``train_step``.
+
+        Keyed ``"<module>.<parameter name>"`` (e.g. ``"G.net.0.weight"``), so the log shows
+        per layer whether, say, the discriminator is overpowering the generator.
+        """
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed for an exact resume and for sampling: module weights, optimizer
+        and scheduler states, EMA weights, the generator state (``generator.get_state()``),
+        data-derived constants. Only tensors, numbers, strings, None and lists/dicts/tuples
+        of them, so that ``torch.load(..., weights_only=True)`` can read it."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (also on a task built with ``data=None``)."""
+        ...
+
+    def sample(self, n: int, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images as uint8 (n, size, size) on the CPU, white strokes on black, in the
+        rasterizer's layout (``rasterize.render.render``).
+
+        ``labels`` is int64 (n,) on the CPU (ignored by unconditional tasks). ``generator`` is
+        a CPU generator: draw all randomness from it on the CPU and move it to the device, so
+        the same seed gives the same samples on every device. Must not change training state:
+        no global RNG use, no change of the task's generator, modules back in train mode.
+        """
+        ...
+
+
+@runtime_checkable
+class StrokeTask(Task, Protocol):
+    """A ``kind == "strokes"`` task additionally samples drawings as strokes.
+
+    ``sketchgen sample`` writes them as simplified-format ndjson next to the bitmaps;
+    ``sample(n, labels, generator)`` must equal ``rasterize.render.render(
+    sample_drawings(n, labels, generator), size)`` for a generator in the same state.
+    """
+
+    def sample_drawings(
+        self, n: int, labels: torch.Tensor, generator: torch.Generator
+    ) -> list[Drawing]:
+        ...
