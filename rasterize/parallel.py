@@ -55,7 +55,7 @@ from rasterize.drawings import (
     open_binary,
     parse_file_line,
 )
-from rasterize.render import render
+from rasterize.render import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE, render
 
 MANIFEST = "manifest.json"
 _COPY_BYTES = 64 << 20  # rows copied per step when assembling the output: bounded memory
@@ -65,9 +65,9 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 @dataclass(frozen=True)
 class RasterizeOptions:
-    size: int = 28  # Google's numpy_bitmap side
-    line_width: float = 16.0  # Google's, in units of the 256 px drawing box
-    padding: float = 16.0  # Google's, same units
+    size: int = GOOGLE_SIZE  # Google's numpy_bitmap side
+    line_width: float = GOOGLE_LINE_WIDTH  # Google's, in units of the 256 px drawing box
+    padding: float = GOOGLE_PADDING  # Google's, same units
     on_error: str = "raise"  # "raise": stop at the first bad line; "skip": count it, go on
     workers: int | None = None  # worker processes; None = os.cpu_count(); 1 = this process
     chunk_lines: int = 256  # lines per worker task: amortises IPC, keeps results small

@@ -39,6 +39,11 @@ from cairocffi import ffi as _ffi
 from rasterize.drawings import Drawing
 
 ORIGINAL_SIDE = 256.0  # Google's simplified drawings live in 0..255
+# Google's numpy_bitmap geometry, the one home of every renderer's defaults: a 28 px side, and
+# a 16-unit line and 16 units of padding in the 256-unit drawing frame.
+GOOGLE_SIZE = 28
+GOOGLE_LINE_WIDTH = 16.0
+GOOGLE_PADDING = 16.0
 CHANNELS = ("ink", "order", "time")
 TIME_MIN_LEVEL = 0.25  # "time" grey level (x255) of the earliest ink: dim but still visible
 _BLUE_BYTE = 0 if sys.byteorder == "little" else 3  # ARGB32 pixels are native-endian uint32
@@ -126,9 +131,9 @@ def _blue(argb32: np.ndarray, size: int) -> np.ndarray:
 
 def render_reference(
     drawings: Sequence[Drawing],
-    size: int = 28,
-    line_width: float = 16.0,
-    padding: float = 16.0,
+    size: int = GOOGLE_SIZE,
+    line_width: float = GOOGLE_LINE_WIDTH,
+    padding: float = GOOGLE_PADDING,
 ) -> np.ndarray:
     """Google's ``vector_to_raster``: one Python cairo call per point, one surface per batch.
 
@@ -340,9 +345,9 @@ class _Canvas:
 
 def render(
     drawings: Sequence[Drawing],
-    size: int = 28,
-    line_width: float = 16.0,
-    padding: float = 16.0,
+    size: int = GOOGLE_SIZE,
+    line_width: float = GOOGLE_LINE_WIDTH,
+    padding: float = GOOGLE_PADDING,
     invert: bool = False,
     channels: Sequence[str] | None = None,
 ) -> np.ndarray:

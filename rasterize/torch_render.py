@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from rasterize.drawings import Drawing
+from rasterize.render import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
 
 ORIGINAL_SIDE = 256.0  # Google's simplified drawings live in 0..255
 
@@ -48,9 +49,9 @@ ORIGINAL_SIDE = 256.0  # Google's simplified drawings live in 0..255
 class TorchRenderConfig:
     """Geometry (the same arguments as ``rasterize.render.render``) and tuning knobs."""
 
-    size: int = 28  # output side in pixels; 28 is Google's numpy_bitmap
-    line_width: float = 16.0  # in the 256-unit drawing frame (Google's line_diameter)
-    padding: float = 16.0  # in the 256-unit drawing frame, on every side
+    size: int = GOOGLE_SIZE  # output side in pixels; 28 is Google's numpy_bitmap
+    line_width: float = GOOGLE_LINE_WIDTH  # in the 256-unit drawing frame (line_diameter)
+    padding: float = GOOGLE_PADDING  # in the 256-unit drawing frame, on every side
     invert: bool = False  # black strokes on white instead of white on black
     supersample: int = 2  # sub-pixels per pixel side (accuracy vs speed: see module notes)
     piece_reaches: float = 2.0  # piece length in reaches; about 2 does the least work per ink

@@ -1,8 +1,8 @@
 """The ``sketchgen`` command line: the top of the house, one subcommand per module here.
 
 Owns: argument parsing, the translation of library parameters into flags (``overwrite=True``
-is ``--overwrite``), and of errors into one line and an exit status. May import anything in
-``sketchgen``; nothing in ``sketchgen`` imports it.
+is ``--overwrite``), and of errors into one line and an exit status.
+May import: anything in ``sketchgen``; nothing but ``sketchgen.gpu_check`` imports it.
 
 Each command module (``fetch``, ``rasterize``, ``train``, ``sample``, ``compare``) exposes
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules

@@ -61,7 +61,7 @@ from sketchgen.config import (
     setting,
 )
 from sketchgen.errors import ConfigError, FieldError
-from sketchgen.training.harness import TaskInputs
+from sketchgen.models.task import TaskInputs
 
 ARCHITECTURES = ("dcgan", "superdeep", "tf-dcgan", "brownlee", "smooth")
 CONDITIONINGS = ("none", "concat", "projection")

@@ -45,7 +45,7 @@ from sketchgen.models.sketch_rnn import (
     simplified_drawing,
     strokes5_to_drawings,
 )
-from sketchgen.training.harness import TaskInputs
+from sketchgen.models.task import TaskInputs
 
 SPLITS = ("train", "valid", "test")
 

@@ -1,0 +1,7 @@
+"""The one training harness every model goes through.
+
+Owns: ``TrainConfig``, the loop (seeding, devices, progress, JSONL log, checkpoints with exact
+resume, sample grids, learning GIF, loss curves, divergence guard, torchrun), the run folder's
+layout, which training writes and sampling and comparison read, and sampling a trained run.
+May import: ``rasterize``, the base modules, ``sketchgen.data`` and ``sketchgen.models``.
+"""
