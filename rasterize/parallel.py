@@ -55,7 +55,8 @@ from rasterize.drawings import (
     open_binary,
     parse_file_line,
 )
-from rasterize.render import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE, render
+from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
+from rasterize.render import render
 
 MANIFEST = "manifest.json"
 _COPY_BYTES = 64 << 20  # rows copied per step when assembling the output: bounded memory

@@ -37,13 +37,8 @@ from cairocffi import constants as _constants
 from cairocffi import ffi as _ffi
 
 from rasterize.drawings import Drawing
+from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE, ORIGINAL_SIDE
 
-ORIGINAL_SIDE = 256.0  # Google's simplified drawings live in 0..255
-# Google's numpy_bitmap geometry, the one home of every renderer's defaults: a 28 px side, and
-# a 16-unit line and 16 units of padding in the 256-unit drawing frame.
-GOOGLE_SIZE = 28
-GOOGLE_LINE_WIDTH = 16.0
-GOOGLE_PADDING = 16.0
 CHANNELS = ("ink", "order", "time")
 TIME_MIN_LEVEL = 0.25  # "time" grey level (x255) of the earliest ink: dim but still visible
 _BLUE_BYTE = 0 if sys.byteorder == "little" else 3  # ARGB32 pixels are native-endian uint32

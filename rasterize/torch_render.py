@@ -40,9 +40,7 @@ import numpy as np
 import torch
 
 from rasterize.drawings import Drawing
-from rasterize.render import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
-
-ORIGINAL_SIDE = 256.0  # Google's simplified drawings live in 0..255
+from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE, ORIGINAL_SIDE
 
 
 @dataclass(frozen=True)
