@@ -62,8 +62,11 @@ class Task(Protocol):
     and optimizer step; the harness averages the returned metrics over ranks. The harness
     refuses torchrun for tasks without the attribute.
 
-    Optional: ``save_figures(out_dir)``, called once at the end of a run for figures beyond
-    the harness's grids and curves (Sketch-RNN: reconstructions and a latent interpolation).
+    Optional: ``figures() -> dict[str, tuple[np.ndarray, int]]``, called once at the end of a
+    run for figures beyond the harness's grids and curves (Sketch-RNN: reconstructions and a
+    latent interpolation): PNG file name -> (uint8 images (n, size, size), grid columns).
+    The harness writes each as a grid (``sketchgen.figures.save_grid``); the task writes
+    no files and prints nothing.
     """
 
     conditional: bool  # True if sample() honours labels (class-conditional model)
