@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from sketchgen import gpu_check
-from sketchgen.gpu_check import Check, CheckFailed, Context, Outcome, TrainedRun
+from sketchgen.gpu_check import context, device_checks, runner, train_checks
+from sketchgen.gpu_check.context import Check, CheckFailed, Context
+from sketchgen.gpu_check.runner import Outcome
+from sketchgen.gpu_check.train_checks import TrainedRun
 
 LINE = re.compile(r"^(PASS|FAIL|SKIP)  (.+?) +(\d+\.\d s|-)  (.+)$")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a torch without CUDA")
-no_gpu = pytest.mark.skipif(torch.cuda.is_available() or gpu_check.NVIDIA_DRIVER.exists(),
+no_gpu = pytest.mark.skipif(torch.cuda.is_available() or runner.NVIDIA_DRIVER.exists(),
                             reason="checks a machine without a GPU")
 
 FAKE_BENCH_TRAIN = '''
@@ -48,7 +50,7 @@ def fake_benchmarks(tmp_path) -> Path:
 
 @no_gpu
 def test_without_cuda_the_default_run_prints_one_line_and_exits_0(capsys):
-    assert gpu_check.main([]) == 0
+    assert runner.main([]) == 0
     assert capsys.readouterr().out == (f"no CUDA device: nothing to check (torch "
                                        f"{torch.__version__}, CUDA not available)\n")
 
@@ -58,8 +60,8 @@ def test_an_nvidia_driver_with_a_torch_that_sees_no_cuda_fails(tmp_path, monkeyp
     """A GPU machine whose torch is the CPU build must not pass as 'nothing to check'."""
     driver = tmp_path / "version"
     driver.write_text("NVRM version: 550.54\n")
-    monkeypatch.setattr(gpu_check, "NVIDIA_DRIVER", driver)
-    assert gpu_check.main([]) == 1
+    monkeypatch.setattr(runner, "NVIDIA_DRIVER", driver)
+    assert runner.main([]) == 1
     assert "install a CUDA build of torch" in capsys.readouterr().out
 
 
@@ -78,17 +80,17 @@ ACROSS_DEVICES = {
 def test_cpu_mode_passes_every_check_that_needs_no_cuda(tmp_path, fake_benchmarks):
     """``--device cpu --scale tiny``, then the comparisons with the CPU on the same runs (one
     test: the trained runs are shared, and xdist would train them once per worker)."""
-    ctx = Context(torch.device("cpu"), gpu_check.SCALES["tiny"], tmp_path / "work", ranks=2,
+    ctx = Context(torch.device("cpu"), context.SCALES["tiny"], tmp_path / "work", ranks=2,
                   benchmarks=fake_benchmarks)
     ctx.work.mkdir()
     out = io.StringIO()
-    gpu_check.run_checks(gpu_check.CHECKS, ctx, out)
+    runner.run_checks(runner.CHECKS, ctx, out)
     lines = out.getvalue().splitlines()
     parsed = [LINE.match(line) for line in lines]
     assert all(parsed), lines
     outcomes = {match[2]: (match[1], match[4]) for match in parsed}
-    assert list(outcomes) == [check.name for check in gpu_check.CHECKS]
-    for check in gpu_check.CHECKS:
+    assert list(outcomes) == [check.name for check in runner.CHECKS]
+    for check in runner.CHECKS:
         status, detail = outcomes[check.name]
         expected = ("SKIP", "(needs CUDA)") if check.needs_cuda else ("PASS", detail)
         assert (status, detail) == expected, check.name
@@ -97,8 +99,8 @@ def test_cpu_mode_passes_every_check_that_needs_no_cuda(tmp_path, fake_benchmark
     assert len({match.start(4) for match in parsed}) == 1  # the figures start in one column
 
     checks = {check.name: dataclasses.replace(check, needs_cuda=False)
-              for check in gpu_check.CHECKS}
-    said = {name: gpu_check.run_check(checks[name], ctx) for name in ACROSS_DEVICES}
+              for check in runner.CHECKS}
+    said = {name: runner.run_check(checks[name], ctx) for name in ACROSS_DEVICES}
     assert {name: outcome.status for name, outcome in said.items()} == dict.fromkeys(
         ACROSS_DEVICES, "PASS"), said
     for name, expected in ACROSS_DEVICES.items():
@@ -106,18 +108,18 @@ def test_cpu_mode_passes_every_check_that_needs_no_cuda(tmp_path, fake_benchmark
     # a classifier that does not learn fails (tiny's few steps stay at chance: no bound there)
     strict = dataclasses.replace(ctx, scale=dataclasses.replace(ctx.scale, min_accuracy=1.01))
     with pytest.raises(CheckFailed, match=r"test accuracy .* \(expected >= 1.01\)"):
-        gpu_check.classifier_check(strict)
+        device_checks.classifier_check(strict)
 
 
 def test_options_that_change_nothing_fail(tmp_path):
     run = TrainedRun(tmp_path, 3, 1, {}, {"autocast": set(), "scaler": False, "compiled": 0})
     with pytest.raises(CheckFailed, match="--amp on CUDA, but the task entered no autocast"):
-        gpu_check._applied(run, amp=True, compile=False)
+        train_checks._applied(run, amp=True, compile=False)
     with pytest.raises(CheckFailed, match="--compile on CUDA, but the task compiled no module"):
-        gpu_check._applied(run, amp=False, compile=True)
-    assert gpu_check._applied(run, amp=False, compile=False) == []
+        train_checks._applied(run, amp=False, compile=True)
+    assert train_checks._applied(run, amp=False, compile=False) == []
     used = {"autocast": {"float16"}, "scaler": True, "compiled": 2}
-    assert gpu_check._applied(TrainedRun(tmp_path, 3, 0, {}, used), True, True) == [
+    assert train_checks._applied(TrainedRun(tmp_path, 3, 0, {}, used), True, True) == [
         "autocast float16, GradScaler on", "2 modules compiled"]
 
 
@@ -128,15 +130,15 @@ def test_torchrun_fails_off_the_device_or_with_a_broken_nccl(tmp_path, monkeypat
     probe = {"world_size": 1, "backend": None, "device": "cpu", "nccl_alone": False}
 
     def torchrun(command, **options):
-        return subprocess.CompletedProcess(command, 0, gpu_check.PROBE + json.dumps(probe), "")
+        return subprocess.CompletedProcess(command, 0, context.PROBE + json.dumps(probe), "")
 
     monkeypatch.setattr(subprocess, "run", torchrun)
-    ctx = Context(torch.device("cuda"), gpu_check.SCALES["tiny"], tmp_path)
+    ctx = Context(torch.device("cuda"), context.SCALES["tiny"], tmp_path)
     with pytest.raises(CheckFailed, match="rank 0 trained on cpu, not cuda"):
-        gpu_check.torchrun_check(ctx)
+        train_checks.torchrun_check(ctx)
     probe["device"] = "cuda:0"
     with pytest.raises(CheckFailed, match="NCCL's all-reduce of 1 on one rank did not give 1"):
-        gpu_check.torchrun_check(ctx)
+        train_checks.torchrun_check(ctx)
 
 
 def test_a_failing_check_is_one_fail_line_and_exit_status_1(monkeypatch, capsys):
@@ -145,8 +147,8 @@ def test_a_failing_check_is_one_fail_line_and_exit_status_1(monkeypatch, capsys)
 
     checks = (Check("broken", broken, 1), Check("fine", lambda ctx: "a figure", 1),
               Check("cuda only", lambda ctx: "never run", 1, needs_cuda=True))
-    monkeypatch.setattr(gpu_check, "CHECKS", checks)
-    assert gpu_check.main(["--device", "cpu"]) == 1
+    monkeypatch.setattr(runner, "CHECKS", checks)
+    assert runner.main(["--device", "cpu"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"sketchgen GPU self-check on cpu, scale normal: torch {torch.__version__}"
     assert [LINE.match(line).group(1, 2, 4) for line in lines[1:4]] == [
@@ -160,7 +162,7 @@ def test_a_failing_check_is_one_fail_line_and_exit_status_1(monkeypatch, capsys)
 
 
 def test_a_failed_product_is_named_by_the_checks_that_need_it(tmp_path):
-    ctx = Context(torch.device("cpu"), gpu_check.SCALES["tiny"], tmp_path)
+    ctx = Context(torch.device("cpu"), context.SCALES["tiny"], tmp_path)
     calls = []
 
     def make():
@@ -170,27 +172,27 @@ def test_a_failed_product_is_named_by_the_checks_that_need_it(tmp_path):
     for _ in range(2):
         with pytest.raises(CheckFailed):
             ctx.product("run x", make)
-    outcome = gpu_check.run_check(Check("user", lambda c: c.product("run x", make), 1), ctx)
+    outcome = runner.run_check(Check("user", lambda c: c.product("run x", make), 1), ctx)
     assert outcome.detail == "needs run x, which failed: no data" and calls == [1]
 
 
 def test_line_format():
-    assert gpu_check.format_outcome(Outcome("PASS", "train sngan", 3.14, "12 steps"), 14) == (
+    assert runner.format_outcome(Outcome("PASS", "train sngan", 3.14, "12 steps"), 14) == (
         "PASS  train sngan       3.1 s  12 steps")
-    assert gpu_check.format_outcome(Outcome("SKIP", "x", None, "(needs CUDA)"), 3) == (
+    assert runner.format_outcome(Outcome("SKIP", "x", None, "(needs CUDA)"), 3) == (
         "SKIP  x          -  (needs CUDA)")
-    assert gpu_check.one_line(CheckFailed("mean 0.9 > 0.56")) == "mean 0.9 > 0.56"
-    assert gpu_check.one_line(RuntimeError("x" * 400)).endswith("...")
-    assert len(gpu_check.one_line(RuntimeError("x" * 400))) == 300
+    assert context.one_line(CheckFailed("mean 0.9 > 0.56")) == "mean 0.9 > 0.56"
+    assert context.one_line(RuntimeError("x" * 400)).endswith("...")
+    assert len(context.one_line(RuntimeError("x" * 400))) == 300
 
 
 def test_list_and_only(capsys):
-    assert gpu_check.main(["--list", "--only", "sample"]) == 0
+    assert runner.main(["--list", "--only", "sample"]) == 0
     names = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[:-1]]
     assert names == ["sample sngan", "sample sngan cuda vs cpu", "sample sketch-rnn",
                      "sample sketch-rnn cuda vs cpu"]
     with pytest.raises(SystemExit):
-        gpu_check.main(["--only", "no such check"])
+        runner.main(["--only", "no such check"])
 
 
 def test_the_training_benchmark_has_the_cases_the_check_runs(monkeypatch):
@@ -202,5 +204,5 @@ def test_the_training_benchmark_has_the_cases_the_check_runs(monkeypatch):
         monkeypatch.delitem(sys.modules, name, raising=False)
     bench_train = importlib.import_module("bench_train")
     ids = {f"{model}-{size}" for model, size in bench_train.CASES}
-    for scale in gpu_check.SCALES.values():
+    for scale in context.SCALES.values():
         assert set(scale.bench_cases) <= ids
