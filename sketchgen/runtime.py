@@ -143,8 +143,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True`` of a checked archive: a checkpoint cannot run
     code when loaded, and a damaged or refused one is a one-line error naming the file
-    (``sketchgen.training.checkpoints.load``; its ``read_checkpoint`` also checks the layout)."""
-    from sketchgen.training.checkpoints import load
+    (``sketchgen.checkpoints.load``; ``read_checkpoint`` also checks a run's layout)."""
+    from sketchgen.checkpoints import load
 
     return load(path, device)
 

@@ -20,7 +20,7 @@ PACKAGE = ROOT / "sketchgen"
 
 # Single modules directly under sketchgen/ that every layer may use: errors, the settings
 # machinery and shared ranges, devices/seeds/atomic files, output-folder safety, image files.
-BASE = ("errors", "config", "runtime", "outputs", "figures")
+BASE = ("errors", "config", "runtime", "outputs", "figures", "checkpoints")
 SUBPACKAGES = ("data", "models", "training", "evaluation", "report", "comparison", "cli")
 APPLICATIONS = {"api": "api", "gpu_check": "gpu_check", "__init__": "api", "__main__": "cli"}
 
