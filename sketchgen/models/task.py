@@ -4,7 +4,8 @@ A *task* owns everything model-specific: its modules, optimizers, schedulers, EM
 loss, and its own ``torch.Generator`` from which it draws batch indices, noise and
 augmentation. A task is built by the factory of its registry entry
 (``sketchgen.models.registry``) from a :class:`TaskInputs`; the harness
-(``sketchgen.training``) drives it and does all file I/O.
+(``sketchgen.training``) drives it and does all file I/O. Models sit below training, so they
+know a run's settings only by the shape :class:`RunSettings` describes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,21 @@ if TYPE_CHECKING:
     import torch
 
     from rasterize.drawings import Drawing
-    from sketchgen.config import TrainConfig
+
+
+class RunSettings(Protocol):
+    """What a model reads of a run's settings (``sketchgen.training.config.TrainConfig``, where
+    each is explained): its registry entry and overrides, the classes, and the step's sizes
+    and switches."""
+
+    model: str
+    model_options: dict[str, Any]
+    categories: tuple[str, ...]
+    size: int
+    batch_size: int
+    seed: int
+    amp: bool
+    compile: bool
 
 
 @dataclass(frozen=True)
@@ -24,8 +39,9 @@ class BitmapData:
     """A labelled bitmap dataset held on the training device (``kind == "bitmap"``).
 
     The harness builds it once from ``sketchgen.data.datasets.load_bitmaps``; a task draws a batch
-    with ``index = torch.randint(len(labels), (B,), generator=self.generator, device=...)``
-    and ``images[index]``, so there is no per-item Python work in the hot loop.
+    with ``index = torch.randint(len(labels), (B,), generator=self.generator)`` (on the CPU,
+    then moved to the device) and ``images[index]``, so there is no per-item Python work in
+    the hot loop.
     """
 
     images: torch.Tensor  # uint8 (N, size, size) on the device; white (255) strokes on black
@@ -37,7 +53,7 @@ class BitmapData:
 class TaskInputs:
     """What a registry factory gets to build a task."""
 
-    config: TrainConfig  # the run's settings: size, batch_size, seed, amp, compile, ...
+    config: RunSettings  # the run's settings: size, batch_size, seed, amp, compile, ...
     model: Any  # the registry entry's config dataclass, overrides applied and checked
     class_names: tuple[str, ...]  # label i means class_names[i]; fixed for the run's lifetime
     device: torch.device
