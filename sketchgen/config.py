@@ -25,15 +25,17 @@ This module imports no torch, so argument errors stay instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
+import os
 import reprlib
 import tomllib
 import types
 import typing
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -387,6 +389,88 @@ def config_from_mapping(values: dict[str, Any], base: TrainConfig | None = None)
 
 
 TOO_DEEP = "nested too deep for the TOML parser"  # tomllib recurses into [[[...]]]
+
+
+# -- TOML tables and files -> config dataclasses (every config of the suite) --------------------
+
+TOP = "config"  # how a message names a file's top-level table
+Config = typing.TypeVar("Config")
+
+
+def from_mapping(cls: type[Config], values: Mapping[str, Any], *, base: Config | None = None,
+                 where: str = "") -> Config:
+    """The dataclass ``cls`` from a TOML table (or any mapping): a dataclass field from a
+    table, a list of dataclasses from an array of tables (``[[models]]``), every other value
+    as it is (checked by the dataclass). Fields not given keep ``base``'s values (default:
+    ``cls``'s defaults; then a field without one must be given). ``where``: the table's path.
+
+    Unknown and missing keys and bad values are one-line ConfigErrors naming the table or
+    field by its TOML path (``models[1]: unknown key(s) ...``, ``classifier.width must be``).
+    """
+    hints = {spec.name: hint for spec, hint in _declarations(cls)}
+    table = where or TOP
+    unknown = sorted(str(key) for key in values if key not in hints)
+    if unknown:
+        raise ConfigError(f"{table}: unknown key(s) {listed(unknown)}; known: {', '.join(hints)}")
+    missing = [spec.name for spec, _ in _declarations(cls)
+               if spec.name not in values and base is None and _required(spec)]
+    if missing:
+        raise ConfigError(f"{table}: missing {', '.join(missing)}")
+    given = {key: _from_toml(value, hints[key], f"{where}.{key}" if where else key)
+             for key, value in values.items()}
+    try:
+        return dataclasses.replace(base, **given) if base is not None else cls(**given)
+    except FieldError as error:
+        raise (error.under(where) if where else error) from None
+
+
+def _required(spec: dataclasses.Field) -> bool:
+    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+
+
+def _from_toml(value: Any, hint: Any, path: str) -> Any:
+    """A table as its dataclass, an array of tables as a tuple (or list) of them."""
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise FieldError(path, f"must be a table, got {shown(value)}")
+        return from_mapping(hint, value, where=path)
+    items = typing.get_args(hint)
+    if _is_list(hint) and dataclasses.is_dataclass(items[0]):
+        if not isinstance(value, (list, tuple)):
+            raise FieldError(path, f"must be an array of tables, got {shown(value)}")
+        return typing.get_origin(hint)(_from_toml(item, items[0], f"{path}[{index}]")
+                                       for index, item in enumerate(value))
+    return value
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """A TOML file's tables; a missing file, bad TOML or nesting too deep for the parser is
+    a one-line ConfigError naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {TOO_DEEP}") from None
+
+
+@contextlib.contextmanager
+def named_by_file(path: str | os.PathLike) -> Iterator[None]:
+    """A ConfigError raised inside, such as a field's, prefixed with the file it came from."""
+    try:
+        yield
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def from_toml(cls: type[Config], path: str | os.PathLike) -> Config:
+    """The dataclass ``cls`` from a TOML file (see :func:`from_mapping`); errors name the file."""
+    tables = read_toml(path)
+    with named_by_file(path):
+        return from_mapping(cls, tables)
 
 
 def load_toml(path: str | Path) -> TrainConfig:
