@@ -7,21 +7,19 @@ import pytest
 import torch
 
 from sketchgen.data.datasets import load_drawings
-from sketchgen.evaluation.classifier import (
-    Classifier,
-    ClassifierConfig,
+from sketchgen.evaluation.classifier import Classifier, ClassifierConfig, build_model
+from sketchgen.evaluation.evaluator import (
     Evaluation,
-    build_model,
     evaluate,
     fit_and_evaluate,
     load_classifier,
-    plot_confusion,
     recognizability,
     save_classifier,
     train_classifier,
     training_images,
 )
 from sketchgen.evaluation.metrics import extract_features, fid
+from sketchgen.report.figures import plot_confusion
 
 # Four of the mirror's 250-drawing categories: 1000 real drawings, 800 / 100 / 100 split.
 CATEGORIES = ["crab", "eyeglasses", "hat", "sock"]

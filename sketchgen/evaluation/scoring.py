@@ -15,7 +15,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sketchgen.evaluation import metrics
-from sketchgen.evaluation.classifier import Classifier, recognizability
+from sketchgen.evaluation.classifier import Classifier
+from sketchgen.evaluation.evaluator import recognizability
 
 
 @dataclass(frozen=True)
