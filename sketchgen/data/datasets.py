@@ -1,308 +1,52 @@
-"""Quick, Draw! data access: category names, download / cache / mirror, and dataset loaders.
+"""Labelled datasets of Quick, Draw! sources, and the split every trainer and evaluator shares.
 
-Where data comes from, in order of precedence:
-
-1. an explicit ``mirror=`` argument (``--mirror`` on the command line);
-2. the ``QUICKDRAW_MIRROR`` environment variable;
-3. Google's public bucket, :data:`GOOGLE_BUCKET` (also when a setting names no folder).
-
-A mirror is either a local folder in the bucket's layout (read in place, never copied) or an
-http(s) URL. Files fetched over HTTP land in the cache (``SKETCHGEN_CACHE``, default
-``~/.cache/sketchgen``): only as much as is used (a *head*: the first lines of an ndjson
-file, the first rows of an .npy, made longer when more are asked for), with resumable HTTP
-ranges that name the version they continue (If-Range), checked against the size the server
-announced, capped (:class:`DownloadOptions`), and -- since Google publishes no hashes --
-recorded with their sha256 in the cache folder's ``MANIFEST.json``, which every later use
-verifies (the machinery is :mod:`sketchgen.data.download`; this module chooses what to fetch and
-where it goes).
-
-Wherever a category is accepted, a path to an ``.ndjson`` / ``.ndjson.gz`` / ``.npz`` /
-``.npy`` file is accepted too, so users can train on their own subsets: :func:`resolve`.
-:func:`load_drawings` and :func:`load_bitmaps` turn a list of such sources into labelled
-datasets (bitmaps are rendered once and cached on disk); :func:`split_indices` gives the
-train / valid / test split every trainer and evaluator shares.
+:func:`load_drawings` and :func:`load_bitmaps` turn a list of sources (category names or data
+files, see :mod:`sketchgen.data.sources`) into labelled datasets: the first ``per_class``
+records of each class, over HTTP only a head of each file. Bitmaps of strokes are rendered
+once and cached on disk, keyed by the file, the render settings and the renderer's code.
+:func:`split_indices` gives the train / valid / test split.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
 import os
-import re
-import sys
 import tempfile
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 import rasterize
 from rasterize.drawings import ON_ERROR_MODES, Drawing, SkipLog, read_ndjson
+from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
 from rasterize.render import render
-from rasterize.strokes import read_sketch_npz, stroke3_to_drawing
-from sketchgen.data.download import NPY_HEADER_ERRORS, DownloadOptions, ensure_cached, sha256_file
-from sketchgen.errors import DownloadError
+from rasterize.sketch_npz import read_sketch_npz
+from rasterize.strokes import stroke3_to_drawing
+from sketchgen.data.cache import cache_dir
+from sketchgen.data.heads import NPY_HEADER_ERRORS, check_limit
+from sketchgen.data.sources import (
+    FORMATS,
+    NDJSON_SUFFIXES,
+    STROKE_FORMATS,
+    check_format,
+    class_name,
+    class_names,
+    data_suffix,
+    fetch,
+    is_category,
+    locate,
+    source_list,
+)
 
-GOOGLE_BUCKET = "https://storage.googleapis.com/quickdraw_dataset/"
-FORMATS = {  # --format name -> path inside the bucket (or a mirror in its layout)
-    "raw": "full/raw/{}.ndjson",
-    "simplified": "full/simplified/{}.ndjson",
-    "bitmap": "full/numpy_bitmap/{}.npy",
-    "sketchrnn": "sketchrnn/{}.npz",
-}
-STROKE_FORMATS = ("raw", "simplified")
-NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
-DATA_SUFFIXES = (*NDJSON_SUFFIXES, ".npz", ".npy")
-GOOGLE_BITMAP_SIZE = 28  # Google's numpy_bitmap files are 28x28 ...
-GOOGLE_LINE_WIDTH = 16.0  # ... drawn with this line width and padding (render's defaults)
-GOOGLE_PADDING = 16.0
-DEFAULT_CACHE = "~/.cache/sketchgen"
 RENDER_BATCH = 4096  # drawings rendered per call: bounds memory on Google's 100k+-line files
 
-CATEGORIES: tuple[str, ...] = tuple(
-    line.strip()
-    for line in resources.files("sketchgen.data").joinpath("categories.txt").read_text().splitlines()
-    if line.strip()
-)
-_CATEGORY_SET = frozenset(CATEGORIES)
 
-
-# -- categories and paths -------------------------------------------------------------------
-
-
-def _did_you_mean(name: str) -> str:
-    """``"; did you mean 'cat', 'castle'?"`` for close category names (any case), else ``""``."""
-    by_lower = {c.lower(): c for c in CATEGORIES}
-    close = difflib.get_close_matches(str(name).lower(), by_lower, n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else ""
-
-
-def check_category(name: str) -> str:
-    """Return ``name`` if it is one of Google's 345 categories, else raise a helpful ValueError."""
-    if name in _CATEGORY_SET:
-        return name
-    raise ValueError(
-        f"unknown category {name!r}{_did_you_mean(name)} (Google's {len(CATEGORIES)} names "
-        "are in sketchgen/data/categories.txt; they are case-sensitive and may contain spaces)"
-    )
-
-
-def safe_join(root: str | os.PathLike, *parts: str) -> Path:
-    """``root / parts`` as an absolute path, or ValueError if it would leave ``root``.
-
-    The check is lexical (``..``, absolute parts): symlinks are not followed, so a mirror
-    folder may be built from links to files kept elsewhere.
-    """
-    base = Path(os.path.abspath(root))
-    target = Path(os.path.normpath(base.joinpath(*parts)))
-    if target != base and base not in target.parents:
-        raise ValueError(f"{'/'.join(parts)!r} would escape {base}")
-    return target
-
-
-def cache_dir() -> Path:
-    """The cache root: ``$SKETCHGEN_CACHE``, else ``~/.cache/sketchgen``."""
-    return Path(os.environ.get("SKETCHGEN_CACHE") or DEFAULT_CACHE).expanduser()
-
-
-_REPORTED_MISSING: set[tuple[str, str]] = set()  # mirror settings already said to be absent
-
-
-def resolve_mirror(mirror: str | os.PathLike | None) -> str | Path:
-    """Where data comes from: an http(s) base URL ending in ``/``, or a local mirror folder.
-
-    ``mirror`` if given, else ``$QUICKDRAW_MIRROR``, else Google's bucket. A setting that
-    names no existing folder means Google's bucket too, said once on stderr (a fresh
-    machine without the mirror still works); ValueError for any other URL scheme.
-    """
-    if mirror is not None:
-        value, origin = os.fspath(mirror), "mirror"
-    elif os.environ.get("QUICKDRAW_MIRROR"):
-        value, origin = os.environ["QUICKDRAW_MIRROR"], "QUICKDRAW_MIRROR"
-    else:
-        return GOOGLE_BUCKET
-    if re.match(r"https?://", value, re.IGNORECASE):
-        _check_url(value, origin)
-        return value.rstrip("/") + "/"
-    if "://" in value:
-        raise ValueError(f"{origin} {value!r}: expected a local folder or an http(s) URL")
-    folder = Path(value).expanduser()
-    if folder.is_dir():
-        return folder
-    if (origin, value) not in _REPORTED_MISSING:
-        _REPORTED_MISSING.add((origin, value))
-        print(
-            f"sketchgen: {origin}={value} is not a folder; reading Google's bucket "
-            f"{GOOGLE_BUCKET} instead",
-            file=sys.stderr,
-        )
-    return GOOGLE_BUCKET
-
-
-def _check_url(url: str, origin: str) -> None:
-    """ValueError unless ``url`` names a host (and a port, if any, urllib can use)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        problem = None if parts.hostname else "no host"
-        parts.port  # noqa: B018 (raises for a port that is no number in 0-65535)
-    except ValueError as error:
-        problem = str(error)
-    if problem:
-        raise ValueError(
-            f"{origin} {url!r}: not a usable URL ({problem}); expected http(s)://host[:port]/..."
-        )
-
-
-def _mirror_cache_name(base_url: str) -> str:
-    """One cache folder per mirror URL: a readable, filesystem-safe slug plus a short hash,
-    so files from different mirrors (which may hold different subsets) never mix."""
-    parsed = urllib.parse.urlsplit(base_url)
-    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", parsed.netloc + parsed.path).strip("._")[:60]
-    return f"{slug}-{hashlib.sha256(base_url.encode()).hexdigest()[:8]}"
-
-
-def _is_category(source: str | os.PathLike) -> bool:
-    """A ``Path`` is always a path; a string is a category if it is one of Google's names."""
-    return isinstance(source, str) and source in _CATEGORY_SET
-
-
-def _data_suffix(path: Path) -> str | None:
-    return next((s for s in DATA_SUFFIXES if path.name.endswith(s)), None)
-
-
-def _class_name(source: str | os.PathLike) -> str:
-    """The class a source stands for: the category itself, or the file name without suffix."""
-    if _is_category(source):
-        return source
-    path = Path(source)
-    return path.name[: -len(_data_suffix(path))]
-
-
-def _check_source(source: str | os.PathLike) -> None:
-    """Raise ValueError unless ``source`` is a category name or an existing data file."""
-    if _is_category(source):
-        return
-    path = Path(source)
-    expected = (
-        f"expected one of Google's {len(CATEGORIES)} category names or a path to an existing "
-        f"{', '.join(DATA_SUFFIXES)} file"
-    )
-    if _data_suffix(path) is None:
-        raise ValueError(f"{os.fspath(source)!r}: {expected}{_did_you_mean(os.fspath(source))}")
-    if not path.is_file():
-        raise ValueError(f"{os.fspath(source)!r}: no such file ({expected})")
-
-
-def _check_format(fmt: str, allowed: Sequence[str]) -> None:
-    if fmt not in allowed:
-        raise ValueError(f"format must be one of {tuple(allowed)}, got {fmt!r}")
-
-
-# -- downloads (the machinery is sketchgen.data.download) ----------------------------------------
-
-
-def _check_limit(limit: int | None, name: str = "limit") -> None:
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
-    ):
-        raise ValueError(f"{name} must be a positive integer or None, got {limit!r}")
-
-
-def _check_inside(path: Path, folder: Path, name: str, folder_name: str) -> None:
-    """ValueError unless ``path`` is ``folder`` or lies in it (lexically, as safe_join)."""
-    if not Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder)):
-        raise ValueError(f"{name} {path} is not inside {folder_name} {folder}")
-
-
-def download(
-    url: str,
-    dest: Path,
-    options: DownloadOptions | None = None,
-    limit: int | None = None,
-    root: Path | None = None,
-) -> Path:
-    """Download ``url`` to ``dest`` unless the cache holds it already, and return ``dest``.
-
-    With ``limit``, an ``.ndjson`` or ``.npy`` file is fetched as a *head*: HTTP ranges for
-    its first ``limit`` lines (cut after the last complete one) or rows (a valid .npy with
-    the header's row count patched), grown on a later call that asks for more; other files,
-    and ``limit=None``, mean the whole file. Bytes go to ``dest.part`` (resumed with a Range
-    and If-Range on the next attempt or call, restarted when the file has no validator or
-    changed) and reach ``dest`` only once complete. ``root``'s ``MANIFEST.json`` (default:
-    ``dest``'s folder) records every file's sha256, checked on every later call: a changed
-    file raises :class:`DownloadError`, a file with no entry is set aside and fetched again.
-    Since files are set aside and replaced there, ``root`` must be inside :func:`cache_dir`.
-    """
-    _check_limit(limit)
-    dest = Path(dest)
-    root = dest.parent if root is None else Path(root)
-    _check_inside(root, cache_dir(), "root", "the cache")
-    _check_inside(dest, root, "dest", "root")
-    ensure_cached(url, dest, root, options or DownloadOptions(), limit)
-    return dest
-
-
-# -- resolving sources ----------------------------------------------------------------------
-
-
-def _locate(
-    source: str | os.PathLike, fmt: str, mirror: str | os.PathLike | None
-) -> tuple[Path, str | None, Path | None]:
-    """Where ``source`` is read from, before anything is downloaded: ``(path, None, None)``
-    for a file read in place, ``(cache path, URL, the mirror's cache folder)`` otherwise."""
-    _check_source(source)
-    if not _is_category(source):
-        return Path(source), None, None
-    _check_format(fmt, FORMATS)
-    relative = FORMATS[fmt].format(source)
-    base = resolve_mirror(mirror)
-    if isinstance(base, Path):
-        path = safe_join(base, relative)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: the mirror {base} has no {fmt} file for {source!r}")
-        return path, None, None
-    root = safe_join(cache_dir() / "downloads", _mirror_cache_name(base))
-    return safe_join(root, relative), base + urllib.parse.quote(relative), root
-
-
-def _fetch(
-    source: str | os.PathLike,
-    fmt: str,
-    mirror: str | os.PathLike | None,
-    options: DownloadOptions | None,
-    limit: int | None,
-) -> tuple[Path, int | None]:
-    """:func:`resolve`'s file, and the records it holds if it is a head (None: all)."""
-    _check_limit(limit)
-    path, url, root = _locate(source, fmt, mirror)
-    if url is None:
-        return path, None
-    return path, ensure_cached(url, path, root, options or DownloadOptions(), limit)
-
-
-def resolve(
-    source: str | os.PathLike,
-    fmt: str = "simplified",
-    mirror: str | os.PathLike | None = None,
-    options: DownloadOptions | None = None,
-    limit: int | None = None,
-) -> Path:
-    """A local file for ``source``: a category name in format ``fmt`` (see :data:`FORMATS`),
-    found in a mirror folder or downloaded into the cache; or an existing data file's path,
-    returned as it is (``fmt`` does not apply to it). Anything else raises ValueError.
-
-    A download holds at least the first ``limit`` records (lines or rows), or the whole
-    file when ``limit`` is None, the file is shorter, or it is a Sketch-RNN ``.npz``; a
-    later call with a bigger ``limit`` makes the head longer (see :func:`download`). Files
-    in a mirror folder are read in place, whole.
-    """
-    return _fetch(source, fmt, mirror, options, limit)[0]
+# -- planning and reading sources -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -311,21 +55,11 @@ class _Source:
     class_name: str
 
 
-def _source_list(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list:
-    """The sources as a list, each checked (so a typo fails before anything is downloaded)."""
-    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    if not items:
-        raise ValueError("no data sources given")
-    for item in items:
-        _check_source(item)
-    return items
-
-
 def _suffix_of(item: str | os.PathLike, fmt: str) -> str:
     """The kind of file a checked source stands for, known before anything is downloaded."""
-    if _is_category(item):
-        return _data_suffix(Path(FORMATS[fmt]))
-    return _data_suffix(Path(item))
+    if is_category(item):
+        return data_suffix(Path(FORMATS[fmt]))
+    return data_suffix(Path(item))
 
 
 def _plan(
@@ -341,18 +75,18 @@ def _plan(
     Sources with the same class name (the category ``sun`` and a file ``sun.ndjson``) share
     one label; ``per_class`` caps each class, filled from its files in the order given.
     """
-    _check_limit(per_class, "per_class")
+    check_limit(per_class, "per_class")
     wrong = next((i for i in items if _suffix_of(i, fmt) not in suffixes), None)
     if wrong is not None:
-        what = f"the {fmt} file of {wrong!r}" if _is_category(wrong) else repr(os.fspath(wrong))
+        what = f"the {fmt} file of {wrong!r}" if is_category(wrong) else repr(os.fspath(wrong))
         raise ValueError(f"{what}: expected a {' or '.join(suffixes)} file here")
-    paths = [_locate(item, fmt, mirror)[0] for item in items]
+    paths = [locate(item, fmt, mirror)[0] for item in items]
     seen = [p.resolve() for p in paths]
     if len(set(seen)) != len(seen):
         twice = next(p for p in paths if seen.count(p.resolve()) > 1)
         raise ValueError(f"{twice} is listed more than once")
-    plan = [_Source(item, _class_name(item)) for item in items]
-    return plan, list(dict.fromkeys(source.class_name for source in plan))
+    plan = [_Source(item, class_name(item)) for item in items]
+    return plan, list(class_names(items))
 
 
 def _add_skips(skipped: SkipLog, counts: dict[str, int], examples: list[str]) -> None:
@@ -379,13 +113,13 @@ def _take(
         limit = None if per_class is None else per_class - used
         if limit == 0:
             continue
-        path, held = _fetch(source.item, fmt, mirror, None, limit)
+        path, held = fetch(source.item, fmt, mirror, None, limit)
         while True:
             log = SkipLog()
             result = read(path, limit, log)
             if held is None or len(result) >= limit:
                 break
-            path, held = _fetch(source.item, fmt, mirror, None, held + limit - len(result))
+            path, held = fetch(source.item, fmt, mirror, None, held + limit - len(result))
         _add_skips(skipped, log.counts, log.examples)
         taken[source.class_name] = used + len(result)
         yield source, result
@@ -444,10 +178,10 @@ def load_drawings(
     stroke-3 sketches as drawings, splits in the order train, valid, test (the mirror's files
     hold one split, ``sketches``); callers split them again by seed like any other source.
     """
-    _check_format(fmt, (*STROKE_FORMATS, "sketchrnn"))
+    check_format(fmt, (*STROKE_FORMATS, "sketchrnn"))
     _check_on_error(on_error)
     suffixes = (*NDJSON_SUFFIXES, ".npz")
-    plan, class_names = _plan(_source_list(sources), fmt, per_class, mirror, suffixes)
+    plan, names = _plan(source_list(sources), fmt, per_class, mirror, suffixes)
     skipped = SkipLog()
 
     def read(path: Path, limit: int | None, log: SkipLog) -> list[Drawing]:
@@ -460,7 +194,7 @@ def load_drawings(
     for source, part in _take(plan, per_class, read, skipped, fmt, mirror):
         drawings.extend(part)
         counts.append((source.class_name, len(part)))
-    return LabelledDrawings(drawings, _labels(counts, class_names), class_names, skipped)
+    return LabelledDrawings(drawings, _labels(counts, names), names, skipped)
 
 
 @cache
@@ -543,7 +277,7 @@ def _load_npy_bitmaps(path: Path, limit: int | None, size: int) -> np.ndarray:
 
 def load_bitmaps(
     sources: str | os.PathLike | Sequence[str | os.PathLike],
-    size: int = 28,
+    size: int = GOOGLE_SIZE,
     per_class: int | None = None,
     fmt: str = "simplified",
     on_error: str = "raise",
@@ -561,25 +295,25 @@ def load_bitmaps(
     ``numpy_bitmap`` files are 28 px at the default settings, so other settings are refused
     there rather than silently ignored. Same selection rule as :func:`load_drawings`.
     """
-    _check_format(fmt, (*STROKE_FORMATS, "bitmap"))
+    check_format(fmt, (*STROKE_FORMATS, "bitmap"))
     _check_on_error(on_error)
     settings = {"size": size, "line_width": line_width, "padding": padding, "invert": invert}
     as_google = {"line_width": GOOGLE_LINE_WIDTH, "padding": GOOGLE_PADDING, "invert": False}
     accepts = (*NDJSON_SUFFIXES, ".npy") if fmt != "bitmap" else (".npy",)
-    items = _source_list(sources)
+    items = source_list(sources)
     uses_npy = any(_suffix_of(item, fmt) == ".npy" for item in items)
     if uses_npy and {k: settings[k] for k in as_google} != as_google:
         raise ValueError(
             ".npy bitmaps are used as they are: line_width, padding and invert apply only "
             "when rendering strokes (use fmt='simplified' or ndjson files)"
         )
-    if fmt == "bitmap" and size != GOOGLE_BITMAP_SIZE:
+    if fmt == "bitmap" and size != GOOGLE_SIZE:
         raise ValueError(
-            f"Google's numpy_bitmap files are {GOOGLE_BITMAP_SIZE} px; for size={size} "
+            f"Google's numpy_bitmap files are {GOOGLE_SIZE} px; for size={size} "
             "render strokes with fmt='simplified'"
         )
     render([], **settings)  # renders nothing, but rejects bad settings before any download
-    plan, class_names = _plan(items, fmt, per_class, mirror, accepts)
+    plan, names = _plan(items, fmt, per_class, mirror, accepts)
     skipped = SkipLog()
 
     def read(path: Path, limit: int | None, log: SkipLog) -> np.ndarray:
@@ -592,7 +326,7 @@ def load_bitmaps(
         parts.append(part)
         counts.append((source.class_name, len(part)))
     return LabelledBitmaps(
-        np.concatenate(parts), _labels(counts, class_names), class_names, skipped
+        np.concatenate(parts), _labels(counts, names), names, skipped
     )
 
 
@@ -626,21 +360,24 @@ def split_indices(
 
 
 __all__ = [
-    "CATEGORIES",
-    "FORMATS",
-    "GOOGLE_BUCKET",
-    "DownloadError",
-    "DownloadOptions",
     "LabelledBitmaps",
     "LabelledDrawings",
-    "cache_dir",
-    "check_category",
-    "download",
     "load_bitmaps",
     "load_drawings",
-    "resolve",
-    "resolve_mirror",
-    "safe_join",
-    "sha256_file",
     "split_indices",
 ]
+
+# TEMPORARY (issue 12 session only, removed before the end): names callers in other helpers'
+# files still import from here; their homes are sketchgen.data.sources / cache / download.
+from sketchgen.data.cache import download, sha256_file  # noqa: E402, F401
+from sketchgen.data.download import DownloadOptions  # noqa: E402, F401
+from sketchgen.data.sources import (  # noqa: E402, F401
+    CATEGORIES,
+    DATA_SUFFIXES,
+    GOOGLE_BUCKET,
+    check_category,
+    resolve,
+    resolve_mirror,
+    safe_join,
+)
+from sketchgen.data.sources import source_list as _source_list  # noqa: E402, F401
