@@ -24,10 +24,13 @@ from common import PER_CATEGORY, best_times, real_drawings, record
 
 from rasterize.render import render
 from sketchgen import runtime
-from sketchgen.config import TrainConfig
 from sketchgen.data import datasets as data
-from sketchgen.models import gan, registry
-from sketchgen.training.harness import TaskInputs, load_data
+from sketchgen.models import registry
+from sketchgen.models.gan.nets import size_supported
+from sketchgen.models.gan.task import GanTask
+from sketchgen.models.task import TaskInputs
+from sketchgen.training.config import TrainConfig
+from sketchgen.training.harness import load_data
 
 CATEGORIES = ("dog", "face")  # two of common.CATEGORIES, PER_CATEGORY drawings each
 BATCH = 64  # the presets' batch size
@@ -38,7 +41,7 @@ TARGET = 1.5  # issue 3: >= 1.5x the naive loop on CPU
 _SIZES = (28, 64) if os.environ.get("BENCH_ALL_SIZES") else (28,)
 CASES = [(model, size) for model in registry.MODELS if registry.MODELS[model].kind == "bitmap"
          for size in _SIZES
-         if gan.size_supported(registry.MODELS[model].default_config().architecture, size)]
+         if size_supported(registry.MODELS[model].default_config().architecture, size)]
 if ("sngan", 64) not in CASES:
     CASES.append(("sngan", 64))
 
@@ -58,7 +61,7 @@ class RasterizingDataset(torch.utils.data.Dataset):
         return scaled[None], int(self.labels[index])
 
 
-class NaiveTask(gan.GanTask):
+class NaiveTask(GanTask):
     """The same GAN step, with real batches from a DataLoader instead of the device tensor."""
 
     def __init__(self, inputs: TaskInputs, loader: torch.utils.data.DataLoader) -> None:

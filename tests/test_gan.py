@@ -10,10 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from sketchgen.config import TrainConfig
 from sketchgen.errors import ConfigError
-from sketchgen.models import gan, registry
-from sketchgen.training.harness import BitmapData, TaskInputs
+from sketchgen.models import registry
+from sketchgen.models.gan.nets import dcgan_levels
+from sketchgen.models.gan.standing import STANDING_BATCH, with_standing_statistics
+from sketchgen.models.gan.task import GanTask
+from sketchgen.models.task import BitmapData, TaskInputs
+from sketchgen.training.config import TrainConfig
 
 CLASSES = ("cat", "dog", "apple")
 SIZES = {  # each model at the sizes it supports (presets: the references' 28 px and 64 px)
@@ -23,7 +26,7 @@ SIZES = {  # each model at the sizes it supports (presets: the references' 28 px
 CASES = [(model, size) for model, sizes in SIZES.items() for size in sizes]
 
 
-def make_task(model: str, size: int, device: str = "cpu", **options) -> gan.GanTask:
+def make_task(model: str, size: int, device: str = "cpu", **options) -> GanTask:
     config = TrainConfig(model=model, categories=CLASSES, size=size, batch_size=4,
                          device="cpu", model_options=options)
     entry, model_config = registry.resolve(config)
@@ -154,7 +157,7 @@ def test_impossible_sizes_fail_before_any_work(model, size):
 @pytest.mark.parametrize(("size", "levels"), [(28, (7, 2)), (64, (4, 4)), (48, (6, 3)),
                                               (16, (4, 2)), (30, None), (8, None)])
 def test_dcgan_levels(size, levels):
-    assert gan.dcgan_levels(size) == levels
+    assert dcgan_levels(size) == levels
 
 
 class _TinyG(nn.Module):
@@ -172,9 +175,9 @@ def test_standing_statistics_are_the_population_statistics_of_the_current_weight
     torch.manual_seed(0)
     tiny = _TinyG().train()
     inputs = torch.Generator().manual_seed(1)
-    batches = [torch.randn(gan.STANDING_BATCH, 2, generator=inputs) for _ in range(5)]
+    batches = [torch.randn(STANDING_BATCH, 2, generator=inputs) for _ in range(5)]
     feeding = iter(batches)
-    standing = gan.with_standing_statistics(tiny, lambda n: (next(feeding), None), 5)
+    standing = with_standing_statistics(tiny, lambda n: (next(feeding), None), 5)
     with torch.no_grad():
         features = [tiny.linear(z) for z in batches]  # what the norm sees without dropout
     # momentum=None: the plain average over batches of each batch's mean and unbiased variance
@@ -186,8 +189,8 @@ def test_standing_statistics_are_the_population_statistics_of_the_current_weight
     # the original is untouched: initial statistics, still in training mode
     assert tiny.training and torch.equal(tiny.norm.running_mean, torch.zeros(3))
     no_norm = nn.Linear(2, 3)
-    assert gan.with_standing_statistics(no_norm, None, 5) is no_norm  # nothing to estimate
-    assert gan.with_standing_statistics(tiny, None, 0) is tiny  # running averages asked for
+    assert with_standing_statistics(no_norm, None, 5) is no_norm  # nothing to estimate
+    assert with_standing_statistics(tiny, None, 0) is tiny  # running averages asked for
 
 
 def test_sampling_uses_standing_statistics_and_changes_no_training_state():
@@ -242,8 +245,8 @@ def test_standing_statistics_of_a_synchronised_generator_need_no_other_rank():
         generator = torch.Generator().manual_seed(4)
         return lambda n: (torch.randn(n, 100, generator=generator), torch.zeros(n, dtype=int))
 
-    expected = gan.with_standing_statistics(plain, draws(), 2)
-    standing = gan.with_standing_statistics(synced, draws(), 2)
+    expected = with_standing_statistics(plain, draws(), 2)
+    standing = with_standing_statistics(synced, draws(), 2)
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in standing.modules())
     assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())  # left as it was
     z, labels = draws()(4)

@@ -13,8 +13,8 @@ A model module provides, for each entry:
   an image size the architecture does not support), so that bad configs fail before any
   work, and an attribute ``conditional`` (bool): whether the model samples by class label
   (then one run covers every category).
-- a *factory*: ``factory(inputs: sketchgen.training.harness.TaskInputs) -> Task`` (protocol in
-  ``sketchgen.training.harness``).
+- a *factory*: ``factory(inputs: sketchgen.models.task.TaskInputs) -> Task`` (protocol in
+  ``sketchgen.models.task``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sketchgen.config import TrainConfig, listed
+from sketchgen.config import listed
 from sketchgen.errors import ConfigError, FieldError
+from sketchgen.models.task import RunSettings
 
 Kind = Literal["bitmap", "strokes"]
 
@@ -36,8 +37,8 @@ class ModelEntry:
 
     name: str
     kind: Kind  # "bitmap": trains on rasterized images; "strokes": on stroke sequences
-    config: str  # the default config instance, e.g. "sketchgen.models.gan:DCGAN"
-    factory: str  # the task factory, e.g. "sketchgen.models.gan:build_gan_task"
+    config: str  # the default config instance, e.g. "sketchgen.models.gan.config:DCGAN"
+    factory: str  # the task factory, e.g. "sketchgen.models.gan.task:build_gan_task"
     summary: str  # one line for `sketchgen train --help`
 
     def default_config(self) -> Any:
@@ -60,7 +61,7 @@ class ModelEntry:
             raise error.under(where) from None
 
     def build(self, inputs: Any) -> Any:
-        """Build the training task (see ``sketchgen.training.harness.Task``)."""
+        """Build the training task (see ``sketchgen.models.task.Task``)."""
         return _resolve(self.factory)(inputs)
 
 
@@ -69,28 +70,29 @@ def _resolve(reference: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-_GAN_FACTORY = "sketchgen.models.gan:build_gan_task"
+_GAN_FACTORY = "sketchgen.models.gan.task:build_gan_task"
+_GAN_PRESETS = "sketchgen.models.gan.config"
 
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
-        ModelEntry("dcgan", "bitmap", "sketchgen.models.gan:DCGAN", _GAN_FACTORY,
+        ModelEntry("dcgan", "bitmap", f"{_GAN_PRESETS}:DCGAN", _GAN_FACTORY,
                    "unconditional DCGAN (Radford et al. 2016), sizes b*2^k, 4<=b<=7"),
-        ModelEntry("cgan", "bitmap", "sketchgen.models.gan:CGAN", _GAN_FACTORY,
+        ModelEntry("cgan", "bitmap", f"{_GAN_PRESETS}:CGAN", _GAN_FACTORY,
                    "class-conditional DCGAN, label embedding in G and D (or projection D)"),
-        ModelEntry("superdeep", "bitmap", "sketchgen.models.gan:SUPERDEEP", _GAN_FACTORY,
+        ModelEntry("superdeep", "bitmap", f"{_GAN_PRESETS}:SUPERDEEP", _GAN_FACTORY,
                    "preset: SuperDeepGenerator/ConvDiscriminator (ITU 2023), 28 px"),
-        ModelEntry("tf-dcgan", "bitmap", "sketchgen.models.gan:TF_DCGAN", _GAN_FACTORY,
+        ModelEntry("tf-dcgan", "bitmap", f"{_GAN_PRESETS}:TF_DCGAN", _GAN_FACTORY,
                    "preset: TensorFlow tutorial DCGAN, Adam 1e-3, images in [-1, 1]"),
-        ModelEntry("brownlee-cgan", "bitmap", "sketchgen.models.gan:BROWNLEE_CGAN", _GAN_FACTORY,
+        ModelEntry("brownlee-cgan", "bitmap", f"{_GAN_PRESETS}:BROWNLEE_CGAN", _GAN_FACTORY,
                    "preset: Brownlee's cGAN, label -> dense -> extra channel / feature map"),
-        ModelEntry("smooth-cgan", "bitmap", "sketchgen.models.gan:SMOOTH_CGAN", _GAN_FACTORY,
+        ModelEntry("smooth-cgan", "bitmap", f"{_GAN_PRESETS}:SMOOTH_CGAN", _GAN_FACTORY,
                    "preset: cGAN with soft labels, BN, LeakyReLU(0.02), separate G/D rates"),
-        ModelEntry("sngan", "bitmap", "sketchgen.models.gan:SNGAN", _GAN_FACTORY,
-                   "default: spectral-norm projection D, hinge loss, EMA generator"),
-        ModelEntry("sketch-rnn", "strokes", "sketchgen.models.sketch_rnn:SKETCH_RNN",
-                   "sketchgen.models.sketch_rnn_task:build_sketch_rnn_task",
-                   "Sketch-RNN (Ha & Eck 2018), magenta's recipe; --set mode=vae|"
+        ModelEntry("sngan", "bitmap", f"{_GAN_PRESETS}:SNGAN", _GAN_FACTORY,
+                   "SNGAN: spectral-norm projection D, hinge loss, EMA generator"),
+        ModelEntry("sketch-rnn", "strokes", "sketchgen.models.sketch_rnn.config:SKETCH_RNN",
+                   "sketchgen.models.sketch_rnn.task:build_sketch_rnn_task",
+                   "Sketch-RNN (Ha & Eck 2018), magenta's recipe; option mode: vae|"
                    "unconditional|class"),
     )
 }
@@ -104,7 +106,7 @@ def get_model(name: str) -> ModelEntry:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
 
 
-def resolve(config: TrainConfig) -> tuple[ModelEntry, Any]:
+def resolve(config: RunSettings) -> tuple[ModelEntry, Any]:
     """The model entry and its config for a run, checked against the run's settings."""
     entry = get_model(config.model)
     model_config = entry.model_config(config.model_options)
