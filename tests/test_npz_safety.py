@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from http_mirror import serve
 
-from rasterize import strokes
+from rasterize import npz_pickle, sketch_npz
 from rasterize.drawings import MAX_POINTS_PER_DRAWING, MAX_STROKES_PER_DRAWING
-from rasterize.strokes import read_sketch_npz
+from rasterize.sketch_npz import read_sketch_npz
 from sketchgen.data.datasets import load_drawings
 
 
@@ -108,7 +108,7 @@ def test_elements_that_are_not_stroke3_arrays_are_named(tmp_path, element, fragm
 IN_2_GB = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a regression fails, not the machine
-from rasterize.strokes import read_sketch_npz
+from rasterize.sketch_npz import read_sketch_npz
 try:
     read_sketch_npz(sys.argv[1])
 except ValueError as error:
@@ -271,8 +271,8 @@ def test_an_opcode_numpy_never_writes_is_refused_before_unpickling(tmp_path, ele
 def test_a_pickle_making_more_objects_than_a_split_may_hold_is_refused_unrun(tmp_path,
                                                                             monkeypatch):
     """A megabyte of EMPTY_LIST is a million lists, 64 MB; a gigabyte, 64 GB."""
-    monkeypatch.setattr(strokes, "MAX_NPZ_SPLIT_BYTES", 8 << 20)
-    monkeypatch.setattr(strokes, "_ArrayUnpickler", None)  # unpickling would fail loudly
+    monkeypatch.setattr(sketch_npz, "MAX_NPZ_SPLIT_BYTES", 8 << 20)
+    monkeypatch.setattr(npz_pickle, "_ArrayUnpickler", None)  # unpickling would fail loudly
     path = tmp_path / "lists.npz"
     write_pickled_npz(path, b"\x80\x02" + b"]" * 100_000 + b".", 1)
     with pytest.raises(ValueError) as caught:
@@ -286,7 +286,7 @@ def test_sketches_repeated_by_reference_are_refused_before_they_are_copied(tmp_p
                                                                            monkeypatch):
     """A 640 KB pickle naming one 600 KB array 20,000 times (memo references) asked for
     12 GB of copies; rows of a plain array each cost an array object too."""
-    monkeypatch.setattr(strokes, "MAX_NPZ_SPLIT_BYTES", 8 << 20)
+    monkeypatch.setattr(sketch_npz, "MAX_NPZ_SPLIT_BYTES", 8 << 20)
     data = pickled_text(np.zeros((100_000, 3), "<i2").tobytes())
     first = pickled_array(pickled_shape((100_000, 3)), I2, data) + b"q\x01"  # memoised as 1
     repeated, rows = tmp_path / "repeated.npz", tmp_path / "rows.npz"
@@ -337,7 +337,7 @@ def test_a_pickle_cannot_set_attributes_on_what_the_names_it_may_use_stand_for(t
     write_pickled_npz(path, b"\x80\x02" + global_ + b"}X\x04\x00\x00\x00keptK\x01sb.", 1)
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: sketches: "):
         read_sketch_npz(path)
-    stand_in = strokes._ArrayUnpickler(io.BytesIO()).find_class(module, name)
+    stand_in = npz_pickle._ArrayUnpickler(io.BytesIO()).find_class(module, name)
     assert not hasattr(stand_in, "kept")
 
 
@@ -382,7 +382,7 @@ def test_a_member_compressed_as_numpy_never_does_is_refused_unread(tmp_path, com
 
 
 def test_a_member_over_the_split_limit_is_refused_unread(tmp_path, monkeypatch):
-    monkeypatch.setattr(strokes, "MAX_NPZ_SPLIT_BYTES", 1 << 20)
+    monkeypatch.setattr(sketch_npz, "MAX_NPZ_SPLIT_BYTES", 1 << 20)
     path = tmp_path / "big.npz"
     np.savez_compressed(path, sketches=np.zeros((200_000, 1, 3), np.int16))  # 1.2 MB of 0s
     with pytest.raises(ValueError) as caught:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import head
@@ -205,3 +208,25 @@ def test_pieces_share_their_end_points_and_keep_every_segment():
     taken = (pieces.points[:, 0] // 2).astype(int)  # which point of the input each one is
     assert taken.tolist() == [0, 1, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 10, 11, 12, 13, 14]
     assert render_module._in_pieces(whole, most=10) is whole  # nothing to cut
+
+
+# -- the package: its names load on first use ------------------------------------------------
+
+
+def test_the_geometry_loads_no_renderer():
+    """Configs and the command line name Google's geometry without loading numpy or cairo."""
+    code = ("import sys\nimport rasterize.geometry\n"
+            "print(sorted(m for m in ('numpy', 'cairocffi', 'orjson') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_every_public_name_is_importable_from_the_package():
+    import rasterize
+
+    for name in rasterize.__all__:
+        value = getattr(rasterize, name)
+        assert value.__name__ == name and value.__module__.startswith("rasterize."), name
+    assert set(rasterize.__all__) <= set(dir(rasterize))
+    assert not hasattr(rasterize, "render_everything")

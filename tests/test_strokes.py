@@ -8,17 +8,16 @@ import numpy as np
 import pytest
 
 from rasterize.drawings import read_ndjson
+from rasterize.sketch_npz import read_sketch_npz, write_sketch_npz
 from rasterize.strokes import (
     END_ROW,
     START_TOKEN,
     drawing_to_stroke3,
     normalize_splits,
-    read_sketch_npz,
     stroke3_to_canvas,
     stroke3_to_drawing,
     stroke3_to_stroke5,
     stroke5_to_stroke3,
-    write_sketch_npz,
 )
 
 
