@@ -30,17 +30,12 @@ from common import best_times, real_drawings, record
 from torch import nn
 
 from rasterize.strokes import drawing_to_stroke3, normalize_splits
-from sketchgen.models.sketch_rnn import (
-    FusedLSTM,
-    MixtureParams,
-    SketchRNN,
-    SketchRNNConfig,
-    loss_terms,
-    padded_length_for,
-    random_batch,
-    sample_step,
-    sample_strokes5,
-)
+from sketchgen.models.sketch_rnn.batches import padded_length_for, random_batch
+from sketchgen.models.sketch_rnn.cells import FusedLSTM
+from sketchgen.models.sketch_rnn.config import SketchRNNConfig
+from sketchgen.models.sketch_rnn.loss import loss_terms
+from sketchgen.models.sketch_rnn.model import MixtureParams, SketchRNN
+from sketchgen.models.sketch_rnn.sampling import sample_step, sample_strokes5
 
 CATEGORY = "face"  # the sketches: common.PER_CATEGORY simplified drawings of it
 BATCH = 100  # magenta's batch size

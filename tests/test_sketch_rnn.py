@@ -17,30 +17,33 @@ from rasterize.render import render
 from rasterize.strokes import END_ROW, START_TOKEN, drawing_to_stroke3, normalize_splits
 from sketchgen import cli, runtime
 from sketchgen.errors import ConfigError
-from sketchgen.figures import read_jsonl
-from sketchgen.models.sketch_rnn import (
-    FusedLSTM,
-    MixtureParams,
-    SketchRNN,
-    SketchRNNConfig,
-    StepLSTM,
+from sketchgen.figures import read_jsonl, save_grid
+from sketchgen.models.sketch_rnn.batches import (
     drop_points,
-    encode_means,
-    interpolate,
-    kl_cost,
-    kl_divergence,
-    kl_weight_at,
-    learning_rate_at,
-    loss_terms,
     make_batch,
     padded_length_for,
     random_batch,
-    reconstruct,
+)
+from sketchgen.models.sketch_rnn.cells import FusedLSTM, StepLSTM
+from sketchgen.models.sketch_rnn.config import SketchRNNConfig, kl_weight_at, learning_rate_at
+from sketchgen.models.sketch_rnn.loss import (
+    kl_cost,
+    kl_divergence,
+    loss_terms,
     reconstruction_loss,
+)
+from sketchgen.models.sketch_rnn.model import MixtureParams, SketchRNN
+from sketchgen.models.sketch_rnn.sampling import (
+    encode_means,
+    interpolate,
+    reconstruct,
     sample_strokes5,
     slerp,
     strokes5_to_drawings,
 )
+from sketchgen.models.sketch_rnn.task import build_sketch_rnn_task
+from sketchgen.models.task import TaskInputs
+from sketchgen.training.config import TrainConfig
 
 SMALL = dict(enc_rnn_size=24, dec_rnn_size=48, z_size=8, class_embedding_size=8,
              num_mixture=5)  # small enough to train in seconds, same architecture
@@ -424,10 +427,6 @@ def labelled(mirror):
 
 
 def _task(labelled, data=True, batch_size=8, **options):
-    from sketchgen.config import TrainConfig
-    from sketchgen.models.sketch_rnn_task import build_sketch_rnn_task
-    from sketchgen.training.harness import TaskInputs
-
     config = TrainConfig(model="sketch-rnn", categories=("face", "cat"), batch_size=batch_size,
                          seed=5, size=28)
     model = SketchRNNConfig(**(SMALL | options))
@@ -499,16 +498,26 @@ def test_task_figures_and_validation_cost(labelled):
     assert set(costs) == {"loss_recon", "loss_kl"} and all(np.isfinite(list(costs.values())))
 
 
-def test_task_saves_reconstruction_and_interpolation_figures(labelled, tmp_path):
+def test_task_figures_are_reconstruction_and_interpolation_grids(labelled, tmp_path):
     from PIL import Image
 
     task = _task(labelled)
-    task.save_figures(tmp_path, count=2)  # the test split holds 2 sketches
+    figures = task.figures(count=2)  # the test split holds 2 sketches
+    for name, (images, columns) in figures.items():  # as the harness writes them
+        save_grid(images, tmp_path / name, columns)
     grids = {name: np.asarray(Image.open(tmp_path / f"{name}.png"))
              for name in ("reconstructions", "interpolation")}
     # 2 columns; reconstructions: originals over decodings (2 rows), interpolation: 1 row
     assert grids["reconstructions"].shape[0] > grids["interpolation"].shape[0]
     assert all(grid.max() > 0 for grid in grids.values())  # ink was drawn
     unconditional = _task(labelled, mode="unconditional")
-    unconditional.save_figures(tmp_path / "none")  # no encoder: nothing to reconstruct
-    assert not (tmp_path / "none").exists()
+    assert unconditional.figures() == {}  # no encoder: nothing to reconstruct
+
+
+def test_task_prints_nothing_and_summarises_its_data(labelled, capfd):
+    task = _task(labelled)
+    task.train_step(1)
+    task.figures(count=2)
+    assert capfd.readouterr() == ("", "")  # the harness does all output
+    assert task.summary().startswith("45 train / 3 valid / 2 test sketches; dropped 0 / 0 / 0 "
+                                     "over max_seq_len; scale factor ")

@@ -1,12 +1,15 @@
-"""Sketch-RNN as a task of the shared training harness (``sketchgen.training.harness.StrokeTask``).
+"""Sketch-RNN as a task of the shared training harness (``sketchgen.models.task.StrokeTask``):
+:class:`SketchData` (the splits as the model sees them), :class:`SketchRNNTask` and the
+registry's factory :func:`build_sketch_rnn_task`.
 
 Data: the harness hands over ``sketchgen.data.datasets.load_drawings`` output. Each drawing becomes
 stroke-3 (``rasterize.strokes``); ``sketchgen.data.datasets.split_indices`` splits them by the run's
 seed into train / valid / test; ``rasterize.strokes.normalize_splits`` drops sketches over
-``max_seq_len`` (the counts are printed once, and kept in the checkpoint) and divides every
-split by the training std. Everything random in training -- batch choice, augmentation, the
-VAE's noise, recurrent-dropout masks -- comes from the task's own CPU ``torch.Generator``
-(drawn on the CPU, moved to the device), so a resumed run continues bit for bit on CPU.
+``max_seq_len`` (the counts are in :meth:`SketchRNNTask.summary` and kept in the checkpoint) and
+divides every split by the training std. Everything random in training -- batch choice,
+augmentation, the VAE's noise, recurrent-dropout masks -- comes from the task's own CPU
+``torch.Generator`` (drawn on the CPU, moved to the device), so a resumed run continues bit for
+bit on CPU.
 
 Log keys per step: ``loss`` (what is minimised), ``loss_recon`` = ``loss_offset`` +
 ``loss_pen`` (L_R), ``loss_kl`` (L_KL before the tolerance; vae mode), ``kl_weight``, ``lr``;
@@ -16,9 +19,7 @@ validation cost: no augmentation, no dropout, the same unmasked pen term.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,17 +30,17 @@ from rasterize.render import render
 from rasterize.strokes import drawing_to_stroke3, normalize_splits
 from sketchgen import runtime
 from sketchgen.data.datasets import split_indices
-from sketchgen.figures import save_grid
-from sketchgen.models.sketch_rnn import (
-    SketchRNN,
-    SketchRNNConfig,
+from sketchgen.models.sketch_rnn.batches import (
     StrokeBatch,
-    interpolate,
-    learning_rate_at,
-    loss_terms,
     make_batch,
     padded_length_for,
     random_batch,
+)
+from sketchgen.models.sketch_rnn.config import SketchRNNConfig, learning_rate_at
+from sketchgen.models.sketch_rnn.loss import loss_terms
+from sketchgen.models.sketch_rnn.model import SketchRNN
+from sketchgen.models.sketch_rnn.sampling import (
+    interpolate,
     reconstruct,
     sample_strokes5,
     simplified_drawing,
@@ -84,7 +85,7 @@ class SketchData:
 
 
 class SketchRNNTask:
-    """Trains one Sketch-RNN (see ``sketchgen.training.harness.Task`` and ``StrokeTask``).
+    """Trains one Sketch-RNN (see ``sketchgen.models.task.Task`` and ``StrokeTask``).
 
     Data parallel (torchrun): ``batch_size`` is the global batch. Each rank draws it, with
     its augmentation and noise, from the identically seeded generator, trains on its shard
@@ -111,8 +112,14 @@ class SketchRNNTask:
             self.data = SketchData(inputs.data.drawings, inputs.data.labels, self.config.seed,
                                    self.cfg)
             self.scale_factor = self.data.scale_factor
-            print(f"sketch-rnn: {self.data.summary()}", file=sys.stderr)
             self._check_batch_splits()
+
+    def summary(self) -> str:
+        """One line on the data as the task prepared it (the split sizes, the sketches
+        dropped over ``max_seq_len``, the scale factor, the padded length)."""
+        if self.data is None:
+            return "built without data: it can only sample"
+        return self.data.summary()
 
     def _check_batch_splits(self) -> None:
         """Under torchrun the batch drawn -- all training sketches if there are fewer than
@@ -231,18 +238,20 @@ class SketchRNNTask:
         return strokes5_to_drawings(interpolate(self.model, first, last, steps, generator,
                                                 temperature, self.cfg.sample_max_len))
 
-    def save_figures(self, out_dir: Path, count: int = 8) -> None:
+    def figures(self, count: int = 8) -> dict[str, tuple[np.ndarray, int]]:
         """``reconstructions.png`` (held-out sketches over their reconstructions) and
-        ``interpolation.png`` (a latent slerp), written at the end of a VAE run."""
+        ``interpolation.png`` (a latent slerp) as uint8 images and grid columns, for the end
+        of a VAE run; empty in other modes or with fewer than two test sketches."""
         if self.cfg.mode != "vae" or self.data is None or len(self.data.sketches["test"]) < 2:
-            return
+            return {}
         count = min(count, len(self.data.sketches["test"]))
         generator = torch.Generator().manual_seed(self.config.seed)  # same run, same figures
         originals, decoded = self.reconstruction_drawings(count, generator)
         size = self.config.size
-        save_grid(render(originals + decoded, size=size), out_dir / "reconstructions.png", count)
-        path = self.interpolation_drawings(count, generator)
-        save_grid(render(path, size=size), out_dir / "interpolation.png", count)
+        reconstructions = render(originals + decoded, size=size)
+        path = render(self.interpolation_drawings(count, generator), size=size)
+        return {"reconstructions.png": (reconstructions, count),
+                "interpolation.png": (path, count)}
 
     def _test_sketches(self, count: int) -> list[np.ndarray]:
         if self.data is None or len(self.data.sketches["test"]) < count:
