@@ -8,8 +8,9 @@ A model module provides, for each entry:
 - a *config*: a frozen dataclass instance holding the model's own defaults (presets of one
   family are entries sharing a factory with different configs). Its fields declare their
   allowed values (``sketchgen.config.setting``), which its ``__post_init__`` checks
-  (``sketchgen.config.check_fields``). It must have a method ``check(train_config) -> None``
-  raising ``sketchgen.config.ConfigError`` for settings the model cannot do in this run (e.g.
+  (``sketchgen.config.check_fields``). It must have a method ``check(settings) -> None``
+  (``settings``: a ``sketchgen.models.task.RunSettings``, the run's settings) raising
+  ``sketchgen.errors.ConfigError`` for settings the model cannot do in this run (e.g.
   an image size the architecture does not support), so that bad configs fail before any
   work, and an attribute ``conditional`` (bool): whether the model samples by class label
   (then one run covers every category).
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 from sketchgen.config import listed
 from sketchgen.errors import ConfigError, FieldError
-from sketchgen.models.task import RunSettings
+from sketchgen.models.task import RunSettings, Task, TaskInputs
 
 Kind = Literal["bitmap", "strokes"]
 
@@ -60,7 +61,7 @@ class ModelEntry:
         except FieldError as error:
             raise error.under(where) from None
 
-    def build(self, inputs: Any) -> Any:
+    def build(self, inputs: TaskInputs) -> Task:
         """Build the training task (see ``sketchgen.models.task.Task``)."""
         return _resolve(self.factory)(inputs)
 
