@@ -10,7 +10,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import poly_mmd
 
 from sketchgen.evaluation.metrics import (
-    METRICS,
+    FEATURE_METRICS,
     blank_share,
     bootstrap_ci,
     duplicate_share,
@@ -253,12 +253,12 @@ def test_real_vs_real_floor_uses_two_disjoint_halves_of_the_same_size():
 
 def test_registry_names_the_metrics_the_report_prints():
     a, b = correlated_features(16, n=300), correlated_features(17, n=300, shift=0.2)
-    assert set(METRICS) == {"fid", "kid", "precision", "recall"}
-    assert METRICS["fid"].compute(a, b) == fid(a, b)
-    assert METRICS["kid"].compute(a, b) == kid(a, b).mean
-    assert METRICS["precision"].compute(a, b) == precision_recall(a, b).precision
-    assert METRICS["recall"].compute(a, b) == precision_recall(a, b).recall
-    assert [m.higher_is_better for m in METRICS.values()] == [False, False, True, True]
+    assert set(FEATURE_METRICS) == {"fid", "kid", "precision", "recall"}
+    assert FEATURE_METRICS["fid"].compute(a, b) == fid(a, b)
+    assert FEATURE_METRICS["kid"].compute(a, b) == kid(a, b).mean
+    assert FEATURE_METRICS["precision"].compute(a, b) == precision_recall(a, b).precision
+    assert FEATURE_METRICS["recall"].compute(a, b) == precision_recall(a, b).recall
+    assert [m.higher_is_better for m in FEATURE_METRICS.values()] == [False, False, True, True]
 
 
 def test_blank_and_duplicate_shares_of_a_constructed_set():

@@ -8,7 +8,19 @@ import orjson
 import pandas as pd
 import pytest
 
-from sketchgen.report import writer as report
+from sketchgen.report.results import REAL_FLOOR, read_results, write_results
+from sketchgen.report.tables import (
+    Table,
+    format_number,
+    latex_escape,
+    latex_table,
+    load_benchmarks,
+    main_table,
+    markdown_table,
+    table_caption,
+    throughput_table,
+)
+from sketchgen.report.writer import Figure, RunInfo, write_report
 
 FEATURES = "classifier-k8-penultimate"
 
@@ -19,8 +31,8 @@ def result_row(model, category, fid, kid=0.0125, recognizability=0.5, steps=40, 
         "category": category,
         "n": 200,
         "seed": 7,
-        "steps": 0 if model == report.REAL_FLOOR else steps,
-        "batch_size": 0 if model == report.REAL_FLOOR else 16,
+        "steps": 0 if model == REAL_FLOOR else steps,
+        "batch_size": 0 if model == REAL_FLOOR else 16,
         "device": "cpu",
         "feature_space": FEATURES,
         "fid": fid,
@@ -41,17 +53,17 @@ def results() -> pd.DataFrame:
     return pd.DataFrame(
         [
             result_row("dcgan", "eye", 41.234),
-            result_row(report.REAL_FLOOR, "eye", 1.5, recognizability=0.875),
+            result_row(REAL_FLOOR, "eye", 1.5, recognizability=0.875),
             result_row("cgan", "eye", 30.0, recognizability=float("nan"), ci=False, steps=60),
-            result_row(report.REAL_FLOOR, "mouth", 2.0, recognizability=0.75),
+            result_row(REAL_FLOOR, "mouth", 2.0, recognizability=0.75),
             result_row("dcgan", "mouth", 50.0),
         ]
     )
 
 
 @pytest.fixture
-def info() -> report.RunInfo:
-    return report.RunInfo(
+def info() -> RunInfo:
+    return RunInfo(
         name="tiny",
         label="Tiny CPU budget",
         categories=("eye", "mouth"),
@@ -91,12 +103,12 @@ BENCHMARKS = {
 
 
 def test_results_csv_and_json_hold_the_same_rows_with_nan_as_null(results, tmp_path):
-    csv_path, json_path = report.write_results(results, tmp_path)
+    csv_path, json_path = write_results(results, tmp_path)
     records = orjson.loads(json_path.read_bytes())
     assert [record["model"] for record in records] == list(results["model"])
     assert records[2]["recognizability"] is None
     assert records[2]["fid_low"] is None  # cgan row has no interval
-    from_csv, from_json = report.read_results(csv_path), report.read_results(json_path)
+    from_csv, from_json = read_results(csv_path), read_results(json_path)
     assert list(from_csv.columns) == list(results.columns)
     pd.testing.assert_frame_equal(from_csv, results, check_dtype=False)
     pd.testing.assert_frame_equal(from_json, results, check_dtype=False)
@@ -104,7 +116,7 @@ def test_results_csv_and_json_hold_the_same_rows_with_nan_as_null(results, tmp_p
 
 def test_missing_metric_column_is_rejected(results, tmp_path):
     with pytest.raises(ValueError, match="recall"):
-        report.write_results(results.drop(columns="recall"), tmp_path)
+        write_results(results.drop(columns="recall"), tmp_path)
 
 
 def test_main_table_markdown_is_exact(results):
@@ -123,12 +135,12 @@ def test_main_table_markdown_is_exact(results):
         "| 0.250 | 0.125 | 0.500 | 0.000 | 0.062 |",
         "",
     ]
-    assert report.markdown_table(report.main_table(results)) == "\n".join(expected)
+    assert markdown_table(main_table(results)) == "\n".join(expected)
 
 
 def test_main_table_latex_is_booktabs_with_escaped_cells(results, info):
-    tex = report.latex_table(
-        report.main_table(results), report.table_caption(results, info.ci_level)
+    tex = latex_table(
+        main_table(results), table_caption(results, info.ci_level)
     )
     lines = tex.splitlines()
     assert lines[:5] == [
@@ -152,20 +164,20 @@ def test_main_table_latex_is_booktabs_with_escaped_cells(results, info):
 
 
 def test_latex_escape_handles_specials():
-    assert report.latex_escape("a_b & 50% #1 {x}") == r"a\_b \& 50\% \#1 \{x\}"
+    assert latex_escape("a_b & 50% #1 {x}") == r"a\_b \& 50\% \#1 \{x\}"
 
 
 def test_table_rejects_ragged_rows():
     with pytest.raises(ValueError, match="do not agree"):
-        report.Table(("a", "b"), (("1",),), "lr")
+        Table(("a", "b"), (("1",),), "lr")
 
 
 def test_throughput_sorts_extra_info_into_rates_ratios_seconds_targets_setup(tmp_path):
     path = tmp_path / "benchmarks.json"
     path.write_bytes(orjson.dumps(BENCHMARKS))
-    benchmarks = report.load_benchmarks(path)
+    benchmarks = load_benchmarks(path)
     assert benchmarks.machine == "Test CPU, 2 cores"
-    table = report.throughput_table(benchmarks)
+    table = throughput_table(benchmarks)
     assert table.header == (
         "Benchmark", "Mean (s)", "Rates (/s)", "Ratios", "Seconds", "Target", "Setup"
     )
@@ -196,7 +208,7 @@ def test_benchmark_json_without_benchmarks_list_is_rejected(tmp_path):
     path = tmp_path / "other.json"
     path.write_bytes(orjson.dumps({"results": []}))
     with pytest.raises(ValueError, match="not pytest-benchmark JSON"):
-        report.load_benchmarks(path)
+        load_benchmarks(path)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +232,7 @@ def test_benchmark_json_without_benchmarks_list_is_rejected(tmp_path):
     ],
 )
 def test_format_number_defaults_to_three_significant_digits(value, text):
-    assert report.format_number(value) == text
+    assert format_number(value) == text
 
 
 def test_write_report_writes_every_file_and_an_index_that_links_them(results, info, tmp_path):
@@ -230,12 +242,12 @@ def test_write_report_writes_every_file_and_an_index_that_links_them(results, in
     benchmarks = tmp_path / "benchmarks.json"
     benchmarks.write_bytes(orjson.dumps(BENCHMARKS))
     figures = [
-        report.Figure("confusion.png", "Classifier confusion"),
-        report.Figure("grids/dcgan-eye.png", "dcgan, eye", "dcgan", "eye"),
-        report.Figure("grids/cgan-mouth.png", "cgan, mouth", "cgan", "mouth"),
+        Figure("confusion.png", "Classifier confusion"),
+        Figure("grids/dcgan-eye.png", "dcgan, eye", "dcgan", "eye"),
+        Figure("grids/cgan-mouth.png", "cgan, mouth", "cgan", "mouth"),
     ]
 
-    written = report.write_report(results, tmp_path, info, figures, benchmarks)
+    written = write_report(results, tmp_path, info, figures, benchmarks)
 
     names = sorted(path.name for path in written)
     assert names == [
@@ -279,5 +291,5 @@ def test_write_report_writes_every_file_and_an_index_that_links_them(results, in
 
 def test_write_report_refuses_to_link_a_missing_figure(results, info, tmp_path):
     with pytest.raises(ValueError, match="missing.png"):
-        report.write_report(results, tmp_path, info, [report.Figure("missing.png", "gone")])
+        write_report(results, tmp_path, info, [Figure("missing.png", "gone")])
     assert not (tmp_path / "README.md").exists()

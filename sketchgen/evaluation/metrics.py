@@ -17,7 +17,8 @@ callable mapping ``uint8`` images ``(N, H, W)`` to ``(N, D)`` floats is an extra
 Two checks read the images themselves, no features: :func:`blank_share` and
 :func:`duplicate_share`, the failures that a distance alone reports only as "large".
 
-:data:`METRICS` names them for the API and the ``compare`` command alike.
+:data:`METRICS` names them all, with how a table prints each, for the API, scoring and the
+report alike; :data:`FEATURE_METRICS` are those computed from two feature sets.
 """
 
 from __future__ import annotations
@@ -318,10 +319,19 @@ def duplicate_share(images: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Metric:
-    name: str
-    compute: MetricFn  # (real features, generated features) -> value
-    description: str
+    """One named metric: what it means, how tables print it and, for the distances between
+    two feature sets, how it is computed."""
+
+    name: str  # key of METRICS, and the metric's column in a comparison's results table
+    title: str  # as tables and legends call it
     higher_is_better: bool
+    meaning: str  # one line for a report's legend
+    # (real features, generated features) -> value; None for the shares read from images and
+    # labels (recognizability, blank, duplicates: sketchgen.evaluation.scoring)
+    compute: MetricFn | None = None
+    # None: 3 significant digits (FID and KID scale with the feature space, so no fixed
+    # number of decimals suits every classifier); else this many decimals (values in [0, 1])
+    decimals: int | None = None
 
 
 def _kid_mean(real: np.ndarray, fake: np.ndarray) -> float:
@@ -336,17 +346,31 @@ def _recall(real: np.ndarray, fake: np.ndarray) -> float:
     return precision_recall(real, fake).recall
 
 
+# In the order of a results table's columns.
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("fid", fid, "Fréchet distance between Gaussian fits of the features", False),
-        Metric(
-            "kid",
-            _kid_mean,
-            "unbiased cubic-kernel MMD², mean of 100 subsets of up to 1000",
-            False,
-        ),
-        Metric("precision", _precision, "generated samples inside the real 3-NN manifold", True),
-        Metric("recall", _recall, "real samples inside the generated 3-NN manifold", True),
+        Metric("fid", "FID", False, "Fréchet distance between Gaussian fits of the generated "
+               "and the held-out real drawings' features; in the classifier's feature space, "
+               "so not comparable with Inception FIDs", fid),
+        Metric("kid", "KID", False, "unbiased squared MMD with a cubic kernel on the same "
+               "features; can dip below 0 when the sets are alike", _kid_mean),
+        Metric("precision", "Precision", True, "share of generated drawings inside the real "
+               "3-NN feature manifold (fidelity)", _precision, 3),
+        Metric("recall", "Recall", True, "share of real drawings inside the generated 3-NN "
+               "manifold (coverage, diversity)", _recall, 3),
+        Metric("recognizability", "Recognizability", True, "share of generated drawings the "
+               "classifier assigns to the intended category; on the real-vs-real rows, its "
+               "accuracy on held-out real drawings", decimals=3),
+        Metric("blank", "Blank", False, "share of generated drawings without one ink pixel "
+               "(none at grey level 128 or brighter): a generator that draws nothing",
+               decimals=3),
+        Metric("duplicates", "Duplicates", False, "share of generated drawings identical, "
+               "pixel for pixel, to an earlier one of the same N: hard mode collapse",
+               decimals=3),
     )
+}
+# The metrics between two feature sets, for callers holding features only (the API).
+FEATURE_METRICS: dict[str, Metric] = {
+    name: metric for name, metric in METRICS.items() if metric.compute is not None
 }
