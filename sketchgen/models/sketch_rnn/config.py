@@ -12,15 +12,12 @@ Optimisation
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sketchgen.config import MAX_STEPS, RATES, UNITS, check_fields, check_model_size, setting
 from sketchgen.errors import ConfigError, FieldError
 from sketchgen.models.sketch_rnn.model import SketchRNN
+from sketchgen.models.task import RunSettings
 from sketchgen.runtime import check_shards
-
-if TYPE_CHECKING:
-    from sketchgen.config import TrainConfig
 
 MODES = ("vae", "unconditional", "class")
 CELLS = ("lstm", "layer_norm")
@@ -91,14 +88,14 @@ class SketchRNNConfig:
         """Samples by class label (the registry's attribute)."""
         return self.mode == "class"
 
-    def check(self, train_config: TrainConfig) -> None:
+    def check(self, settings: RunSettings) -> None:
         """The registry's hook: this config against the run's settings."""
         self.validate()
-        if self.mode == "class" and len(train_config.categories) < 1:
+        if self.mode == "class" and len(settings.categories) < 1:
             raise ConfigError("sketch-rnn: mode=class needs at least one category")
-        check_shards(train_config.batch_size, f"sketch-rnn: batch_size {train_config.batch_size}")
-        check_model_size(lambda: [SketchRNN(self, max(1, len(train_config.categories)))],
-                         f"model {train_config.model!r}")
+        check_shards(settings.batch_size, f"sketch-rnn: batch_size {settings.batch_size}")
+        check_model_size(lambda: [SketchRNN(self, max(1, len(settings.categories)))],
+                         f"model {settings.model!r}")
 
     def cell_for(self, model: str) -> tuple[str, float]:
         """``("fused", 1.0)`` for nn.LSTM, else ``("step", keep)`` for ``cells.StepLSTM``."""
