@@ -15,9 +15,11 @@ import pytest
 
 from sketchgen import errors
 from sketchgen.cli import fetch
-from sketchgen.data import datasets as data
+from sketchgen.data import sources
+from sketchgen.data.cache import download, sha256_file
+from sketchgen.data.download import DownloadOptions
 
-FAST = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
+FAST = DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
 
 
 def mirror_folder(cache: Path) -> Path:
@@ -40,34 +42,34 @@ def drop_hash_records(folder: Path, keep: list[Path]) -> None:
 
 
 def test_the_manifest_records_hash_size_and_validator(server, mirror, cache):
-    path = data.resolve("cat", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", mirror=server.url, options=FAST)
     manifest = json.loads((mirror_folder(cache) / "MANIFEST.json").read_text())
     entry = manifest["files"]["full/simplified/cat.ndjson"]
-    assert entry["sha256"] == data.sha256_file(mirror / "full/simplified/cat.ndjson")
+    assert entry["sha256"] == sha256_file(mirror / "full/simplified/cat.ndjson")
     assert entry["bytes"] == entry["source_bytes"] == path.stat().st_size
     assert entry["validator"].startswith('"') and entry["complete"] is True
     assert not list(path.parent.glob("*.sha256")), "no per-file sidecar to delete"
 
 
 def test_removing_the_records_does_not_trust_tampered_files_again(server, mirror, cache):
-    cat = data.resolve("cat", mirror=server.url, options=FAST)
-    dog = data.resolve("dog", mirror=server.url, options=FAST)
+    cat = sources.resolve("cat", mirror=server.url, options=FAST)
+    dog = sources.resolve("dog", mirror=server.url, options=FAST)
     tampered = tamper(dog)
     drop_hash_records(mirror_folder(cache), keep=[cat, dog])
-    assert data.resolve("dog", mirror=server.url, options=FAST).read_bytes() == (
+    assert sources.resolve("dog", mirror=server.url, options=FAST).read_bytes() == (
         mirror / "full/simplified/dog.ndjson"
     ).read_bytes()
-    assert data.resolve("cat", mirror=server.url, options=FAST) == cat
+    assert sources.resolve("cat", mirror=server.url, options=FAST) == cat
     assert len(server.requests) == 4, "both files, no longer recorded, were downloaded again"
     aside = [p for p in dog.parent.iterdir() if p.read_bytes() == tampered]
     assert [p.name for p in aside] == ["dog.ndjson.untrusted"], "set aside, not deleted"
 
 
 def test_a_file_put_into_the_cache_by_hand_is_not_trusted(server, mirror, cache, capsys):
-    data.resolve("cat", mirror=server.url, options=FAST)
+    sources.resolve("cat", mirror=server.url, options=FAST)
     planted = mirror_folder(cache) / "full/simplified/dog.ndjson"
     planted.write_text('{"word": "dog", "drawing": [[[0, 1], [0, 1]]]}\n')
-    path = data.resolve("dog", mirror=server.url, options=FAST)
+    path = sources.resolve("dog", mirror=server.url, options=FAST)
     assert path.read_bytes() == (mirror / "full/simplified/dog.ndjson").read_bytes()
     err = capsys.readouterr().err.splitlines()
     assert err == [f"sketchgen: {planted} is not in {planted.parents[2] / 'MANIFEST.json'}; "
@@ -75,31 +77,31 @@ def test_a_file_put_into_the_cache_by_hand_is_not_trusted(server, mirror, cache,
 
 
 def test_a_damaged_manifest_is_detected(server, cache):
-    path = data.resolve("cat", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", mirror=server.url, options=FAST)
     manifest_path = mirror_folder(cache) / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text())
     # An edit that keeps the JSON valid: the cat entry now vouches for a tampered file.
-    manifest["files"]["full/simplified/cat.ndjson"]["sha256"] = data.sha256_file(path)[::-1]
+    manifest["files"]["full/simplified/cat.ndjson"]["sha256"] = sha256_file(path)[::-1]
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(errors.DownloadError, match="MANIFEST.json: damaged") as error:
-        data.resolve("cat", mirror=server.url, options=FAST)
+        sources.resolve("cat", mirror=server.url, options=FAST)
     assert "\n" not in str(error.value) and str(error.value).startswith(str(manifest_path))
     for text in ("{not json", "[" * 100_000 + "]" * 100_000):  # too deep for json's parser
         manifest_path.write_text(text)
         with pytest.raises(errors.DownloadError, match="MANIFEST.json: damaged"):
-            data.resolve("cat", mirror=server.url, options=FAST)
+            sources.resolve("cat", mirror=server.url, options=FAST)
     assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize("change", ["flip", "truncate"])
 def test_a_tampered_cache_is_one_line_naming_the_file(server, cache, capsys, change):
-    path = data.resolve("cat", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", mirror=server.url, options=FAST)
     if change == "flip":
         tamper(path)
     else:
         path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(errors.DownloadError) as error:
-        data.resolve("cat", mirror=server.url, options=FAST)
+        sources.resolve("cat", mirror=server.url, options=FAST)
     message = str(error.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     parser = argparse.ArgumentParser()
@@ -120,9 +122,9 @@ def test_an_interrupted_commit_is_finished_not_reported(server, mirror, cache, m
 
     monkeypatch.setattr(os, "replace", crash_on_final_move)
     with pytest.raises(KeyboardInterrupt):
-        data.resolve("cat", mirror=server.url, options=FAST)
+        sources.resolve("cat", mirror=server.url, options=FAST)
     monkeypatch.setattr(os, "replace", real_replace)
-    path = data.resolve("cat", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", mirror=server.url, options=FAST)
     assert path.read_bytes() == (mirror / "full/simplified/cat.ndjson").read_bytes()
     assert len(server.requests) == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["cat.ndjson", "cat.ndjson.lock"]
@@ -138,11 +140,11 @@ def test_download_touches_no_folder_outside_the_cache(server, cache, tmp_path):
     url = server.url + "full/simplified/cat.ndjson"
     for root in (None, mine):
         with pytest.raises(ValueError, match=r"root .* is not inside the cache"):
-            data.download(url, mine / "cat.ndjson", FAST, root=root)
+            download(url, mine / "cat.ndjson", FAST, root=root)
     with pytest.raises(ValueError, match=r"dest .* is not inside root"):
-        data.download(url, mine / "cat.ndjson", FAST, root=cache / "downloads" / "x")
+        download(url, mine / "cat.ndjson", FAST, root=cache / "downloads" / "x")
     assert {p.name: p.read_text() for p in mine.iterdir()} == before
     assert server.requests == []
     inside = cache / "downloads" / "by-hand" / "cat.ndjson"
-    assert data.download(url, inside, FAST).read_bytes() == server.root.joinpath(
+    assert download(url, inside, FAST).read_bytes() == server.root.joinpath(
         "full/simplified/cat.ndjson").read_bytes()

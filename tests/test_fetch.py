@@ -1,4 +1,4 @@
-"""The HTTP path of sketchgen.data.datasets and ``sketchgen fetch``, against a loopback server.
+"""The HTTP path of sketchgen.data and ``sketchgen fetch``, against a loopback server.
 
 The server (``tests/http_mirror.py``, the ``server`` fixture) serves the shared mirror folder
 on 127.0.0.1 and can misbehave on demand.
@@ -17,11 +17,10 @@ from http_mirror import serve
 
 from sketchgen import errors
 from sketchgen.cli import fetch
-from sketchgen.data import datasets as data
-from sketchgen.data import download
+from sketchgen.data import download, sources
 from sketchgen.errors import UsageError
 
-FAST = data.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
+FAST = download.DownloadOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
 
 
 def manifest_sha256(mirror: Path, relative: str) -> str:
@@ -47,14 +46,14 @@ def leftovers(path: Path) -> list[Path]:
 
 
 def test_download_lands_in_the_cache_with_its_hash_recorded(server, mirror, cache):
-    path = data.resolve("coffee cup", mirror=server.url, options=FAST)
+    path = sources.resolve("coffee cup", mirror=server.url, options=FAST)
     assert path.is_relative_to(cache / "downloads") and path.name == "coffee cup.ndjson"
     assert path.read_bytes() == (mirror / "full/simplified/coffee cup.ndjson").read_bytes()
     assert server.requests[0]["path"] == "/full/simplified/coffee%20cup.ndjson"
     assert recorded_sha256(path) == manifest_sha256(mirror, "full/simplified/coffee cup.ndjson")
     assert leftovers(path) == []
 
-    assert data.resolve("coffee cup", mirror=server.url, options=FAST) == path
+    assert sources.resolve("coffee cup", mirror=server.url, options=FAST) == path
     assert len(server.requests) == 1, "a verified cached file is not downloaded again"
 
 
@@ -62,12 +61,12 @@ def test_interrupted_download_resumes_where_it_stopped(server, mirror, cache):
     full = (mirror / "full/raw/cat.ndjson").read_bytes()
     server.drop_after = [60_000]
     with pytest.raises(errors.DownloadError, match=f"received 60000 of the {len(full)} bytes"):
-        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+        sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     (part,) = (cache / "downloads").rglob("cat.ndjson.part")
     assert part.stat().st_size == 60_000
     assert not part.with_suffix("").exists(), "an incomplete file never takes the final name"
 
-    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     resumed = server.requests[1]
     assert (resumed["range"], resumed["status"]) == ("bytes=60000-", 206)
     assert resumed["if_range"], "the resume names the version it continues"
@@ -77,8 +76,8 @@ def test_interrupted_download_resumes_where_it_stopped(server, mirror, cache):
 
 def test_retries_resume_within_one_call(server, mirror, cache):
     server.drop_after = [40_000, 40_000]
-    options = data.DownloadOptions(timeout=5.0, retries=2, backoff=0.0, progress=False)
-    path = data.resolve("cat", "raw", mirror=server.url, options=options)
+    options = download.DownloadOptions(timeout=5.0, retries=2, backoff=0.0, progress=False)
+    path = sources.resolve("cat", "raw", mirror=server.url, options=options)
     assert [r["range"] for r in server.requests] == [None, "bytes=40000-", "bytes=80000-"]
     assert path.read_bytes() == (mirror / "full/raw/cat.ndjson").read_bytes()
 
@@ -86,9 +85,9 @@ def test_retries_resume_within_one_call(server, mirror, cache):
 def test_a_file_changed_on_the_server_is_downloaded_afresh(server, mirror, cache):
     server.drop_after = [60_000]
     with pytest.raises(errors.DownloadError):
-        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+        sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     server.version = 2  # new ETag: the 60,000 bytes held belong to an older file
-    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert (server.requests[1]["range"], server.requests[1]["status"]) == ("bytes=60000-", 200)
     assert path.read_bytes() == (mirror / "full/raw/cat.ndjson").read_bytes()
 
@@ -118,9 +117,9 @@ def test_a_resume_the_server_cannot_confirm_starts_again(changing, cache, broken
     setattr(server, broken, False)
     server.drop_after = [60_000]
     with pytest.raises(errors.DownloadError, match="received 60000 of"):
-        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+        sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     changed = new_version(source)
-    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert path.read_bytes() == changed, "the result holds one version of the file"
     resumes = [r for r in server.requests[1:] if r["range"] and r["status"] == 206]
     assert all(r["if_range"] for r in resumes), "a Range without If-Range is never sent"
@@ -131,14 +130,14 @@ def test_a_lost_resume_state_starts_again(changing, cache, loss):
     server, source = changing
     server.drop_after = [60_000]
     with pytest.raises(errors.DownloadError):
-        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+        sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     (state,) = (cache / "downloads").rglob("cat.ndjson.part.json")
     if loss == "deleted":
         state.unlink()
     else:  # nested beyond what json's parser takes
         state.write_text("[" * 100_000 + "]" * 100_000)
     changed = new_version(source)
-    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert server.requests[1]["range"] is None and path.read_bytes() == changed
 
 
@@ -149,7 +148,7 @@ def test_a_run_killed_as_a_changed_file_starts_again_mixes_no_versions(changing,
     server, source = changing
     server.drop_after = [60_000]
     with pytest.raises(errors.DownloadError):
-        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+        sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     changed = new_version(source)
 
     def killed(*args, **kwargs):
@@ -158,17 +157,17 @@ def test_a_run_killed_as_a_changed_file_starts_again_mixes_no_versions(changing,
     receive = download._receive
     monkeypatch.setattr(download, "_receive", killed)
     with pytest.raises(KeyboardInterrupt):
-        data.resolve("cat", "raw", mirror=server.url, options=FAST)
+        sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert server.requests[1]["status"] == 200, "the server sent the new version whole"
     monkeypatch.setattr(download, "_receive", receive)
-    path = data.resolve("cat", "raw", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", "raw", mirror=server.url, options=FAST)
     assert path.read_bytes() == changed
 
 
 def test_a_huge_announced_size_is_refused_before_reading(server, cache):
     server.extra_length = 10 << 30  # "10 GiB"
     with pytest.raises(errors.DownloadError, match=r"cat\.ndjson: .*more than max_bytes=") as error:
-        data.resolve("cat", mirror=server.url, options=FAST)
+        sources.resolve("cat", mirror=server.url, options=FAST)
     assert "\n" not in str(error.value) and str(error.value).startswith(server.url)
     assert [p.name for p in (cache / "downloads").rglob("cat.ndjson*")] == ["cat.ndjson.lock"]
 
@@ -177,14 +176,14 @@ def test_a_download_that_does_not_fit_on_the_disk_is_refused(server, cache, monk
     almost_full = shutil.disk_usage(cache.parent)._replace(free=1000)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: almost_full)
     with pytest.raises(errors.DownloadError, match=r"cat\.ndjson: needs \d+ more bytes, .* 1000"):
-        data.resolve("cat", mirror=server.url, options=FAST)
+        sources.resolve("cat", mirror=server.url, options=FAST)
     assert list((cache / "downloads").rglob("cat.ndjson")) == []
 
 
 @pytest.mark.parametrize("field", ["chunk_bytes", "max_bytes", "timeout", "retries"])
 def test_download_options_out_of_range_are_refused(field):
     with pytest.raises(ValueError, match=f"DownloadOptions.{field} is out of range: -1"):
-        data.DownloadOptions(**{field: -1})
+        download.DownloadOptions(**{field: -1})
 
 
 @pytest.mark.parametrize(
@@ -194,40 +193,40 @@ def test_download_options_out_of_range_are_refused(field):
 )
 def test_download_options_of_the_wrong_type_are_refused(field, value):
     with pytest.raises(ValueError, match=rf"DownloadOptions\.{field} must be .*: {value!r}"):
-        data.DownloadOptions(**{field: value})
+        download.DownloadOptions(**{field: value})
 
 
 def test_size_mismatch_is_detected(server, mirror, cache):
     size = (mirror / "full/simplified/cat.ndjson").stat().st_size
     server.extra_length = 100
     with pytest.raises(errors.DownloadError, match=f"received {size} of the {size + 100} bytes"):
-        data.resolve("cat", mirror=server.url, options=FAST)
+        sources.resolve("cat", mirror=server.url, options=FAST)
     assert list((cache / "downloads").rglob("cat.ndjson")) == []
     assert list((cache / "downloads").rglob("MANIFEST.json")) == [], "no hash recorded"
 
 
 def test_corrupted_cached_file_is_detected(server, cache):
-    path = data.resolve("cat", mirror=server.url, options=FAST)
+    path = sources.resolve("cat", mirror=server.url, options=FAST)
     content = bytearray(path.read_bytes())
     content[100] ^= 0x01  # same size, one bit off
     path.write_bytes(bytes(content))
     with pytest.raises(errors.DownloadError, match="does not match .* recorded when it was"):
-        data.resolve("cat", mirror=server.url, options=FAST)
+        sources.resolve("cat", mirror=server.url, options=FAST)
     assert len(server.requests) == 1, "a corrupt file is reported, not silently replaced"
 
 
 def test_missing_remote_file_fails_without_retrying(server, cache):
-    options = data.DownloadOptions(timeout=5.0, retries=3, backoff=0.0, progress=False)
+    options = download.DownloadOptions(timeout=5.0, retries=3, backoff=0.0, progress=False)
     with pytest.raises(errors.DownloadError, match="HTTP 404"):
-        data.resolve("dog", "bitmap", mirror=server.url, options=options)
+        sources.resolve("dog", "bitmap", mirror=server.url, options=options)
     assert len(server.requests) == 1
 
 
 def test_an_answer_that_is_no_http_is_a_one_line_download_error(server, cache):
-    options = data.DownloadOptions(timeout=5.0, retries=1, backoff=0.0, progress=False)
+    options = download.DownloadOptions(timeout=5.0, retries=1, backoff=0.0, progress=False)
     server.malformed = True
     with pytest.raises(errors.DownloadError) as error:
-        data.resolve("cat", mirror=server.url, options=options)
+        sources.resolve("cat", mirror=server.url, options=options)
     message = str(error.value)
     assert message.startswith(f"{server.url}full/simplified/cat.ndjson: ") and "\n" not in message
     assert "not an HTTP status line" in message and len(server.requests) == 2, "retried once"
@@ -237,7 +236,7 @@ def test_parallel_downloads_of_one_file_share_one_transfer(server, mirror, cache
     results: list[Path] = []
 
     def fetch_cat() -> None:
-        results.append(data.resolve("cat", "raw", mirror=server.url, options=FAST))
+        results.append(sources.resolve("cat", "raw", mirror=server.url, options=FAST))
 
     threads = [threading.Thread(target=fetch_cat) for _ in range(2)]
     for thread in threads:
@@ -252,10 +251,10 @@ def test_parallel_downloads_of_one_file_share_one_transfer(server, mirror, cache
 def test_names_and_mirror_urls_cannot_escape_the_cache(server, cache):
     for name in ("../../../etc/passwd", "../cat", "cat/../../x"):
         with pytest.raises(ValueError, match="expected one of Google's 345 category names"):
-            data.resolve(name, mirror=server.url, options=FAST)
+            sources.resolve(name, mirror=server.url, options=FAST)
     assert server.requests == []
     # A mirror URL becomes one sanitised folder name, whatever its path holds.
-    path = data.resolve("cat", mirror=server.url + "x/../../..", options=FAST)
+    path = sources.resolve("cat", mirror=server.url + "x/../../..", options=FAST)
     assert path.parent.parent.parent.parent == cache / "downloads"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sketchgen.data import datasets as data
+from sketchgen.data import sources
 from sketchgen.errors import UsageError
 
 HELP = "Download Quick, Draw! category files (resumable, checked) and print their local paths."
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=tuple(data.FORMATS),
+        choices=tuple(sources.FORMATS),
         default="simplified",
         help="which of Google's files to fetch (default: simplified)",
     )
@@ -54,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
     # Every name and the mirror are checked before the first byte is downloaded.
     try:
         for name in args.categories:
-            data.check_category(name)
-        data.resolve_mirror(args.mirror)
+            sources.check_category(name)
+        sources.resolve_mirror(args.mirror)
     except ValueError as error:
         raise UsageError(str(error)) from None
     for name in args.categories:
         try:
-            path = data.resolve(name, args.format, args.mirror, limit=args.limit)
+            path = sources.resolve(name, args.format, args.mirror, limit=args.limit)
         except OSError as error:  # a failed download, or a file the mirror folder lacks
             print(f"sketchgen fetch: error: {error}", file=sys.stderr)
             return 1
