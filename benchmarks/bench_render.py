@@ -21,7 +21,7 @@ import orjson
 import pytest
 from common import best_times, first_lines, record
 
-from rasterize.drawings import read_ndjson
+from rasterize.ndjson_reader import read_ndjson
 from rasterize.parallel import RasterizeOptions, rasterize_files
 from rasterize.render import render, render_reference
 

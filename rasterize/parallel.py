@@ -44,7 +44,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from rasterize.drawings import (
+from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
+from rasterize.ndjson_reader import (
     ON_ERROR_MODES,
     STREAM_ERRORS,
     LineError,
@@ -55,7 +56,6 @@ from rasterize.drawings import (
     open_binary,
     parse_file_line,
 )
-from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
 from rasterize.render import render
 
 MANIFEST = "manifest.json"

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rasterize.drawings import Drawing, read_ndjson
+from rasterize.drawings import Drawing
+from rasterize.ndjson_reader import read_ndjson
 
 SIMPLIFIED_MAX = 255.0  # Google's simplified coordinates span 0..255
 RDP_BACKENDS = ("numpy", "rust")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rasterize.drawings import parse_line, read_ndjson
+from rasterize.ndjson_reader import parse_line, read_ndjson
 from rasterize.render import render
 from sketchgen.cli import main
 

@@ -1,4 +1,5 @@
-"""The ndjson reader and writer (rasterize.drawings) on real files and every bad-line case."""
+"""The ndjson reader and writer (rasterize.ndjson_reader, rasterize.drawings) on real files and
+every bad-line case."""
 
 from __future__ import annotations
 
@@ -12,17 +13,19 @@ import orjson
 import pytest
 
 from rasterize.drawings import (
-    MAX_LINE_BYTES,
     MAX_POINTS_PER_DRAWING,
     MAX_STROKES_PER_DRAWING,
     Drawing,
+    drawing_from_arrays,
+    write_ndjson,
+)
+from rasterize.ndjson_reader import (
+    MAX_LINE_BYTES,
     LineError,
     NdjsonError,
     SkipLog,
-    drawing_from_arrays,
     parse_record,
     read_ndjson,
-    write_ndjson,
 )
 
 GOOD = b'{"word":"cat","countrycode":"US","drawing":[[[1,2,3],[4,5,6]]]}'

@@ -16,14 +16,8 @@ import orjson
 import pytest
 
 from rasterize import parallel
-from rasterize.drawings import (
-    MAX_LINE_BYTES,
-    MAX_POINTS_PER_DRAWING,
-    LongLine,
-    NdjsonError,
-    SkipLog,
-    read_ndjson,
-)
+from rasterize.drawings import MAX_POINTS_PER_DRAWING
+from rasterize.ndjson_reader import MAX_LINE_BYTES, LongLine, NdjsonError, SkipLog, read_ndjson
 from rasterize.parallel import MANIFEST, NpyRowWriter, RasterizeOptions, rasterize_files
 from rasterize.render import render
 

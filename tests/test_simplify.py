@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rasterize.drawings import Drawing, drawing_from_arrays, read_ndjson
+from rasterize.drawings import Drawing, drawing_from_arrays
+from rasterize.ndjson_reader import read_ndjson
 from rasterize.simplify import (
     SimplifyConfig,
     agreement,

@@ -7,7 +7,7 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from rasterize.drawings import read_ndjson
+from rasterize.ndjson_reader import read_ndjson
 from rasterize.sketch_npz import read_sketch_npz, write_sketch_npz
 from rasterize.strokes import (
     END_ROW,

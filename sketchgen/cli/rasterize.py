@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     from tqdm import tqdm
 
-    from rasterize.drawings import NdjsonError
+    from rasterize.ndjson_reader import NdjsonError
     from rasterize.parallel import RasterizeOptions, rasterize_files
 
     options = RasterizeOptions(size=args.size, workers=args.workers, on_error=args.on_error)
