@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import train_with_torchrun
+from PIL import Image
 
 from rasterize.drawings import read_ndjson
 from rasterize.render import render
 from rasterize.strokes import END_ROW, START_TOKEN, drawing_to_stroke3, normalize_splits
 from sketchgen import cli, runtime
+from sketchgen.data.datasets import load_drawings, split_indices
 from sketchgen.errors import ConfigError
 from sketchgen.figures import read_jsonl, save_grid
 from sketchgen.models.sketch_rnn.batches import (
@@ -43,6 +45,7 @@ from sketchgen.models.sketch_rnn.sampling import (
 )
 from sketchgen.models.sketch_rnn.task import build_sketch_rnn_task
 from sketchgen.models.task import TaskInputs
+from sketchgen.runtime import load_checkpoint, save_checkpoint
 from sketchgen.training.config import TrainConfig
 
 SMALL = dict(enc_rnn_size=24, dec_rnn_size=48, z_size=8, class_embedding_size=8,
@@ -421,8 +424,6 @@ def test_reconstruction_and_interpolation_decode_codes(sketches):
 
 @pytest.fixture(scope="module")
 def labelled(mirror):
-    from sketchgen.data.datasets import load_drawings
-
     return load_drawings(["face", "cat"], per_class=25, mirror=mirror)
 
 
@@ -436,8 +437,6 @@ def _task(labelled, data=True, batch_size=8, **options):
 
 
 def test_task_splits_by_seed_and_normalises_by_train_std(labelled):
-    from sketchgen.data.datasets import split_indices
-
     task = _task(labelled)
     data = task.data
     train, valid, test = split_indices(50, 5, (0.9, 0.05, 0.05))
@@ -454,8 +453,6 @@ def test_task_splits_by_seed_and_normalises_by_train_std(labelled):
 
 
 def test_task_resumes_exactly_and_samples_without_side_effects(labelled, tmp_path):
-    from sketchgen.runtime import load_checkpoint, save_checkpoint
-
     options = dict(enc_model="layer_norm", dec_model="layer_norm", use_recurrent_dropout=True,
                    mode="class")
     straight = _task(labelled, **options)
@@ -499,8 +496,6 @@ def test_task_figures_and_validation_cost(labelled):
 
 
 def test_task_figures_are_reconstruction_and_interpolation_grids(labelled, tmp_path):
-    from PIL import Image
-
     task = _task(labelled)
     figures = task.figures(count=2)  # the test split holds 2 sketches
     for name, (images, columns) in figures.items():  # as the harness writes them
