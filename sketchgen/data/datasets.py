@@ -173,10 +173,11 @@ def load_drawings(
     """Drawings of several categories / ndjson or Sketch-RNN ``.npz`` files with integer labels.
 
     Deterministic: the first ``per_class`` records of each class, in file order (over HTTP
-    only those are downloaded: a head of each file, see :func:`resolve`). ``fmt`` is
-    ``"raw"``, ``"simplified"`` or ``"sketchrnn"`` for category names. An ``.npz`` gives its
-    stroke-3 sketches as drawings, splits in the order train, valid, test (the mirror's files
-    hold one split, ``sketches``); callers split them again by seed like any other source.
+    only those are downloaded: a head of each file, see :func:`sketchgen.data.sources.resolve`).
+    ``fmt`` is ``"raw"``, ``"simplified"`` or ``"sketchrnn"`` for category names. An ``.npz``
+    gives its stroke-3 sketches as drawings, splits in the order train, valid, test (the
+    mirror's files hold one split, ``sketches``); callers split them again by seed like any
+    other source.
     """
     check_format(fmt, (*STROKE_FORMATS, "sketchrnn"))
     _check_on_error(on_error)

@@ -91,17 +91,18 @@ _OPTION_KINDS = {
 
 
 def sidecar(dest: Path, suffix: str) -> Path:
+    """A file that goes with ``dest`` (``.part``, ``.part.json``, ``.new``, ``.lock``)."""
     return dest.with_name(dest.name + suffix)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` at once: readers see the old bytes or the new ones."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -335,6 +336,9 @@ def _fill(url: str, part: Path, want: Want, options: DownloadOptions, one_reques
 def download_part(
     url: str, part: Path, want: Want, options: DownloadOptions, one_request: bool
 ) -> dict:
+    """Make ``part`` hold what ``want`` asks for of ``url`` (see :func:`_fill`), retrying
+    transient failures ``options.retries`` times; return the source's state (url, total,
+    validator). DownloadError once the retries are spent."""
     for attempt in itertools.count():
         try:
             return _fill(url, part, want, options, one_request)
@@ -345,7 +349,6 @@ def download_part(
                     f"run again to resume from {part}"
                 ) from None
             time.sleep(options.backoff * 2**attempt)
-
 
 
 def continue_head(dest: Path, part: Path, entry: dict, url: str) -> None:
@@ -361,7 +364,6 @@ def continue_head(dest: Path, part: Path, entry: dict, url: str) -> None:
         shutil.copyfileobj(head, out)
     state = {"url": url, "total": entry["source_bytes"], "validator": entry["validator"]}
     write_atomic(sidecar(part, ".json"), json.dumps(state).encode())
-
 
 
 __all__ = [

@@ -19,6 +19,7 @@ import numpy as np
 
 
 def check_limit(limit: int | None, name: str = "limit") -> None:
+    """ValueError unless a record limit (parameter ``name``) is None or a positive integer."""
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
     ):
@@ -160,3 +161,16 @@ def want_for(dest: Path, limit: int | None, chunk: int) -> Want:
     if dest.name.endswith(".npy"):
         return Rows(limit, chunk)
     return Whole()
+
+
+__all__ = [
+    "NPY_HEADER_ERRORS",
+    "Lines",
+    "Rows",
+    "Want",
+    "Whole",
+    "check_limit",
+    "npy_header_end",
+    "row_bytes",
+    "want_for",
+]

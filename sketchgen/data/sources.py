@@ -48,6 +48,9 @@ CATEGORIES: tuple[str, ...] = tuple(
 _CATEGORY_SET = frozenset(CATEGORIES)
 
 
+# -- categories and mirrors -----------------------------------------------------------------
+
+
 def _did_you_mean(name: str) -> str:
     """``"; did you mean 'cat', 'castle'?"`` for close category names (any case), else ``""``."""
     by_lower = {c.lower(): c for c in CATEGORIES}
@@ -134,12 +137,16 @@ def _mirror_cache_name(base_url: str) -> str:
     return f"{slug}-{hashlib.sha256(base_url.encode()).hexdigest()[:8]}"
 
 
+# -- sources and their class names ----------------------------------------------------------
+
+
 def is_category(source: str | os.PathLike) -> bool:
     """A ``Path`` is always a path; a string is a category if it is one of Google's names."""
     return isinstance(source, str) and source in _CATEGORY_SET
 
 
 def data_suffix(path: Path) -> str | None:
+    """The data suffix ``path`` ends with (one of :data:`DATA_SUFFIXES`), None if none."""
     return next((s for s in DATA_SUFFIXES if path.name.endswith(s)), None)
 
 
@@ -159,6 +166,7 @@ def check_source(source: str | os.PathLike) -> None:
 
 
 def check_format(fmt: str, allowed: Sequence[str]) -> None:
+    """ValueError unless ``fmt`` is one of the ``allowed`` format names."""
     if fmt not in allowed:
         raise ValueError(f"format must be one of {tuple(allowed)}, got {fmt!r}")
 
@@ -189,6 +197,9 @@ def class_names(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> tup
     with the same class name (the category ``sun`` and a file ``sun.ndjson``) share one
     label, as in :func:`sketchgen.data.datasets.load_drawings`."""
     return tuple(dict.fromkeys(class_name(source) for source in source_list(sources)))
+
+
+# -- resolving sources ----------------------------------------------------------------------
 
 
 def locate(
@@ -239,8 +250,8 @@ def resolve(
 
     A download holds at least the first ``limit`` records (lines or rows), or the whole
     file when ``limit`` is None, the file is shorter, or it is a Sketch-RNN ``.npz``; a
-    later call with a bigger ``limit`` makes the head longer (see :func:`download`). Files
-    in a mirror folder are read in place, whole.
+    later call with a bigger ``limit`` makes the head longer (see
+    :func:`sketchgen.data.cache.download`). Files in a mirror folder are read in place, whole.
     """
     return fetch(source, fmt, mirror, options, limit)[0]
 
