@@ -7,40 +7,34 @@ How it flows: this process reads raw lines (no parsing) and sends chunks of them
 processes, which parse, validate and render; results come back in submission order and are
 appended to the shard they belong to. Memory stays bounded: at most ``2 * workers`` chunks
 are in flight, each of at most ``chunk_lines`` lines and about ``chunk_bytes`` bytes (a line
-is at most ``rasterize.drawings.MAX_LINE_BYTES``), and rows go straight to disk.
+is at most ``rasterize.ndjson_reader.MAX_LINE_BYTES``), and rows go straight to disk.
 
 Crash safety: the job is cut into shards of ``shard_lines`` consecutive lines of one input
-file. Each finished shard is a ``.npy`` in a work directory (default: ``.OUT.npy.parts``
-next to the output), written to a temp name and renamed, then recorded in
-``manifest.json`` (also replaced atomically). Rerunning the same job after a crash or kill
-skips the recorded shards and renders only the others; a manifest made for other inputs or
-options is discarded. The output is assembled from the shards into a temp file and renamed
-over ``OUT.npy`` only when every shard is done, so a partial output never replaces a good
-one. The work directory is removed after success.
+file, each kept as it is finished in a work directory (default: ``.OUT.npy.parts`` next to
+the output; ``rasterize.shards`` writes and assembles the files). Rerunning the same job
+after a crash or kill skips the recorded shards and renders only the others; a manifest made
+for other inputs or options is discarded. ``OUT.npy`` is replaced only when every shard is
+done, and the work directory is removed after success.
 
 A killed job leaves nothing running and nothing behind for long: workers end when the job's
 process dies (they would otherwise wait on their task pipe forever), and the next run of the
-same output removes the temp files (``.OUT.npy.tmp-PID``, the shards' in the work dir) that
-a process which no longer exists left; it touches no other file.
+same output removes the temp files that a process which no longer exists left.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -57,9 +51,15 @@ from rasterize.ndjson_reader import (
     parse_file_line,
 )
 from rasterize.render import render
+from rasterize.shards import (
+    NpyRowWriter,
+    WorkDir,
+    assemble,
+    merge_skips,
+    remove_stale_temporaries,
+    shard_name,
+)
 
-MANIFEST = "manifest.json"
-_COPY_BYTES = 64 << 20  # rows copied per step when assembling the output: bounded memory
 _PARENT_POLL_S = 1.0  # how often a worker without prctl checks that its parent still lives
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -179,10 +179,6 @@ class _ShardEnd:
     reused: bool  # an earlier run finished it: nothing was sent
 
 
-def _shard_name(file_index: int, block: int) -> str:
-    return f"{file_index:05d}-{block:06d}"
-
-
 def _read_lines(
     lines: Iterator[bytes | LongLine], count: int, most_bytes: int
 ) -> tuple[list[bytes | LongLine], str | None, bool]:
@@ -211,7 +207,7 @@ def _file_chunks(path: Path, file_index: int, options: RasterizeOptions) -> Iter
             wanted = min(options.chunk_lines, options.shard_lines - in_block)
             batch, error, ended = _read_lines(lines, wanted, options.chunk_bytes)
             if batch or error:
-                yield _Chunk(_shard_name(file_index, block), str(path), lineno + 1, batch, error)
+                yield _Chunk(shard_name(file_index, block), str(path), lineno + 1, batch, error)
             lineno += len(batch)
             if ended:
                 return
@@ -235,101 +231,6 @@ def _plan(
             yield _ShardEnd(shard, lines, shard in done)
 
 
-# -- files: shards, manifest, atomic .npy --------------------------------------------------
-
-_TEMPORARY = re.compile(r"\.(?P<target>.+)\.tmp-(?P<pid>[0-9]+)")  # what _temporary names
-_SHARD_FILE = re.compile(r"[0-9]{5,}-[0-9]{6,}\.npy")  # what _shard_name names, as a file
-
-
-def _temporary(path: Path) -> Path:
-    """Where this process writes ``path`` before renaming it into place."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def _remove_stale_temporaries(folder: Path, ours: Callable[[str], bool]) -> None:
-    """Remove the temp files that dead processes left of the files ``ours(name)`` accepts.
-
-    Only regular files named as :func:`_temporary` names them, of a pid that no longer runs:
-    never a user's file, nor a temp file a live run is still writing.
-    """
-    for item in folder.iterdir():
-        match = _TEMPORARY.fullmatch(item.name)
-        if (match and ours(match["target"]) and not _running(int(match["pid"]))
-                and item.is_file() and not item.is_symlink()):
-            item.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process; a pid none can have
-        return True
-    return True
-
-
-def _job_file(name: str) -> bool:
-    """Whether a work dir's file ``name`` is one a job writes there: a shard, the manifest."""
-    return name == MANIFEST or _SHARD_FILE.fullmatch(name) is not None
-
-
-class NpyRowWriter:
-    """Append ``uint8`` rows to a ``.npy`` via a temp file; :meth:`commit` renames it in place.
-
-    The header is written first with room for any row count (numpy pads it so the shape can
-    grow in place) and rewritten with the real count on commit. Used as a context manager,
-    an exception discards the temp file and leaves ``path`` untouched.
-    """
-
-    def __init__(self, path: str | os.PathLike, columns: int):
-        self.path = Path(path)
-        self.columns, self.rows = columns, 0
-        self.tmp = _temporary(self.path)
-        self._file: BinaryIO = open(self.tmp, "wb")
-        self._write_header()
-
-    def _write_header(self) -> None:
-        self._file.seek(0)
-        header = {"descr": "|u1", "fortran_order": False, "shape": (self.rows, self.columns)}
-        np.lib.format.write_array_header_1_0(self._file, header)
-        self._file.seek(0, os.SEEK_END)
-
-    def append(self, rows: np.ndarray) -> None:
-        if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != self.columns:
-            raise ValueError(
-                f"expected uint8 rows of {self.columns}, got {rows.dtype} {rows.shape}"
-            )
-        self._file.write(np.ascontiguousarray(rows).data)
-        self.rows += len(rows)
-
-    def commit(self) -> None:
-        self._write_header()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self._file.close()
-        self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> NpyRowWriter:
-        return self
-
-    def __exit__(self, kind, error, traceback) -> None:
-        if kind is not None:
-            self.abort()
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = _temporary(path)
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def _fingerprint(inputs: Sequence[Path], options: RasterizeOptions) -> dict:
     """What the shards depend on: the inputs' identity and the options that change rows."""
     files = [
@@ -339,67 +240,6 @@ def _fingerprint(inputs: Sequence[Path], options: RasterizeOptions) -> dict:
     settings = asdict(options)
     del settings["workers"], settings["chunk_lines"], settings["chunk_bytes"]  # same rows
     return {"files": files, "options": settings}
-
-
-class _WorkDir:
-    """Finished shards and their manifest; stale ones (another job's) are cleared."""
-
-    def __init__(self, path: Path, fingerprint: dict):
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(path, _job_file)
-        manifest = self._read()
-        if manifest.get("fingerprint") != fingerprint:
-            self.clear()
-            manifest = {"fingerprint": fingerprint, "shards": {}}
-        self.manifest = manifest
-
-    def _read(self) -> dict:
-        try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    @property
-    def done(self) -> dict:
-        return self.manifest["shards"]
-
-    def shard(self, name: str) -> Path:
-        return self.path / f"{name}.npy"
-
-    def record(self, name: str, rows: int, lines: int, log: SkipLog) -> None:
-        entry = {"rows": rows, "lines": lines, "skipped": dict(log.counts)}
-        self.done[name] = entry | {"examples": log.examples}
-        _write_json_atomically(self.path / MANIFEST, self.manifest)
-
-    def clear(self) -> None:
-        """Remove this job's files only (shards, manifest, their temp files), nothing else."""
-        for item in self.path.iterdir():
-            temporary = _TEMPORARY.fullmatch(item.name)
-            ours = _job_file(temporary["target"] if temporary else item.name)
-            if ours and item.is_file() and not item.is_symlink():
-                item.unlink()
-
-    def remove(self) -> None:
-        self.clear()
-        if not any(self.path.iterdir()):
-            self.path.rmdir()
-
-
-def _merge_skips(log: SkipLog, counts: dict, examples: list[str]) -> None:
-    log.counts.update(Counter(counts))
-    log.examples.extend(examples[: max(0, log.max_examples - len(log.examples))])
-
-
-def _assemble(shards: list[Path], output: Path, columns: int) -> int:
-    with NpyRowWriter(output, columns) as writer:
-        for shard in shards:
-            rows = np.load(shard, mmap_mode="r", allow_pickle=False)
-            step = max(1, _COPY_BYTES // max(1, columns))
-            for start in range(0, len(rows), step):
-                writer.append(np.asarray(rows[start : start + step]))
-        writer.commit()
-    return writer.rows
 
 
 # -- the job -------------------------------------------------------------------------------
@@ -430,7 +270,7 @@ def _executor(options: RasterizeOptions) -> Executor:
 class _ShardSink:
     """Takes chunk results and shard ends in output order and writes the shards."""
 
-    def __init__(self, work: _WorkDir, options: RasterizeOptions, progress):
+    def __init__(self, work: WorkDir, options: RasterizeOptions, progress):
         self.work, self.options, self.progress = work, options, progress
         self.writer: NpyRowWriter | None = None
         self.log = SkipLog()
@@ -527,8 +367,8 @@ def rasterize_files(
         if not path.is_file():
             raise FileNotFoundError(f"no such input file: {path}")
     output = Path(output)
-    _remove_stale_temporaries(output.parent, lambda name: name == output.name)
-    work = _WorkDir(
+    remove_stale_temporaries(output.parent, lambda name: name == output.name)
+    work = WorkDir(
         Path(work_dir) if work_dir else output.with_name(f".{output.name}.parts"),
         _fingerprint(inputs, options),
     )
@@ -537,10 +377,11 @@ def rasterize_files(
     result = RasterizeResult(rows=0, shards=len(sink.shards), reused_shards=sink.reused)
     for name in sink.shards:
         entry = work.done[name]
-        _merge_skips(result.skipped, entry["skipped"], entry["examples"])
-    result.rows = _assemble([work.shard(n) for n in sink.shards], output, options.size**2)
+        merge_skips(result.skipped, entry["skipped"], entry["examples"])
+    result.rows = assemble([work.shard(n) for n in sink.shards], output, options.size**2)
     work.remove()
     return result
 
 
-__all__ = ["NpyRowWriter", "RasterizeOptions", "RasterizeResult", "rasterize_files"]
+
+__all__ = ["RasterizeOptions", "RasterizeResult", "rasterize_files"]

@@ -18,8 +18,9 @@ import pytest
 from rasterize import parallel
 from rasterize.drawings import MAX_POINTS_PER_DRAWING
 from rasterize.ndjson_reader import MAX_LINE_BYTES, LongLine, NdjsonError, SkipLog, read_ndjson
-from rasterize.parallel import MANIFEST, NpyRowWriter, RasterizeOptions, rasterize_files
+from rasterize.parallel import RasterizeOptions, rasterize_files
 from rasterize.render import render
+from rasterize.shards import MANIFEST, NpyRowWriter
 
 
 def head_lines(path, count):
