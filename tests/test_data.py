@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rasterize.drawings import NdjsonError
+from rasterize.ndjson_reader import NdjsonError
 from sketchgen.data import datasets, sources
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 import rasterize
-from rasterize.drawings import ON_ERROR_MODES, Drawing, SkipLog, read_ndjson
+from rasterize.drawings import Drawing
 from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
+from rasterize.ndjson_reader import ON_ERROR_MODES, SkipLog, read_ndjson
 from rasterize.render import render
 from rasterize.sketch_npz import read_sketch_npz
 from rasterize.strokes import stroke3_to_drawing
