@@ -20,9 +20,11 @@ import pytest
 from PIL import Image
 
 from sketchgen.cli import main
-from sketchgen.comparison import run as compare
+from sketchgen.comparison.config import WORK, config_from_dict, load_config
+from sketchgen.comparison.plan import plan_runs
+from sketchgen.comparison.run import run_comparison
 from sketchgen.errors import UsageError
-from sketchgen.report import writer as report
+from sketchgen.report.results import REAL_FLOOR, read_results
 
 CATEGORIES = ["eye", "mouth"]
 N = 60
@@ -110,7 +112,7 @@ def test_no_report_file_is_git_ignored(finished):
     if not (repo / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
     files = [f"reports/tiny/{path.relative_to(out)}" for path in out.rglob("*")
-             if path.is_file() and compare.WORK not in path.parts]
+             if path.is_file() and WORK not in path.parts]
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=repo,
                              input="\n".join(files), capture_output=True, text=True).stdout
     assert len(files) > 10 and ignored == ""
@@ -119,14 +121,14 @@ def test_no_report_file_is_git_ignored(finished):
 def test_results_hold_one_row_per_model_and_category_with_sane_values(finished):
     _, results, _ = finished
     assert sorted(zip(results["model"], results["category"], strict=True)) == sorted(
-        (model, category) for model in (report.REAL_FLOOR, "dcgan", "sketch-rnn")
+        (model, category) for model in (REAL_FLOOR, "dcgan", "sketch-rnn")
         for category in CATEGORIES)
     assert set(results["n"]) == {N}
     assert set(results["seed"]) == {0}
     assert set(results["feature_space"]) == {"qd-cnn-k8/dense"}
     assert all(device.startswith("cpu") for device in results["device"])
     budget = dict(zip(results["model"], results["steps"], strict=True))
-    assert budget == {report.REAL_FLOOR: 0, **STEPS}
+    assert budget == {REAL_FLOOR: 0, **STEPS}
     for column in ("fid", "fid_low", "fid_high", "kid", "kid_low", "kid_high"):
         assert results[column].map(math.isfinite).all(), column
     assert (results["fid"] >= 0).all()
@@ -134,13 +136,13 @@ def test_results_hold_one_row_per_model_and_category_with_sane_values(finished):
     assert (results["kid_low"] <= results["kid_high"]).all()
     for column in ("precision", "recall", "recognizability", "blank", "duplicates"):
         assert results[column].between(0, 1).all(), column
-    real = results[results["model"] == report.REAL_FLOOR]
+    real = results[results["model"] == REAL_FLOOR]
     assert (real["blank"] == 0).all() and (real["duplicates"] < 0.05).all()
 
 
 def test_json_and_tables_agree_with_the_csv(finished):
     out, results, _ = finished
-    from_json = report.read_results(out / "results.json")
+    from_json = read_results(out / "results.json")
     pd.testing.assert_frame_equal(from_json, results, check_dtype=False)
     table = (out / "results.md").read_text(encoding="utf-8")
     assert table.count("\n") == 2 + len(results)
@@ -174,7 +176,7 @@ def test_index_states_the_setup_and_links_only_existing_files(finished):
 
 def test_a_second_run_reuses_the_trained_models_and_gives_the_same_numbers(finished):
     out, results, config = finished
-    runs = out / compare.WORK / "runs"
+    runs = out / WORK / "runs"
     checkpoints = sorted(runs.rglob("checkpoint.pt"))
     assert len(checkpoints) == 3  # dcgan per category, one class-conditional sketch-rnn
     stamps = [path.stat().st_mtime_ns for path in checkpoints]
@@ -186,19 +188,19 @@ def test_a_second_run_reuses_the_trained_models_and_gives_the_same_numbers(finis
 
 def test_load_entries_score_existing_runs_without_training(finished, tmp_path):
     out, results, _ = finished
-    runs = out / compare.WORK / "runs"
+    runs = out / WORK / "runs"
     config = tiny_config(tmp_path / "report")
     config["models"][0]["load"] = str(runs / "dcgan")  # one run per category inside
     config["models"][1]["load"] = str(runs / "sketch-rnn")
-    outcome = compare.run_comparison(compare.config_from_dict(config))
-    assert not (tmp_path / "report" / compare.WORK / "runs").exists()
+    outcome = run_comparison(config_from_dict(config))
+    assert not (tmp_path / "report" / WORK / "runs").exists()
     pd.testing.assert_frame_equal(outcome.results, results, check_dtype=False)
 
 
 def test_load_entry_with_another_budget_is_refused(finished, tmp_path):
     out, _, _ = finished
     config = tiny_config(tmp_path / "report")
-    config["models"][1] |= {"load": str(out / compare.WORK / "runs" / "sketch-rnn"), "steps": 9}
+    config["models"][1] |= {"load": str(out / WORK / "runs" / "sketch-rnn"), "steps": 9}
     check_refused(tmp_path, config, "trained for 2 steps of batch 8; the config says 9 of 8")
 
 
@@ -207,8 +209,8 @@ def test_load_entry_with_another_budget_is_refused(finished, tmp_path):
 
 def check_refused(tmp_path, config: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        compare.run_comparison(compare.config_from_dict(config))
-    assert not (tmp_path / "report" / compare.WORK / "runs").exists()
+        run_comparison(config_from_dict(config))
+    assert not (tmp_path / "report" / WORK / "runs").exists()
 
 
 def test_unknown_model_is_refused(tmp_path):
@@ -254,8 +256,8 @@ def test_unknown_key_is_a_one_line_cli_error(tmp_path, capsys):
 def test_shipped_configs_are_valid(name):
     """Both configs plan without error: models, options, categories and sizes all resolve."""
     path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml"
-    config = compare.load_config(path)
-    plans = compare.plan_runs(config)
+    config = load_config(path)
+    plans = plan_runs(config)
     conditional = {plan.spec.name for plan in plans if plan.conditional}
     assert conditional == {"cgan", "brownlee-cgan", "smooth-cgan", "sngan", "sketch-rnn"}
     assert len(plans) == len(conditional) + 3 * len(config.categories)  # 3 unconditional GANs

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sketchgen.comparison.run import load_config, run_comparison
+    from sketchgen.comparison.config import load_config
+    from sketchgen.comparison.run import run_comparison
     from sketchgen.report.writer import INDEX, TABLE_MD
 
     config = load_config(args.config)

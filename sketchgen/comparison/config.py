@@ -1,0 +1,174 @@
+"""A comparison's settings: the TOML file of ``sketchgen compare CONFIG.toml``, as dataclasses.
+
+Owns: :class:`ModelSpec` (one compared model and its budget), :class:`ClassifierSettings` (the
+evaluator: its ``ClassifierConfig``, or a saved one to load), :class:`CompareConfig` (the whole
+comparison) and reading them from TOML (:func:`load_config`, :func:`config_from_dict`).
+
+The config (TOML)::
+
+    name = "cpu-small"                 # report folder reports/<name>/ unless `out` is given
+    label = "Small CPU budget"         # one line stating what kind of run this is
+    categories = ["eye", "mouth"]      # Google names, or ndjson/npy paths ($VARS expanded)
+    size = 28
+    per_class = 2000                   # training drawings per category: the first N
+    n_samples = 500                    # N: generated (and real reference) drawings per row
+    seed = 0
+
+    [classifier]                       # see ClassifierSettings
+    width = 16
+
+    [[models]]                         # see ModelSpec; one table per compared model
+    model = "dcgan"
+    steps = 300
+    batch_size = 64
+    [models.options]                   # the model's own config fields
+    width = 32
+
+Read by ``sketchgen.config``'s loader, so an unknown key or a bad value is one line naming its
+TOML path (``models[1].steps``, ``classifier.width``) and the file; model names and options
+are checked against the registry here. What needs the data or other runs (categories, loaded
+runs, file names) is checked by ``sketchgen.comparison.plan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sketchgen.config import (
+    BATCH_SIZES,
+    DRAWINGS_PER_CLASS,
+    FRACTIONS,
+    MAX_CLASSES,
+    SEEDS,
+    SIZES,
+    STEPS,
+    check_fields,
+    from_mapping,
+    inline,
+    named_by_file,
+    read_toml,
+    setting,
+)
+from sketchgen.errors import ConfigError, FieldError
+from sketchgen.evaluation.classifier import ClassifierConfig
+from sketchgen.models import registry
+
+WORK = "_work"  # under the report folder; git-ignored (reports/**/_work/)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One compared model: a registry entry with its budget."""
+
+    model: str  # registry name, e.g. "dcgan", "sngan", "sketch-rnn"
+    steps: int = setting(within=STEPS)  # optimiser steps of training
+    batch_size: int = setting(within=BATCH_SIZES)  # images (or sketches) per step
+    label: str = ""  # row name in the tables; "" = the model name (labels must be unique)
+    options: dict[str, Any] = field(default_factory=dict)  # the model config's fields
+    # A `sketchgen train` run directory (relative to the working directory) to use instead of
+    # training; for an unconditional model, a folder holding one run per category, named by
+    # its class name (the layout of <out>/_work/runs/<label>/).
+    load: str | None = setting(None, path=True)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
+
+
+# The ClassifierConfig fields a [classifier] table sets. The others are the comparison's: its
+# size and seed, and the rendering of its real drawings (Google's line width and padding, no
+# extra channels), which the evaluator must share with the models' samples.
+NETWORK_KEYS = ("width", "max_epochs", "patience", "batch_size")
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """The ``[classifier]`` table: the evaluator the comparison trains, or one it loads.
+
+    The table's ``width``, ``max_epochs``, ``patience`` and ``batch_size`` are ``network``'s
+    (a ``ClassifierConfig``, with its defaults); :meth:`classifier_config` is the network the
+    comparison trains, at its size and seed."""
+
+    network: ClassifierConfig = inline(ClassifierConfig, NETWORK_KEYS)
+    # share of the training drawings used for early stopping
+    valid_fraction: float = setting(0.1, within=FRACTIONS)
+    load: str | None = setting(None, path=True)  # a saved classifier to use instead of training
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def classifier_config(self, size: int, seed: int) -> ClassifierConfig:
+        """The evaluator's config: ``network``'s settings at this size and seed, rendered as
+        the real drawings are (also the API's default evaluator)."""
+        return ClassifierConfig(size=size, seed=seed,
+                                **{key: getattr(self.network, key) for key in NETWORK_KEYS})
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A whole comparison; see the module docstring for the TOML form."""
+
+    name: str  # names the report folder and its title
+    # Quick, Draw! names or data file paths; sources of one class name are one category
+    categories: tuple[str, ...] = setting(max_items=MAX_CLASSES)
+    models: tuple[ModelSpec, ...]
+    label: str = "Comparison run"  # one line for the report, e.g. how small the budget is
+    size: int = setting(28, within=SIZES)  # bitmap side; 28 = Google's numpy_bitmap size
+    # training drawings per category (the first ones in the file)
+    per_class: int = setting(2000, within=DRAWINGS_PER_CLASS)
+    # N per model and category, and per real set; FID needs some, memory bounds it
+    n_samples: int = setting(500, within=(10, 1_000_000))
+    seed: int = setting(0, within=SEEDS)  # training, sampling, held-out split and bootstrap
+    device: str = "auto"  # CUDA, then MPS, then CPU; or a torch device string
+    bootstrap: int = setting(200, within=(1, 100_000))  # replicates behind every interval
+    ci_level: float = setting(0.95, within=FRACTIONS)  # coverage of the intervals
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    out: str | None = setting(None, path=True)  # report folder; None = reports/<name>
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not self.models:
+            raise FieldError("models", "must be at least one [[models]] table, got none")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("reports") / self.name
+
+    @property
+    def work_dir(self) -> Path:
+        return self.out_dir / WORK
+
+
+def config_from_dict(data: Mapping[str, Any]) -> CompareConfig:
+    """A CompareConfig from parsed TOML; structure, types and ranges checked, one-line errors
+    naming each field by its path (``models[1].batch_size``, ``classifier.max_epochs``), each
+    model's name and options checked by the registry; ``$VARS`` in categories expanded."""
+    config = from_mapping(CompareConfig, data)
+    for index, spec in enumerate(config.models):
+        _check_model(spec, f"models[{index}]")
+    return dataclasses.replace(
+        config, categories=tuple(os.path.expandvars(c) for c in config.categories))
+
+
+def _check_model(spec: ModelSpec, where: str) -> None:
+    """The model is registered and its options are fields of its config, in range."""
+    try:
+        entry = registry.get_model(spec.model)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.model: {error}") from None
+    entry.model_config(spec.options, where=f"{where}.options")
+
+
+def load_config(path: str | os.PathLike) -> CompareConfig:
+    """Read and check a comparison TOML file; an error names the file."""
+    tables = read_toml(path)
+    with named_by_file(path):
+        return config_from_dict(tables)

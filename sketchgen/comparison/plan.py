@@ -1,0 +1,187 @@
+"""The plan of a comparison: which training runs it needs, each checked before any work.
+
+Owns: :class:`PlannedRun` (one run to train or load, and the categories scored from it),
+:func:`plan_runs` and its checks -- the models' names together, categories and their class
+names, the evaluator's size, runs to load, and the file names the report will write -- and
+those file names (:func:`grid_path`, :func:`figures_name`).
+
+Class-conditional models are trained once on all categories and asked for each category in
+turn; unconditional models are trained once per category. A category is a class name of
+``sketchgen.data`` (:func:`sketchgen.data.sources.class_name`): sources with the same class
+name -- the category ``sun`` and a file ``sun.ndjson`` -- are one category, as they are one
+label to ``sketchgen train``, so an unconditional model's run of it reads them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sketchgen import outputs
+from sketchgen.comparison.config import CompareConfig, ModelSpec
+from sketchgen.data.sources import class_name, class_names
+from sketchgen.errors import UsageError
+from sketchgen.evaluation.evaluator import load_classifier
+from sketchgen.models import registry
+from sketchgen.report.results import REAL_FLOOR
+from sketchgen.training.config import TrainConfig, config_from_mapping
+from sketchgen.training.inputs import check_categories
+from sketchgen.training.run_folder import RunFolder
+from sketchgen.training.sampling import load_run
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run (or loaded run) and the categories it is scored on."""
+
+    spec: ModelSpec
+    train: TrainConfig  # what `sketchgen train` would be given
+    categories: tuple[str, ...]  # class names scored from this run
+    conditional: bool  # asked for each category by label
+    load_dir: Path | None  # an existing run to sample instead of training
+
+    @property
+    def run_dir(self) -> Path:
+        return self.load_dir or Path(self.train.out)
+
+
+def plan_runs(config: CompareConfig) -> list[PlannedRun]:
+    """Every training run of the comparison, each validated; raises UsageError on the first
+    problem, before anything is trained."""
+    _check_settings(config)
+    check_categories(TrainConfig(categories=config.categories))
+    names = _class_names(config)
+    runs_dir = config.work_dir / "runs"
+    plans = []
+    for spec in config.models:
+        everything = _train_config(config, spec, config.categories, runs_dir / spec.name)
+        check_categories(everything)
+        _, model_config = registry.resolve(everything)  # unknown model or option, bad size
+        if model_config.conditional:
+            plans.append(_planned(spec, everything, names, True))
+            continue
+        for name in names:
+            sources = tuple(s for s in config.categories if class_name(s) == name)
+            one = _train_config(config, spec, sources, runs_dir / spec.name / name)
+            plans.append(_planned(spec, one, (name,), False))
+    _check_report_files(plans, names)
+    return plans
+
+
+def _check_settings(config: CompareConfig) -> None:
+    """What the fields' own checks cannot see: the models' names together, the classifier's
+    size at this image size, and a classifier to load (read and checked now, not after the
+    data are loaded)."""
+    config.classifier.classifier_config(config.size, config.seed)  # the network's size
+    load = config.classifier.load
+    if load is not None and not Path(load).is_file():
+        raise UsageError(f"classifier.load = {load!r}: no such file")
+    if load is not None:
+        load_classifier(load, "cpu")
+    names = [spec.name for spec in config.models]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"models: {', '.join(twice)} listed twice; give each a distinct label")
+    if REAL_FLOOR in names:
+        raise UsageError(f"models: {REAL_FLOOR!r} is reserved for the real-vs-real floor")
+
+
+def _class_names(config: CompareConfig) -> tuple[str, ...]:
+    """The categories of the comparison, each once: the class names of its sources (data's
+    rule), which become file and folder names, so each is checked to be a plain name."""
+    outputs.check_name(config.name, "name")
+    folded: dict[str, str] = {}  # run folders are one where file systems ignore case
+    for index, spec in enumerate(config.models):
+        if spec.label:
+            outputs.check_name(spec.label, f"models[{index}].label")
+        first = folded.setdefault(spec.name.casefold(), spec.name)
+        if first != spec.name:
+            raise UsageError(f"models: {first!r} and {spec.name!r} differ only in case; give "
+                             "each a distinct label")
+    for index, source in enumerate(config.categories):
+        outputs.check_name(class_name(source), f"class name of categories[{index}]")
+    names = class_names(config.categories)
+    if len(names) < 2:
+        raise UsageError(f"categories: give at least two classes (the classifier needs them), "
+                         f"got {', '.join(map(repr, names))}")
+    return names
+
+
+def _train_config(config: CompareConfig, spec: ModelSpec, categories: tuple[str, ...],
+                  out: Path) -> TrainConfig:
+    return config_from_mapping({
+        "model": spec.model, "categories": categories, "size": config.size,
+        "per_class": config.per_class, "steps": spec.steps, "batch_size": spec.batch_size,
+        "seed": config.seed, "out": str(out), "device": config.device,
+        "model_options": dict(spec.options),
+    })
+
+
+def _planned(spec: ModelSpec, train_config: TrainConfig, categories: tuple[str, ...],
+             conditional: bool) -> PlannedRun:
+    load_dir = None
+    if spec.load is not None:
+        load_dir = Path(spec.load) if conditional else Path(spec.load) / categories[0]
+        _check_loadable(spec, load_dir, categories)
+    return PlannedRun(spec, train_config, categories, conditional, load_dir)
+
+
+def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...]) -> None:
+    """The run exists, holds this model, was trained on these categories with this budget,
+    and its weights fit the model (read as sampling will read them)."""
+    run = RunFolder(run_dir)
+    path = run.checkpoint
+    if not path.is_file():
+        raise UsageError(f"models: {spec.name}: load = {spec.load!r} but {path} does not exist")
+    checkpoint = run.read_checkpoint()
+    if checkpoint.get("model") != spec.model:
+        raise UsageError(f"models: {spec.name}: {path} holds model "
+                         f"{checkpoint.get('model')!r}, not {spec.model!r}")
+    missing = [name for name in categories if name not in checkpoint.get("class_names", [])]
+    if missing:
+        raise UsageError(f"models: {spec.name}: {path} was not trained on {', '.join(missing)}")
+    budget = (checkpoint["step"], checkpoint["config"]["batch_size"])
+    if budget != (spec.steps, spec.batch_size):
+        raise UsageError(f"models: {spec.name}: {path} was trained for {budget[0]} steps of "
+                         f"batch {budget[1]}; the config says {spec.steps} of {spec.batch_size}")
+    load_run(run_dir)
+
+
+# -- the report's file names --------------------------------------------------------------------
+
+
+def _check_report_files(plans: list[PlannedRun], names: tuple[str, ...]) -> None:
+    """Each figure of the report gets a file of its own: the names in file names are made
+    file-safe ("a b" as a_b) and joined by "-" (model "x-y" on "z", model "x" on "y-z"), and
+    some file systems ignore case."""
+    files = [(grid_path(REAL_FLOOR, name), f"{REAL_FLOOR} on {name}")
+             for name in names]
+    for plan in plans:
+        files.append((f"training/{figures_name(plan)}/", run_title(plan)))
+        files += [(grid_path(plan.spec.name, category), f"{plan.spec.name} on {category}")
+                  for category in plan.categories]
+    seen: dict[str, str] = {}
+    for path, what in files:
+        first = seen.setdefault(path.casefold(), what)
+        if first != what:
+            raise UsageError(f"models: {first} and {what} would write one file, {path}; give "
+                             "one of them another label")
+
+
+def grid_path(model: str, category: str) -> str:
+    """Where ``model``'s grid of ``category`` goes in the report folder."""
+    return f"grids/{_slug(model)}-{_slug(category)}.png"
+
+
+def run_title(plan: PlannedRun) -> str:
+    """The planned run as the progress lines and figure captions name it."""
+    return plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
+
+
+def figures_name(plan: PlannedRun) -> str:
+    """The folder under ``training/`` that receives the planned run's own figures."""
+    return _slug(plan.spec.name + ("" if plan.conditional else f"-{plan.categories[0]}"))
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
