@@ -400,28 +400,44 @@ Config = typing.TypeVar("Config")
 def from_mapping(cls: type[Config], values: Mapping[str, Any], *, base: Config | None = None,
                  where: str = "") -> Config:
     """The dataclass ``cls`` from a TOML table (or any mapping): a dataclass field from a
-    table, a list of dataclasses from an array of tables (``[[models]]``), every other value
-    as it is (checked by the dataclass). Fields not given keep ``base``'s values (default:
-    ``cls``'s defaults; then a field without one must be given). ``where``: the table's path.
+    table (or from keys of this one, if declared :func:`inline`), a list of dataclasses from
+    an array of tables (``[[models]]``), every other value as it is (checked by the
+    dataclass). Fields not given keep ``base``'s values (default: ``cls``'s defaults; then a
+    field without one must be given). ``where``: the table's path.
 
     Unknown and missing keys and bad values are one-line ConfigErrors naming the table or
     field by its TOML path (``models[1]: unknown key(s) ...``, ``classifier.width must be``).
     """
     hints = {spec.name: hint for spec, hint in _declarations(cls)}
+    inlined = {key: spec.name for spec, _ in _declarations(cls)
+               for key in spec.metadata.get("inline", ())}
+    keys = [*(name for name in hints if name not in inlined.values()), *inlined]
     table = where or TOP
-    unknown = sorted(str(key) for key in values if key not in hints)
+    unknown = sorted(str(key) for key in values if key not in keys)
     if unknown:
-        raise ConfigError(f"{table}: unknown key(s) {listed(unknown)}; known: {', '.join(hints)}")
+        raise ConfigError(f"{table}: unknown key(s) {listed(unknown)}; known: {', '.join(keys)}")
     missing = [spec.name for spec, _ in _declarations(cls)
                if spec.name not in values and base is None and _required(spec)]
     if missing:
         raise ConfigError(f"{table}: missing {', '.join(missing)}")
     given = {key: _from_toml(value, hints[key], f"{where}.{key}" if where else key)
-             for key, value in values.items()}
+             for key, value in values.items() if key not in inlined}
+    for name in dict.fromkeys(inlined.values()):
+        part = {key: value for key, value in values.items() if inlined.get(key) == name}
+        if part:
+            given[name] = from_mapping(hints[name], part, where=where)
     try:
         return dataclasses.replace(base, **given) if base is not None else cls(**given)
     except FieldError as error:
         raise (error.under(where) if where else error) from None
+
+
+def inline(default_factory: Callable[[], Any], keys: tuple[str, ...]) -> Any:
+    """A dataclass field whose ``keys`` (fields of its own dataclass) are written in the
+    enclosing TOML table itself rather than in a table of their own: :func:`from_mapping`
+    reads ``[classifier] width = 8`` into ``classifier.network.width`` if ``network`` is
+    ``inline(ClassifierConfig, ("width", ...))``; its other fields keep their defaults."""
+    return field(default_factory=default_factory, metadata={"inline": keys})
 
 
 def _required(spec: dataclasses.Field) -> bool:
