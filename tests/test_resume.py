@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from sketchgen import runtime
-from sketchgen.config import TrainConfig
 from sketchgen.figures import read_jsonl
-from sketchgen.training.harness import CHECKPOINT, train
+from sketchgen.training.config import TrainConfig
+from sketchgen.training.harness import train
+from sketchgen.training.run_folder import CHECKPOINT
 
 CATEGORIES = ("dog", "face")
 

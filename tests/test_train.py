@@ -13,11 +13,13 @@ from conftest import train_with_torchrun
 from PIL import Image
 
 from sketchgen import cli, runtime
-from sketchgen.config import TrainConfig, dump_toml, load_toml
 from sketchgen.errors import ConfigError, DivergenceError
 from sketchgen.figures import read_jsonl
-from sketchgen.models import gan
-from sketchgen.training.harness import CHECKPOINT, build_task, load_data, train
+from sketchgen.models.gan.task import GanTask
+from sketchgen.training.config import TrainConfig, dump_toml, load_toml
+from sketchgen.training.harness import train
+from sketchgen.training.inputs import build_task, load_data
+from sketchgen.training.run_folder import CHECKPOINT
 from sketchgen.training.sampling import load_run, sample_images, sample_labels
 
 CATEGORIES = ("dog", "face")  # 250 real drawings each in the shared mirror
@@ -84,13 +86,13 @@ def test_logs_grids_gif_and_curves(tmp_path):
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         tmp_path, monkeypatch, capsys):
-    real_step = gan.GanTask.train_step
+    real_step = GanTask.train_step
 
     def diverging(self, step):
         metrics = real_step(self, step)
         return metrics | ({"loss_d": float("nan")} if step == 5 else {})
 
-    monkeypatch.setattr(gan.GanTask, "train_step", diverging)
+    monkeypatch.setattr(GanTask, "train_step", diverging)
     out = tmp_path / "run"
     status = cli.main(["train", "sngan", "--categories", *CATEGORIES, "--per-class", "40",
                        "--steps", "8", "--batch-size", "8", "--checkpoint-every", "2",
@@ -104,7 +106,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
-    real_step = gan.GanTask.train_step
+    real_step = GanTask.train_step
 
     def poisoning(self, step):
         metrics = real_step(self, step)
@@ -113,7 +115,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
                 next(self.G.parameters()).fill_(float("inf"))
         return metrics
 
-    monkeypatch.setattr(gan.GanTask, "train_step", poisoning)
+    monkeypatch.setattr(GanTask, "train_step", poisoning)
     with pytest.raises(DivergenceError, match="step 4: the weights are not finite"):
         train(small(tmp_path / "run", steps=8))
     assert runtime.load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 2
@@ -147,7 +149,7 @@ def test_bad_train_arguments_fail_in_one_line_before_any_work(tmp_path, capsys, 
 def test_existing_run_needs_resume(tmp_path, capsys):
     config = small(tmp_path / "run", steps=2)
     train(config)
-    with pytest.raises(ConfigError, match="pass --resume"):
+    with pytest.raises(ConfigError, match=r"pass resume=True"):
         train(config)
     with pytest.raises(ConfigError, match="cannot resume.*batch_size"):
         train(small(tmp_path / "run", steps=4, batch_size=4), resume=True)

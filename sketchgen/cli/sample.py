@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from sketchgen.config import SAMPLE_SEED
+from sketchgen.runtime import DEVICE
 
 HELP = "sample a trained run: .npy uint8 (n, size*size) white-on-black, or a .png grid"
 
@@ -22,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "grid.png; strokes models also write FILE's stem .ndjson")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace FILE (and the files written with it) if they exist")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device, or auto (default: cpu, reproducible everywhere)")
+    parser.add_argument("--device", default=DEVICE,
+                        help=f"torch device, or auto: CUDA, then MPS, else CPU (default: {DEVICE}; "
+                             "cpu gives the same samples on every machine)")
 
 
 def run(args: argparse.Namespace) -> int:

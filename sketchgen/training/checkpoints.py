@@ -1,21 +1,27 @@
-"""A training run's ``checkpoint.pt`` from a stranger, checked before anything is built from
-it (the file itself by :func:`sketchgen.checkpoints.load`); each problem is a one-line
-:class:`CheckpointError` naming the file and the key.
+"""A training run's ``checkpoint.pt``: what it holds, and how one from a stranger is checked
+before anything is built from it (the file itself by :func:`sketchgen.checkpoints.load`);
+each problem is a one-line :class:`CheckpointError` naming the file and the key.
 
-- The layout (:func:`read_checkpoint`, :func:`read_classifier_checkpoint` for a saved
-  classifier): keys and types, and the stored configs through their dataclasses' own field
-  checks -- so every size is in its range before a module is built -- and the RNG states
-  through ``runtime.set_rng_state``.
-- The weights (:func:`load_task_state`): once the task is built from checked sizes, its stored
-  state through :func:`sketchgen.checkpoints.check_state`, then its optimizers' settings.
+- The layout (:func:`read_checkpoint`; a saved classifier's is in
+  ``sketchgen.evaluation.evaluator``): keys and types, and the stored configs through their
+  dataclasses' own field checks -- so every size is in its range before a module is built --
+  and the RNG states through ``runtime.set_rng_state``.
+- Resuming (:func:`check_resumable`): the settings and data of the run continued must be
+  those the checkpoint was trained with, except settings that do not change the result.
+- The weights (:func:`restored_task`, :func:`load_task_state`): once the task is built from
+  checked sizes, its stored state through :func:`sketchgen.checkpoints.check_state`, then its
+  optimizers' settings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from sketchgen import runtime
 from sketchgen.checkpoints import (
     check_class_names,
     check_layout,
@@ -25,16 +31,25 @@ from sketchgen.checkpoints import (
     load,
 )
 from sketchgen.config import (
-    EPOCHS,
     MAX_STEPS,
     RATES,
     check_fields,
-    config_from_mapping,
-    instantiate,
     setting,
     shown,
 )
 from sketchgen.errors import CheckpointError, ConfigError, FieldError
+from sketchgen.models import registry
+from sketchgen.models.task import Task
+from sketchgen.training.config import TrainConfig, config_from_mapping
+from sketchgen.training.inputs import build_task, check_same_data, data_fingerprint
+
+CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes incompatibly
+# Settings that may differ between a run and its resumption: they don't change the result.
+RESUMABLE_CHANGES = ("steps", "out", "device", "progress", "checkpoint_every", "sample_every",
+                     "log_every", "grad_norm_every")
+
+
+# -- the layout ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -55,27 +70,9 @@ class RunLayout:
         check_fields(self)
 
 
-@dataclass(frozen=True)
-class ClassifierLayout:
-    """The dict of a saved classifier (``sketchgen.evaluation.classifier.save_classifier``)."""
-
-    format: str
-    settings: dict[str, Any]  # ClassifierConfig.to_dict()
-    class_names: tuple[str, ...]
-    history: tuple[dict[str, Any], ...]  # one entry per epoch
-    best_epoch: int = setting(within=(0, EPOCHS.high))
-    state_dict: dict[str, Any]
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training run's checkpoint, its layout, configs, sizes and RNG states checked; nothing
     is built. Returns the dict as it was saved."""
-    from sketchgen.models import registry
-    from sketchgen.training.harness import CHECKPOINT_FORMAT
-
     path = Path(path)
     checkpoint = load(path)
     layout = check_layout(RunLayout, checkpoint, path)
@@ -104,33 +101,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def read_classifier_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A saved classifier, its layout and settings checked; nothing is built. Returns the dict
-    as it was saved."""
-    from sketchgen.evaluation.classifier import CHECKPOINT_FORMAT, ClassifierConfig
-
-    path = Path(path)
-    checkpoint = load(path)
-    layout = check_layout(ClassifierLayout, checkpoint, path)
-    if layout.format != CHECKPOINT_FORMAT:
-        raise CheckpointError(path, f"format {layout.format!r} is not {CHECKPOINT_FORMAT!r}: "
-                                    "not a sketchgen classifier")
-    known = {spec.name for spec in fields(ClassifierConfig)}
-    if set(layout.settings) != known:
-        raise CheckpointError(path, f"settings: expected the keys {', '.join(sorted(known))}")
-    try:
-        instantiate(ClassifierConfig, layout.settings, "settings")
-    except ConfigError as error:  # a field out of range, or sizes too big together
-        raise CheckpointError(path, str(error)) from None
-    check_class_names(layout.class_names, path, "class_names", at_least=2)
-    return checkpoint
-
-
 def _check_rng(state: dict[str, Any], path: Path) -> None:
     """The RNG states must be what ``runtime.set_rng_state`` restores: tried on the global
     generators, which get their own states back whatever happens."""
-    from sketchgen import runtime
-
     saved = runtime.rng_state()
     try:
         runtime.set_rng_state(state)
@@ -142,7 +115,41 @@ def _check_rng(state: dict[str, Any], path: Path) -> None:
         runtime.set_rng_state(saved)
 
 
-# -- 3. the weights -----------------------------------------------------------------------------
+# -- resuming -----------------------------------------------------------------------------------
+
+
+def check_resumable(checkpoint: dict[str, Any], config: TrainConfig, given: Any | None = None
+                    ) -> None:
+    """Refuse (ConfigError naming what differs) to continue ``checkpoint`` (as
+    :func:`read_checkpoint` returns it) under ``config`` on ``given`` data (None: the
+    config's categories): other settings that change the result, or other data."""
+    check_same_settings(checkpoint, config)
+    check_same_data(checkpoint, None if given is None else data_fingerprint(given))
+
+
+def check_same_settings(checkpoint: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse to continue ``checkpoint`` under settings that change the result."""
+    stored, current = checkpoint["config"], config.to_dict()
+    changed = sorted(k for k in current
+                     if k not in RESUMABLE_CHANGES and stored.get(k) != current[k])
+    if changed:
+        raise ConfigError(
+            "cannot resume: the checkpoint was trained with different "
+            + ", ".join(f"{k} ({stored.get(k)!r} -> {current[k]!r})" for k in changed))
+
+
+# -- the weights --------------------------------------------------------------------------------
+
+
+def restored_task(checkpoint: dict[str, Any], config: TrainConfig, device: torch.device,
+                  path: Path) -> Task:
+    """The task of ``checkpoint`` (as :func:`read_checkpoint` returns it, read from ``path``)
+    built under ``config`` on ``device`` without data, from the stored model settings, and
+    its weights checked and loaded (:func:`load_task_state`)."""
+    model_config = registry.get_model(checkpoint["model"]).model_config(checkpoint["model_config"])
+    task = build_task(config, device, None, tuple(checkpoint["class_names"]), model_config)
+    load_task_state(task, checkpoint["task"], path)
+    return task
 
 
 def load_task_state(task: Any, state: dict[str, Any], path: Path) -> None:
@@ -163,8 +170,6 @@ def load_task_state(task: Any, state: dict[str, Any], path: Path) -> None:
 def _optimizers(task: Any) -> list[tuple[str, Any]]:
     """The task's optimizers, found among its attributes (the Task protocol does not name
     them)."""
-    import torch
-
     return [(name, value) for name, value in vars(task).items()
             if isinstance(value, torch.optim.Optimizer)]
 
@@ -176,8 +181,6 @@ def _check_optimizer(name: str, optimizer: Any, built: list[dict[str, Any]], pat
     learning rate, which a schedule changes (Sketch-RNN's decay) within RATES; and it holds
     state for its own parameters only, each tensor that is not a scalar (Adam's moments) of
     its parameter's shape."""
-    import torch
-
     for index, (group, fresh) in enumerate(zip(optimizer.param_groups, built, strict=True)):
         for key, value in fresh.items():
             where = f"task: {name} param_groups[{index}].{key}"

@@ -20,13 +20,15 @@ import numpy as np
 import torch
 
 from sketchgen import outputs, runtime
-from sketchgen.config import SAMPLE_SEED, config_from_mapping
+from sketchgen.config import SAMPLE_SEED
 from sketchgen.errors import ConfigError, FieldError
 from sketchgen.models import registry
-from sketchgen.training.checkpoints import load_task_state, read_checkpoint
-from sketchgen.training.harness import CHECKPOINT, Task, build_task
+from sketchgen.models.task import Task
+from sketchgen.training.checkpoints import restored_task
+from sketchgen.training.config import config_from_mapping
+from sketchgen.training.run_folder import CHECKPOINT, RunFolder
 
-SAMPLE_CHUNK = 250  # samples per forward pass: bounds memory for --n in the millions
+SAMPLE_CHUNK = 250  # samples per forward pass: bounds memory for n in the millions
 OUTPUT_SUFFIXES = (".npy", ".png")
 # Samples are held in memory before they are written: 10^6 at 28 px is 784 MB (at 64 px 4 GB).
 MAX_SAMPLES = 1_000_000
@@ -42,20 +44,17 @@ class LoadedRun:
     run_dir: Path
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+def load_run(run_dir: str | Path, device: str = runtime.DEVICE) -> LoadedRun:
     """The task of a run rebuilt from ``<run_dir>/checkpoint.pt`` (no training data needed)."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no {CHECKPOINT}; is it a `sketchgen train` run directory?")
-    checkpoint = read_checkpoint(path)  # layout, configs and sizes checked; nothing built yet
+    run = RunFolder(run_dir)
+    if not run.checkpoint.is_file():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT}; is it a run folder of train?")
+    checkpoint = run.read_checkpoint()  # layout, configs and sizes checked; nothing built yet
     config = config_from_mapping(checkpoint["config"])
-    entry = registry.get_model(checkpoint["model"])
-    model_config = entry.model_config(checkpoint["model_config"])
-    class_names = tuple(checkpoint["class_names"])
-    task = build_task(config, runtime.choose_device(device), None, class_names, model_config)
-    load_task_state(task, checkpoint["task"], path)  # every weight's shape checked, then loaded
-    return LoadedRun(task, entry.kind, config.size, class_names, checkpoint["step"],
-                     Path(run_dir))
+    # every weight's shape checked, then loaded
+    task = restored_task(checkpoint, config, runtime.choose_device(device), run.checkpoint)
+    return LoadedRun(task, registry.get_model(checkpoint["model"]).kind, config.size,
+                     tuple(checkpoint["class_names"]), checkpoint["step"], run.path)
 
 
 def sample_labels(run: LoadedRun, n: int, category: str | None = None) -> torch.Tensor:
