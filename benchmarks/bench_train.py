@@ -30,7 +30,7 @@ from sketchgen.models.gan.nets import size_supported
 from sketchgen.models.gan.task import GanTask
 from sketchgen.models.task import TaskInputs
 from sketchgen.training.config import TrainConfig
-from sketchgen.training.harness import load_data
+from sketchgen.training.inputs import load_data
 
 CATEGORIES = ("dog", "face")  # two of common.CATEGORIES, PER_CATEGORY drawings each
 BATCH = 64  # the presets' batch size
