@@ -3,13 +3,15 @@
 Owns: the exception classes. Imports nothing from sketchgen, so every layer may import it.
 
 Library messages name parameters and fields (``overwrite=True``, ``models[2].steps``), never
-command-line flags; only ``sketchgen.cli`` translates them into flags and exit statuses:
+command-line flags. Only ``sketchgen.cli`` turns them into flags (an :class:`OutputError`'s
+remedy ``overwrite=True`` reads ``--overwrite`` there), one line on stderr and an exit status:
 
 - :class:`UsageError` and its subclasses: bad input found before any work starts (a
   config, an argument, a data source, a checkpoint, an output folder) -- exit status 2;
 - :class:`DownloadError`, like every ``OSError``: the environment failed the run -- exit 1;
-- :class:`DivergenceError`: training produced non-finite values -- a traceback, since the
-  run's checkpoint and log say more than one line could.
+- :class:`DivergenceError`: training produced non-finite values. ``sketchgen train`` prints
+  it as one line (the step, the value, where the last good checkpoint is kept) and exits with
+  status 1; elsewhere (``sketchgen compare``, the API) it keeps its traceback.
 """
 
 from __future__ import annotations

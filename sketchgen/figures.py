@@ -1,4 +1,8 @@
-"""Figures every model and report shares: image grids (PNG), learning GIFs, curves from JSONL.
+"""Image files: image grids (PNG), learning GIFs, curves from JSONL logs.
+
+Written by the training harness (sample grids, the learning GIF, loss curves), by sampling, and
+by comparisons (the report's sample grids); models hand over arrays and write no files. A base
+module: it imports only ``sketchgen.runtime`` (atomic writes).
 
 Generic on purpose: images are uint8 arrays in the rasterizer's layout (N, H, W), white
 strokes on black; curves come from any JSONL log whose records carry a ``step`` and numbers.

@@ -19,7 +19,8 @@ The rules (``sketchgen train``, ``sketchgen compare`` and ``sketchgen sample`` f
 
 Errors are :class:`OutputError` (a ``ConfigError``) naming the library parameter that allows
 the write (``overwrite=True``); ``sketchgen.cli`` shows the flag instead.
-POSIX only (``fcntl``).
+A base module: it imports only ``sketchgen.errors`` and ``sketchgen.runtime``. POSIX only
+(``fcntl``).
 """
 
 from __future__ import annotations

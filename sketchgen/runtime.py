@@ -1,6 +1,9 @@
-"""Runtime helpers shared by every model: device choice, seeding, RNG state, atomic files.
+"""Runtime helpers shared by every layer: device choice, seeding and RNG state, atomic files,
+file locks, checkpoint files, torch thread counts, eval mode, the AMP and compile switches, and
+data parallelism under torchrun.
 
-torch is imported inside the functions, so importing this module stays cheap.
+A base module: it imports only ``sketchgen.errors`` and ``sketchgen.checkpoints`` (the checked
+reader), and torch only inside the functions, so importing it stays cheap.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ import random
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-    from sketchgen.config import TrainConfig
+DEVICE = "auto"  # every device default (training, sampling): CUDA, then MPS, else CPU
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -149,7 +152,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Any
     return load(path, device)
 
 
-def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+class Acceleration(Protocol):
+    """The switches :func:`autocast`, :func:`grad_scaler` and :func:`maybe_compile` read from a
+    run's config (``sketchgen.training.config.TrainConfig`` has both)."""
+
+    amp: bool
+    compile: bool
+
+
+def autocast(config: Acceleration, device: torch.device) -> contextlib.AbstractContextManager:
     """Mixed precision when ``config.amp`` and on CUDA (bfloat16 if supported, else float16);
     a no-op context elsewhere, so the CPU path stays exact and deterministic."""
     import torch
@@ -160,7 +171,7 @@ def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractCo
     return torch.autocast("cuda", dtype=dtype)
 
 
-def grad_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
+def grad_scaler(config: Acceleration, device: torch.device) -> torch.amp.GradScaler:
     """A GradScaler that is active only for float16 autocast (bfloat16 needs none)."""
     import torch
 
@@ -168,7 +179,7 @@ def grad_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScal
     return torch.amp.GradScaler("cuda", enabled=enabled)
 
 
-def maybe_compile(module: torch.nn.Module, config: TrainConfig, device: torch.device) -> Any:
+def maybe_compile(module: torch.nn.Module, config: Acceleration, device: torch.device) -> Any:
     """``torch.compile(module)`` when ``config.compile`` and on CUDA, else ``module``.
 
     The compiled wrapper shares parameters with ``module``; keep using ``module`` for

@@ -15,9 +15,13 @@ Expected errors are one line on stderr, ``sketchgen COMMAND: error: ...``, never
 - exit status 1: the environment failed the run (an ``OSError``: a download that failed or no
   longer matches its recorded sha256, ``sketchgen.errors.DownloadError``; a full disk; a file
   that cannot be read or written). Notes the error carries (e.g. a second failure while the
-  run wrote its figures) follow, one line each: ``sketchgen COMMAND: note: ...``.
+  run wrote its figures) follow, one line each: ``sketchgen COMMAND: note: ...``;
+- exit status 1 also when ``sketchgen train`` diverged (``sketchgen.errors.DivergenceError``):
+  ``sketchgen train: diverged at step N: ...``, naming the last good checkpoint kept;
+- exit status 130: interrupted (Ctrl-C), ``sketchgen COMMAND: interrupted``.
 
-Anything else is a bug and keeps its traceback.
+Anything else is a bug and keeps its traceback. :func:`as_flags` is the one place that knows
+which flag allows what an ``OutputError`` refused.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sketchgen.config import add_config_arguments, config_from_args
+from sketchgen.cli.arguments import add_config_arguments, config_from_args
 
 HELP = "train a registered model (GAN presets, Sketch-RNN) on Quick, Draw! categories"
 
