@@ -368,18 +368,3 @@ __all__ = [
     "load_drawings",
     "split_indices",
 ]
-
-# TEMPORARY (issue 12 session only, removed before the end): names callers in other helpers'
-# files still import from here; their homes are sketchgen.data.sources / cache / download.
-from sketchgen.data.cache import download, sha256_file  # noqa: E402, F401
-from sketchgen.data.download import DownloadOptions  # noqa: E402, F401
-from sketchgen.data.sources import (  # noqa: E402, F401
-    CATEGORIES,
-    DATA_SUFFIXES,
-    GOOGLE_BUCKET,
-    check_category,
-    resolve,
-    resolve_mirror,
-    safe_join,
-)
-from sketchgen.data.sources import source_list as _source_list  # noqa: E402, F401
