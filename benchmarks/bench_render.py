@@ -21,6 +21,7 @@ import orjson
 import pytest
 from common import best_times, first_lines, record
 
+from rasterize.geometry import GOOGLE_SIZE
 from rasterize.ndjson_reader import read_ndjson
 from rasterize.parallel import RasterizeOptions, rasterize_files
 from rasterize.render import render, render_reference
@@ -46,7 +47,7 @@ def drawings(mix_file):
 
 
 @pytest.mark.benchmark(group="render")
-@pytest.mark.parametrize("size, count", [(28, 4140), (64, 2070), (256, 690)])
+@pytest.mark.parametrize("size, count", [(GOOGLE_SIZE, 4140), (64, 2070), (256, 690)])
 def test_render_vs_per_point_loop(benchmark, drawings, size, count):
     batch = drawings[:count]
     fast, loop = best_times(lambda: render(batch, size=size), lambda: render_reference(batch, size))

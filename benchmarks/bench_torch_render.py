@@ -20,6 +20,7 @@ import pytest
 import torch
 from common import best_times, mixed_drawings, record
 
+from rasterize.geometry import GOOGLE_SIZE
 from rasterize.render import render_reference
 from rasterize.torch_render import PolylineBatch, TorchRenderConfig, render, render_drawings
 from sketchgen.runtime import torch_threads
@@ -41,7 +42,7 @@ def drawings():
 
 
 @pytest.mark.benchmark(group="torch-render")
-@pytest.mark.parametrize("size, count", [(28, 4140), (64, 1035)])
+@pytest.mark.parametrize("size, count", [(GOOGLE_SIZE, 4140), (64, 1035)])
 def test_torch_render_vs_per_point_loop(benchmark, drawings, size, count):
     batch = drawings[:count]
     config = TorchRenderConfig(size=size)
@@ -64,6 +65,6 @@ def test_torch_render_vs_per_point_loop(benchmark, drawings, size, count):
         speedup_vs_loop=loop / single,
         speedup_vs_loop_all_threads=loop / threaded,
         speedup_batch_ready_vs_loop=loop / ready,
-        target=TARGET if size == 28 else "none (28 px only)",
-        meets_target=loop / single >= TARGET if size == 28 else "n/a",
+        target=TARGET if size == GOOGLE_SIZE else "none (28 px only)",
+        meets_target=loop / single >= TARGET if size == GOOGLE_SIZE else "n/a",
     )

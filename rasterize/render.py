@@ -391,7 +391,6 @@ def render(
 __all__ = [
     "CHANNELS",
     "MAX_PATH_POINTS",
-    "ORIGINAL_SIDE",
     "TIME_MIN_LEVEL",
     "is_simplified",
     "normalise",

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rasterize.geometry import GOOGLE_SIZE
 from rasterize.ndjson_reader import parse_line, read_ndjson
 from rasterize.render import render
 from sketchgen.cli import main
@@ -202,4 +203,4 @@ def test_an_existing_output_is_replaced_only_with_overwrite(files, tmp_path, cap
     assert str(out) in error and "--overwrite" in error and "\n" not in error
     assert out.read_bytes() == b"the user's own file"
     assert main(["rasterize", str(good), "-o", str(out), "--overwrite"]) == 0
-    assert np.load(out).shape == (40, 28 * 28)
+    assert np.load(out).shape == (40, GOOGLE_SIZE * GOOGLE_SIZE)

@@ -17,6 +17,7 @@ import pytest
 
 from rasterize import parallel
 from rasterize.drawings import MAX_POINTS_PER_DRAWING
+from rasterize.geometry import GOOGLE_SIZE
 from rasterize.ndjson_reader import MAX_LINE_BYTES, LongLine, NdjsonError, SkipLog, read_ndjson
 from rasterize.parallel import RasterizeOptions, rasterize_files
 from rasterize.render import render
@@ -28,7 +29,7 @@ def head_lines(path, count):
         return list(itertools.islice(stream, count))
 
 
-def expected_rows(paths, size=28, on_error="raise"):
+def expected_rows(paths, size=GOOGLE_SIZE, on_error="raise"):
     """What the job must write: render() of read_ndjson(), file after file."""
     log = SkipLog()
     drawings = [d for p in paths for d in read_ndjson(p, on_error=on_error, skipped=log)]

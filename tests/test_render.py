@@ -11,6 +11,7 @@ from conftest import head
 
 import rasterize.render as render_module
 from rasterize.drawings import Drawing
+from rasterize.geometry import GOOGLE_SIZE
 from rasterize.render import MAX_PATH_POINTS, is_simplified, render, render_reference
 
 
@@ -28,7 +29,7 @@ def test_render_is_byte_identical_to_google_bitmaps(google_pairs):
     drawings, google = google_pairs
     assert len(drawings) == 450
     images = render(drawings)
-    assert images.shape == (450, 28, 28) and images.dtype == np.uint8
+    assert images.shape == (450, GOOGLE_SIZE, GOOGLE_SIZE) and images.dtype == np.uint8
     mismatched_rows = np.flatnonzero((images != google).any(axis=(1, 2)))
     assert mismatched_rows.tolist() == []
 
@@ -155,7 +156,7 @@ def test_bad_options_are_rejected(google_pairs, options, message):
 
 def test_no_drawings_give_an_empty_batch():
     assert render([], size=16).shape == (0, 16, 16)
-    assert render([], channels=("ink", "order")).shape == (0, 2, 28, 28)
+    assert render([], channels=("ink", "order")).shape == (0, 2, GOOGLE_SIZE, GOOGLE_SIZE)
 
 
 # -- long strokes: linear by construction (issue 10, item 7) ---------------------------------

@@ -16,6 +16,7 @@ import torch
 from conftest import head
 
 from rasterize.drawings import Drawing
+from rasterize.geometry import GOOGLE_SIZE
 from rasterize.render import render
 from rasterize.strokes import drawing_to_stroke3, stroke3_to_canvas, stroke3_to_stroke5
 from rasterize.torch_render import PolylineBatch, TorchRenderConfig, coverage, render_drawings
@@ -43,7 +44,7 @@ def test_google_bitmaps_within_the_measured_difference(
 ):
     drawings, google = google_pairs
     images = render_drawings(drawings, TorchRenderConfig(supersample=supersample))
-    assert images.shape == (450, 28, 28) and images.dtype == np.uint8
+    assert images.shape == (450, GOOGLE_SIZE, GOOGLE_SIZE) and images.dtype == np.uint8
     mean, worst = differences(images, google)
     assert mean <= mean_limit and worst <= worst_limit, (mean, worst)
     # the guard is tight: Google's images average 41.7 grey levels, ~75x the distance allowed
@@ -126,8 +127,8 @@ def test_pen_up_separates_strokes_and_a_repeated_stroke_darkens_like_cairo():
 
     dot = np.array([[128.5, 128.5]])
     once, thrice = Drawing((dot,)), Drawing((dot, dot, dot))
-    ours = render_drawings([once, thrice], TorchRenderConfig(size=28)).astype(int)
-    cairo = render([once, thrice], size=28).astype(int)
+    ours = render_drawings([once, thrice], TorchRenderConfig(size=GOOGLE_SIZE)).astype(int)
+    cairo = render([once, thrice], size=GOOGLE_SIZE).astype(int)
     assert ours[1].sum() > ours[0].sum() * 1.3  # composited three times, like cairo's OVER
     assert np.abs(ours - cairo).max() <= 12, np.abs(ours - cairo).max()  # measured 10
 
@@ -140,7 +141,7 @@ def test_padding_empty_rows_and_bad_masks():
     unpadded = PolylineBatch(points[:1, :2], pen_up[:1, :2], mask[:1, :2])
     assert torch.equal(images[:1], torch_render(unpadded))
     assert images[0].max() == 255 and images[1].max() == 0
-    assert torch_render(PolylineBatch.from_drawings([])).shape == (0, 28, 28)
+    assert torch_render(PolylineBatch.from_drawings([])).shape == (0, GOOGLE_SIZE, GOOGLE_SIZE)
     with pytest.raises(ValueError, match="prefix"):
         torch_render(PolylineBatch(points, pen_up, torch.tensor([[True, False, True]] * 2)))
     with pytest.raises(ValueError, match="finite"):

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rasterize.geometry import GOOGLE_SIZE
 from sketchgen.errors import UsageError
 
 HELP = "Render ndjson drawings to a uint8 .npy of shape (N, size*size), Google's bitmap layout."
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", type=Path, metavar="INPUT.ndjson", help="ndjson files (or .gz)"
     )
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.npy")
-    parser.add_argument("--size", type=int, default=28, help="bitmap side in pixels (default 28)")
+    parser.add_argument("--size", type=int, default=GOOGLE_SIZE,
+                        help=f"bitmap side in pixels (default {GOOGLE_SIZE}, Google's)")
     parser.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: all cores)"
     )
