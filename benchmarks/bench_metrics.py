@@ -5,7 +5,7 @@
 * classifier features (``qd-cnn-k32/dense``) on real 28 px bitmaps (the 4,140 drawings of
   ``common.CATEGORIES``, rendered): batches of 512 vs one image per call.
 
-Ratios and rates go to ``benchmark.extra_info`` (read by ``sketchgen.report.writer``). Run:
+Ratios and rates go to ``benchmark.extra_info`` (read by ``sketchgen.report.tables``). Run:
 ``pytest benchmarks/bench_metrics.py``.
 """
 
