@@ -701,7 +701,8 @@ def train_config_case(rng: random.Random, out: Path) -> ConfigCase:
 
 
 def compare_config_case(rng: random.Random, out: Path) -> ConfigCase:
-    from sketchgen.comparison import run as compare
+    from sketchgen.comparison import config as compare
+    from sketchgen.evaluation.classifier import ClassifierConfig
     from sketchgen.models import registry
 
     models = [dict(m, options=dict(m["options"])) for m in COMPARE_MODELS]
@@ -725,8 +726,10 @@ def compare_config_case(rng: random.Random, out: Path) -> ConfigCase:
                                               "size"))
         where = ""
     elif part == "classifier":
-        table["classifier"], spoiled = _spoiled_table(rng, table["classifier"],
-                                                      compare.ClassifierSettings, skip=("load",))
+        key = rng.choice([*compare.NETWORK_KEYS, "valid_fraction"])  # the table's keys
+        owner = compare.ClassifierSettings if key == "valid_fraction" else ClassifierConfig
+        table["classifier"], spoiled = _spoiled_table(rng, table["classifier"], owner, skip=tuple(
+            name for name in _field_kinds(owner) if name != key))
         where = "classifier."
     elif part == "model":
         models[index], spoiled = _spoiled_table(rng, models[index], compare.ModelSpec,
@@ -770,7 +773,8 @@ def check_config_case(directory: Path, index: int, case: ConfigCase, tally: Outc
     import io
 
     from sketchgen import cli
-    from sketchgen.comparison import run as compare
+    from sketchgen.comparison.config import load_config
+    from sketchgen.comparison.plan import plan_runs
     from sketchgen.config import load_toml
     from sketchgen.errors import ConfigError
     from sketchgen.models import registry
@@ -781,7 +785,7 @@ def check_config_case(directory: Path, index: int, case: ConfigCase, tally: Outc
         if case.kind == "train":
             registry.resolve(load_toml(path))
         else:
-            compare.plan_runs(compare.load_config(path))
+            plan_runs(load_config(path))
     except ConfigError as error:
         message = str(error)
         assert case.expected is not None, f"{path} ({case.reason}): refused: {message}"

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sketchgen.comparison.run import load_config, load_real
+from sketchgen.comparison.config import load_config
+from sketchgen.comparison.real import load_real
 from sketchgen.data import datasets as data
 
 REPO = Path(__file__).resolve().parents[1]

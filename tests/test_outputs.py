@@ -19,7 +19,8 @@ from test_compare import tiny_config, write_toml
 from test_train import CATEGORIES, small
 
 from sketchgen import cli, errors, outputs
-from sketchgen.comparison import run as compare
+from sketchgen.comparison.config import WORK, config_from_dict
+from sketchgen.comparison.run import run_comparison
 from sketchgen.config import TrainConfig, dump_toml
 from sketchgen.errors import ConfigError, UsageError
 from sketchgen.figures import read_jsonl
@@ -479,7 +480,7 @@ def test_sample_does_not_replace_a_file_made_while_it_sampled(trained, tmp_path,
 
 
 def test_sample_of_a_strokes_model_refuses_an_existing_ndjson(compared, tmp_path, capsys):
-    sketch_rnn = compared[0] / compare.WORK / "runs" / "sketch-rnn"
+    sketch_rnn = compared[0] / WORK / "runs" / "sketch-rnn"
     strokes = users_folder(tmp_path, {"x.ndjson": "mine"}) / "x.ndjson"
     assert cli.main(["sample", str(sketch_rnn), "--n", "4", "-o", str(tmp_path / "x.npy")]) == 2
     assert f"{strokes} exists" in capsys.readouterr().err
@@ -499,7 +500,7 @@ def test_a_label_that_is_a_path_is_refused_before_any_work(tmp_path, where):
     config["models"][1]["label"] = str(victim) if where == "absolute" else "../../../victim"
     before = snapshot(tmp_path)
     with pytest.raises(UsageError, match=r"models\[1\]\.label: .* cannot name a file"):
-        compare.run_comparison(compare.config_from_dict(config))
+        run_comparison(config_from_dict(config))
     assert snapshot(tmp_path) == before
 
 
@@ -509,7 +510,7 @@ def test_a_report_name_that_is_a_path_is_refused_before_any_work(tmp_path, monke
     config = tiny_config(None, name="../../escape")
     del config["out"]
     with pytest.raises(UsageError, match=r"^name: '../../escape' cannot name a file"):
-        compare.run_comparison(compare.config_from_dict(config))
+        run_comparison(config_from_dict(config))
     assert snapshot(tmp_path) == {"x": None, "x/y": None}
 
 
@@ -528,7 +529,7 @@ def test_labels_that_would_share_a_file_are_refused_before_any_work(tmp_path, la
     if labels[0] == "a b":  # two unconditional models
         config["models"][1] = config["models"][0] | {"label": labels[1]}
     with pytest.raises(UsageError, match=f"^models: {re.escape(why)}"):
-        compare.run_comparison(compare.config_from_dict(config))
+        run_comparison(config_from_dict(config))
     assert os.listdir(tmp_path) == []
 
 
@@ -548,12 +549,12 @@ def compared(tmp_path_factory):
 
 def loaded_classifier(report) -> dict:
     """The [classifier] table of a tiny config that loads ``report``'s classifier."""
-    return {"load": str(report / compare.WORK / "classifier.pt")}
+    return {"load": str(report / WORK / "classifier.pt")}
 
 
 def loading(compared, out) -> dict:
     """The tiny config for ``out``, scoring ``compared``'s runs and classifier (no training)."""
-    work = compared[0] / compare.WORK
+    work = compared[0] / WORK
     config = tiny_config(out, classifier=loaded_classifier(compared[0]))
     for model in config["models"]:
         model["load"] = str(work / "runs" / model["model"])
@@ -583,10 +584,10 @@ def test_a_report_folder_records_what_it_wrote(compared):
     out, _ = compared
     marker = json.loads((out / outputs.MARKER).read_text())
     files = {path.relative_to(out).as_posix() for path in out.rglob("*")
-             if path.is_file() and compare.WORK not in path.parts}
+             if path.is_file() and WORK not in path.parts}
     assert marker["kind"] == "report" and set(marker["written"]) == files - {outputs.MARKER}
     assert "grids/dcgan-eye.png" in marker["written"] and "README.md" in marker["written"]
-    assert outputs.is_owned(out / compare.WORK / "runs" / "sketch-rnn", "run")
+    assert outputs.is_owned(out / WORK / "runs" / "sketch-rnn", "run")
 
 
 def test_a_rerun_removes_what_it_wrote_before_and_nothing_else(compared, tmp_path):
@@ -616,7 +617,7 @@ def test_a_second_comparison_on_the_same_folder_exits_at_once(compared, capsys):
 
 def test_a_changed_run_that_sketchgen_did_not_create_is_not_deleted(compared, tmp_path):
     out, _ = compared
-    run = out / compare.WORK / "runs" / "sketch-rnn"
+    run = out / WORK / "runs" / "sketch-rnn"
     (run / outputs.MARKER).unlink()  # as if the user had put a run of their own there
     users_folder(run, {"mine.txt": "mine"})
     before = snapshot(run)
@@ -625,7 +626,7 @@ def test_a_changed_run_that_sketchgen_did_not_create_is_not_deleted(compared, tm
     try:
         with pytest.raises(UsageError, match=f"refusing to delete {run}: sketchgen did not "
                                              "create it"):
-            compare.run_comparison(compare.config_from_dict(config))
+            run_comparison(config_from_dict(config))
         assert snapshot(run) == before
     finally:
         (run / outputs.MARKER).write_text(json.dumps({"kind": "run", "written": []}))

@@ -25,7 +25,8 @@ import pytest
 import torch
 
 from sketchgen import cli, runtime
-from sketchgen.comparison import run as compare
+from sketchgen.comparison import config as compare
+from sketchgen.comparison.plan import plan_runs
 from sketchgen.config import TrainConfig, load_toml
 from sketchgen.data import datasets as data
 from sketchgen.errors import CheckpointError, ConfigError
@@ -130,7 +131,7 @@ def test_bad_model_option_in_toml_names_its_table(tmp_path, capsys):
     (lambda: ClassifierConfig(max_epochs=0), "max_epochs must be an integer in [1, 10_000], got 0"),
     (lambda: ClassifierConfig(channels=("ink", "colour")),
      "channels[1] must be one of 'ink', 'order', 'time', got 'colour'"),
-    (lambda: compare.ClassifierSettings(max_epochs=0),
+    (lambda: compare.ClassifierSettings(network=ClassifierConfig(max_epochs=0)),
      "max_epochs must be an integer in [1, 10_000], got 0"),
     (lambda: compare.ModelSpec("dcgan", steps=10, batch_size=True),
      "batch_size must be an integer in [1, 65_536], got true"),
@@ -490,7 +491,7 @@ def test_compare_load_entry_with_a_bad_checkpoint_is_one_line(trained_run, tmp_p
         "out": str(tmp_path / "report"),
         "models": [{"model": "dcgan", "steps": 2, "batch_size": 4, "load": str(runs)}]})
     with pytest.raises(CheckpointError, match="model_config.width must be an integer"):
-        compare.plan_runs(config)
+        plan_runs(config)
 
 
 def _saved_classifier(path: Path, change=None) -> Path:

@@ -237,13 +237,3 @@ def _say(message: str) -> None:
     """A phase line on stderr that does not break the progress bars."""
     tqdm.write(message, file=sys.stderr)
 
-
-# TEMPORARY (issue 12, removed before the session ends): names that moved to the comparison's
-# config, plan and real modules, for callers not yet updated.
-from sketchgen.comparison.config import (  # noqa: E402, F401
-    WORK,
-    ClassifierSettings,
-    ModelSpec,
-    config_from_dict,
-    load_config,
-)
