@@ -22,6 +22,7 @@ from PIL import Image
 from sketchgen.cli import main
 from sketchgen.comparison.config import WORK, config_from_dict, load_config
 from sketchgen.comparison.plan import plan_runs
+from sketchgen.comparison.real import load_real
 from sketchgen.comparison.run import run_comparison
 from sketchgen.errors import UsageError
 from sketchgen.report.results import REAL_FLOOR, read_results
@@ -250,6 +251,39 @@ def test_unknown_key_is_a_one_line_cli_error(tmp_path, capsys):
     assert error.count("\n") == 1
     assert "unknown key(s) sampels" in error
     assert not (tmp_path / "report").exists()
+
+
+# -- a category is a class name, as sketchgen.data names classes ------------------------------
+
+
+def extra_eye_file(mirror, tmp_path) -> str:
+    """A data file of class name eye beside the category eye: 40 of the mirror's drawings."""
+    path = tmp_path / "more" / "eye.ndjson"
+    path.parent.mkdir()
+    lines = (mirror / "full" / "simplified" / "eye.ndjson").read_text().splitlines()[:40]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_sources_of_one_class_name_are_one_category_as_in_training(mirror, tmp_path):
+    """`sketchgen train` reads the category eye and a file eye.ndjson as one class; so does
+    the comparison: one classifier class and one row, and the unconditional model's run of
+    eye reads both (the comparison refused them as "category eye given twice")."""
+    extra = extra_eye_file(mirror, tmp_path)
+    config = config_from_dict(tiny_config(tmp_path / "report", categories=["eye", extra, "mouth"]))
+    runs = {(plan.spec.name, plan.categories): plan.train.categories
+            for plan in plan_runs(config)}
+    assert runs == {("dcgan", ("eye",)): ("eye", extra), ("dcgan", ("mouth",)): ("mouth",),
+                    ("sketch-rnn", ("eye", "mouth")): ("eye", extra, "mouth")}
+    real = load_real(config)
+    assert real.class_names == ("eye", "mouth") and sorted(real.reference) == ["eye", "mouth"]
+    assert len(real.train_images) == 2 * config.per_class
+
+
+def test_sources_of_a_single_class_name_are_refused_as_one_category(mirror, tmp_path):
+    extra = extra_eye_file(mirror, tmp_path)
+    check_refused(tmp_path, tiny_config(tmp_path / "report", categories=["eye", extra]),
+                  "categories: give at least two classes .* got 'eye'")
 
 
 @pytest.mark.parametrize("name", ["cpu-small", "gpu-paper"])
