@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import orjson
 import pandas as pd
@@ -293,3 +295,12 @@ def test_write_report_refuses_to_link_a_missing_figure(results, info, tmp_path):
     with pytest.raises(ValueError, match="missing.png"):
         write_report(results, tmp_path, info, [Figure("missing.png", "gone")])
     assert not (tmp_path / "README.md").exists()
+
+
+def test_the_report_imports_no_torch():
+    """Writing a report from a results table needs no deep-learning stack."""
+    code = ("import sys\nimport sketchgen.report.figures, sketchgen.report.writer\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False", out

@@ -1,7 +1,8 @@
 """How generated bitmaps are scored, whoever made them.
 
 Owns: the evaluator (the width-k classifier whose features define the feature space: its
-network, training, checkpoints and identity), the metrics (features -> statistics ->
-distance, one registry of named metrics) and scoring samples against real drawings.
+config and network in ``classifier``; its training, checkpoints and identity in
+``evaluator``), the metrics (``metrics``: features -> statistics -> distance, one registry of
+named metrics) and scoring samples against real drawings (``scoring``).
 May import: ``rasterize``, the base modules and ``sketchgen.data``; not models or training.
 """

@@ -1,6 +1,7 @@
 """Results turned into files a paper can use.
 
-Owns: the tables (Markdown, LaTeX booktabs, CSV, JSON), the report's index page and its
-figures.
+Owns: the results table and its CSV and JSON files (``results``), the tables in Markdown and
+LaTeX booktabs (``tables``), the report's index page (``writer``) and its figures
+(``figures``). Imports no torch.
 May import: the base modules and ``sketchgen.evaluation`` (the metric registry, read by name).
 """
