@@ -126,11 +126,3 @@ __all__ = [
     "drawing_from_arrays",
     "write_ndjson",
 ]
-
-
-def __getattr__(name: str):  # TEMPORARY (issue 12, during the session): the reader's old home
-    from rasterize import ndjson_reader
-
-    if name in ndjson_reader.__all__:
-        return getattr(ndjson_reader, name)
-    raise AttributeError(f"module 'rasterize.drawings' has no attribute {name!r}")

@@ -186,6 +186,3 @@ __all__ = [
     "stroke3_to_stroke5",
     "stroke5_to_stroke3",
 ]
-
-# TEMPORARY (issue 12, during the session): callers still importing these from here.
-from rasterize.sketch_npz import read_sketch_npz, write_sketch_npz  # noqa: E402, F401
