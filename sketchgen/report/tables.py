@@ -25,7 +25,6 @@ import pandas as pd
 from sketchgen.evaluation.metrics import METRICS, Metric
 from sketchgen.report.results import REAL_FLOOR, check_results
 
-
 # -- cell formatting -------------------------------------------------------------------------
 
 
