@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rasterize.geometry import GOOGLE_SIZE
 from sketchgen.config import (
     BATCH_SIZES,
     DRAWINGS_PER_CLASS,
@@ -107,7 +108,7 @@ class ClassifierSettings:
 
     def classifier_config(self, size: int, seed: int) -> ClassifierConfig:
         """The evaluator's config: ``network``'s settings at this size and seed, rendered as
-        the real drawings are (also the API's default evaluator)."""
+        the real drawings are."""
         return ClassifierConfig(size=size, seed=seed,
                                 **{key: getattr(self.network, key) for key in NETWORK_KEYS})
 
@@ -121,7 +122,7 @@ class CompareConfig:
     categories: tuple[str, ...] = setting(max_items=MAX_CLASSES)
     models: tuple[ModelSpec, ...]
     label: str = "Comparison run"  # one line for the report, e.g. how small the budget is
-    size: int = setting(28, within=SIZES)  # bitmap side; 28 = Google's numpy_bitmap size
+    size: int = setting(GOOGLE_SIZE, within=SIZES)  # bitmap side; Google's numpy_bitmap size
     # training drawings per category (the first ones in the file)
     per_class: int = setting(2000, within=DRAWINGS_PER_CLASS)
     # N per model and category, and per real set; FID needs some, memory bounds it

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING
 from sketchgen.comparison.config import CompareConfig
 from sketchgen.data.datasets import load_bitmaps, split_indices
 from sketchgen.errors import UsageError
-from sketchgen.evaluation.classifier import Classifier, ClassifierConfig
+from sketchgen.evaluation.classifier import Classifier
 from sketchgen.evaluation.evaluator import (
     Evaluation,
     evaluate,
@@ -94,13 +95,12 @@ def get_classifier(config: CompareConfig, real: RealData, device: torch.device) 
 
 
 def _check_classifier(loaded: Classifier, config: CompareConfig, real: RealData) -> None:
-    defaults = ClassifierConfig()
     if list(loaded.class_names) != list(real.class_names):
         raise UsageError(f"classifier: {config.classifier.load} knows classes "
                          f"{loaded.class_names}, the config has {list(real.class_names)}")
     rendered_like_models = (loaded.config.size == config.size and not loaded.config.channels
-                            and loaded.config.line_width == defaults.line_width
-                            and loaded.config.padding == defaults.padding)
+                            and loaded.config.line_width == GOOGLE_LINE_WIDTH
+                            and loaded.config.padding == GOOGLE_PADDING)
     if not rendered_like_models:
         raise UsageError(f"classifier: {config.classifier.load} was trained on other bitmaps "
                          f"than the models make ({loaded.config}); train one with this config")
