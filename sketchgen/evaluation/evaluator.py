@@ -186,7 +186,7 @@ def fit_and_evaluate(
     return classifier, evaluate(classifier, images[test], labels[test])
 
 
-# --- saving ---------------------------------------------------------------------------------
+# --- saving and loading ---------------------------------------------------------------------
 
 
 def save_classifier(classifier: Classifier, path: str | Path) -> Path:
