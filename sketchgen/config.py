@@ -5,7 +5,8 @@ evaluator's, a comparison's) declares each field's allowed values beside it (:fu
 and checks them on construction (:func:`check_fields`), so TOML files, flags, API calls and the
 configs stored in checkpoints are held to the same types and ranges. :func:`instantiate` names
 a field error by its path in the TOML file; :func:`shown`, :func:`cut` and :func:`listed` quote
-values and names in messages.
+values and names in messages. The last section is the one loader from TOML tables and files
+to config dataclasses (:func:`from_mapping`, :func:`from_toml`), used for every config file.
 
 Also the one home of what several configs share: the ranges (``STEPS``, ``SIZES``, ...), the
 limits on text and lists (``MAX_TEXT``, ``MAX_CLASSES``), shared defaults (``SAMPLE_SEED``; the

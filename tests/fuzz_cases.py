@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from rasterize.drawings import Drawing, NdjsonError, SkipLog, parse_record, read_ndjson
+from rasterize.drawings import Drawing
+from rasterize.ndjson_reader import NdjsonError, SkipLog, parse_record, read_ndjson
 from rasterize.render import render
 from rasterize.simplify import align_and_scale
 
@@ -668,8 +669,8 @@ def _expectation(spoiled: Spoiled, where: str) -> str | None:
 
 
 def train_config_case(rng: random.Random, out: Path) -> ConfigCase:
-    from sketchgen.config import TrainConfig
     from sketchgen.models import registry
+    from sketchgen.training.config import TrainConfig
 
     model = rng.choice(sorted(TRAIN_OPTIONS))
     table = {**TRAIN_BASE, "model": model, "out": str(out),
@@ -775,9 +776,9 @@ def check_config_case(directory: Path, index: int, case: ConfigCase, tally: Outc
     from sketchgen import cli
     from sketchgen.comparison.config import load_config
     from sketchgen.comparison.plan import plan_runs
-    from sketchgen.config import load_toml
     from sketchgen.errors import ConfigError
     from sketchgen.models import registry
+    from sketchgen.training.config import load_toml
 
     path = directory / f"c{index:05d}-{case.kind}.toml"
     path.write_text(case.text, encoding="utf-8")
@@ -887,8 +888,8 @@ def _file_mutation(rng: random.Random, data: bytes, path: Path, marker: Path
 def _dict_mutation(rng: random.Random, checkpoint: dict) -> tuple[object, CheckpointCase]:
     import torch
 
-    from sketchgen.config import TrainConfig
     from sketchgen.models import registry
+    from sketchgen.training.config import TrainConfig
 
     how = rng.choice(["not-a-dict", "missing-key", "wrong-type", "extra-key", "format", "step",
                       "model", "class-names", "config", "config", "model-config",

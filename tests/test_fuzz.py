@@ -37,14 +37,8 @@ from fuzz_cases import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rasterize.drawings import (
-    Drawing,
-    LineError,
-    parse_line,
-    parse_record,
-    read_ndjson,
-    write_ndjson,
-)
+from rasterize.drawings import Drawing, write_ndjson
+from rasterize.ndjson_reader import LineError, parse_line, parse_record, read_ndjson
 from rasterize.parallel import RasterizeOptions, rasterize_files
 from rasterize.render import render
 
@@ -125,8 +119,9 @@ def run_config_fuzz(tmp_path, seed: int, count: int) -> dict[str, OutcomeTally]:
 @pytest.fixture(scope="module")
 def base_checkpoints(tmp_path_factory) -> list[str]:
     """Finished two-step runs of a GAN without and with conditioning and of Sketch-RNN."""
-    from sketchgen.config import TrainConfig
-    from sketchgen.training.harness import CHECKPOINT, train
+    from sketchgen.training.config import TrainConfig
+    from sketchgen.training.harness import train
+    from sketchgen.training.run_folder import CHECKPOINT
 
     root = tmp_path_factory.mktemp("bases")
     runs = {"dcgan": {"width": 8}, "sngan": {"width": 8},

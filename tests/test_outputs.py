@@ -21,12 +21,13 @@ from test_train import CATEGORIES, small
 from sketchgen import cli, errors, outputs
 from sketchgen.comparison.config import WORK, config_from_dict
 from sketchgen.comparison.run import run_comparison
-from sketchgen.config import TrainConfig, dump_toml
 from sketchgen.errors import ConfigError, UsageError
 from sketchgen.figures import read_jsonl
 from sketchgen.training import harness as training
 from sketchgen.training import sampling
-from sketchgen.training.harness import CHECKPOINT, CONFIG, train
+from sketchgen.training.config import TrainConfig, dump_toml
+from sketchgen.training.harness import train
+from sketchgen.training.run_folder import CHECKPOINT, CONFIG
 
 TRAIN = ["sngan", "--categories", *CATEGORIES, "--per-class", "40", "--batch-size", "8",
          "--set", "width=8", "--device", "cpu", "--no-progress"]
@@ -371,7 +372,7 @@ def test_a_run_from_before_markers_keeps_resuming(trained, tmp_path):
     (tmp_path / "run" / outputs.MARKER).unlink()  # the layout of runs made before markers
     train(small(tmp_path / "run", steps=4), resume=True)
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "log.jsonl")] == [1, 2, 3, 4]
-    with pytest.raises(ConfigError, match="exists; pass --resume"):
+    with pytest.raises(ConfigError, match="exists: choose another out, or pass resume=True"):
         train(small(tmp_path / "run", steps=4))
 
 

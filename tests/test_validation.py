@@ -27,21 +27,19 @@ import torch
 from sketchgen import cli, runtime
 from sketchgen.comparison import config as compare
 from sketchgen.comparison.plan import plan_runs
-from sketchgen.config import TrainConfig, load_toml
-from sketchgen.data import datasets as data
+from sketchgen.data.download import DownloadOptions
+from sketchgen.data.sources import resolve
 from sketchgen.errors import CheckpointError, ConfigError
-from sketchgen.evaluation.classifier import (
-    Classifier,
-    ClassifierConfig,
-    build_model,
-    load_classifier,
-)
-from sketchgen.evaluation.classifier import save_classifier as write_classifier
+from sketchgen.evaluation.classifier import Classifier, ClassifierConfig, build_model
+from sketchgen.evaluation.evaluator import load_classifier
+from sketchgen.evaluation.evaluator import save_classifier as write_classifier
 from sketchgen.models import registry
-from sketchgen.models.gan import GanConfig
-from sketchgen.models.sketch_rnn import SketchRNNConfig
+from sketchgen.models.gan.config import GanConfig
+from sketchgen.models.sketch_rnn.config import SketchRNNConfig
 from sketchgen.training.checkpoints import read_checkpoint
-from sketchgen.training.harness import CHECKPOINT, GIF, train
+from sketchgen.training.config import TrainConfig, load_toml
+from sketchgen.training.harness import train
+from sketchgen.training.run_folder import CHECKPOINT, GIF
 from sketchgen.training.sampling import load_run
 
 STEPS = "[1, 1_000_000_000]"
@@ -530,7 +528,7 @@ def test_garbage_classifier_file_is_one_line(tmp_path):
 
 
 def test_tampered_cache_is_one_line_with_status_1(server, tmp_path, capsys):
-    cached = data.resolve("eye", mirror=server.url, options=data.DownloadOptions(progress=False))
+    cached = resolve("eye", mirror=server.url, options=DownloadOptions(progress=False))
     content = bytearray(cached.read_bytes())
     content[100] ^= 0x01
     cached.write_bytes(bytes(content))
@@ -546,7 +544,8 @@ def test_full_disk_keeps_the_checkpoint_error_and_notes_the_gif_error(tmp_path, 
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(runtime, "save_checkpoint", lambda state, path: full(path))
-    monkeypatch.setattr("sketchgen.figures.save_gif", lambda frames, path, **kw: full(path))
+    monkeypatch.setattr("sketchgen.training.harness.save_gif",
+                        lambda frames, path, **kw: full(path))
     config = TrainConfig(model="dcgan", categories=("eye", "mouth"), per_class=20, steps=2,
                          batch_size=4, out=str(tmp_path / "run"), device="cpu", progress=False,
                          model_options={"width": 8})
