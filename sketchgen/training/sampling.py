@@ -19,9 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from rasterize.drawings import write_ndjson
+from rasterize.render import render
 from sketchgen import outputs, runtime
 from sketchgen.config import SAMPLE_SEED
 from sketchgen.errors import ConfigError, FieldError
+from sketchgen.figures import save_grid
 from sketchgen.models import registry
 from sketchgen.models.task import Task
 from sketchgen.training.checkpoints import restored_task
@@ -120,8 +123,6 @@ def _draw(run: LoadedRun, labels: torch.Tensor, seed: int) -> tuple[np.ndarray, 
     """The sampled bitmaps, and a strokes model's drawings they were rendered from (else None)."""
     if run.kind != "strokes":
         return sample_images(run, labels, seed), None
-    from rasterize.render import render
-
     drawings = sample_drawings(run, labels, seed)
     return render(drawings, size=run.size), drawings
 
@@ -131,8 +132,6 @@ def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None 
     """Sample ``n`` drawings and write them to ``out`` (.npy or .png); returns the files.
     A file it would write that exists already is an ``outputs.OutputError`` before any
     sampling (and again once sampled: one may have appeared meanwhile), unless ``overwrite``."""
-    from sketchgen.figures import save_grid
-
     out = Path(out)
     check_request(n, out)
     outputs.check_free(output_files(out, run.kind), overwrite)
@@ -141,8 +140,6 @@ def write_samples(run: LoadedRun, n: int, out: str | Path, category: str | None 
     outputs.check_free(output_files(out, run.kind), overwrite)  # again, after minutes maybe
     written = []
     if drawings is not None:
-        from rasterize.drawings import write_ndjson
-
         written.append(runtime.atomic_write(_drawings_file(out),
                                             lambda tmp: write_ndjson(drawings, tmp)))
     if out.suffix == ".png":
