@@ -17,8 +17,9 @@ FID in steps, as pytorch-fid composes it (the real set's statistics computed onc
 Every default has one home, shared with the command line: loading is
 ``sketchgen.data.datasets.load_drawings``, rendering ``rasterize.render.render`` (Google's geometry),
 training settings ``sketchgen.config.TrainConfig`` plus the model's config dataclass, the
-evaluator's network and training ``sketchgen.comparison.run.ClassifierSettings`` (what ``sketchgen
-compare`` trains), the metrics ``sketchgen.evaluation.metrics``. Errors name parameters, never flags.
+evaluator's network and training ``sketchgen.evaluation.classifier.ClassifierConfig`` (what
+``sketchgen compare`` trains by default), the metrics ``sketchgen.evaluation.metrics``.
+Errors name parameters, never flags.
 
 The default evaluator: the suite downloads no weights, so FID's feature space is a width-k
 Quick, Draw! classifier it trains itself (:class:`EvaluatorConfig`), once, on Google's first
@@ -49,13 +50,14 @@ import numpy as np
 
 from rasterize.drawings import Drawing
 from sketchgen.config import DRAWINGS_PER_CLASS, SAMPLE_SEED, SEEDS, SIZES, check_fields, setting
-from sketchgen.data.datasets import LabelledBitmaps, LabelledDrawings, cache_dir, load_drawings
+from sketchgen.data.cache import cache_dir
+from sketchgen.data.datasets import LabelledBitmaps, LabelledDrawings, load_drawings
 from sketchgen.errors import FieldError
 from sketchgen.evaluation import metrics
 
 if TYPE_CHECKING:
-    from sketchgen.config import TrainConfig
     from sketchgen.evaluation.classifier import Classifier, ClassifierConfig
+    from sketchgen.training.config import TrainConfig
     from sketchgen.training.sampling import LoadedRun
 
 load = load_drawings  # sg.load(sources, per_class=None, fmt="simplified", ...): the data module's
@@ -102,7 +104,8 @@ def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
     """
     from sketchgen.errors import DivergenceError, OutputError
     from sketchgen.models import registry
-    from sketchgen.training.harness import CHECKPOINT, train
+    from sketchgen.training.harness import train
+    from sketchgen.training.run_folder import RunFolder
     from sketchgen.training.sampling import load_run
 
     config = _train_config(model, data, out, settings)
@@ -118,7 +121,7 @@ def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
                 _remove_temporary(Path(folder))
             raise
         return Model(load_run(folder), temporary=True)
-    if not (Path(out) / CHECKPOINT).exists():
+    if not RunFolder(out).checkpoint.exists():
         train(config, data=data)
     elif not _finished(config, data, resume):
         train(config, resume=True, data=data)
@@ -130,24 +133,24 @@ def _remove_temporary(folder: Path) -> None:
     (``outputs.remove_folder``: marked by train, in the temporary directory), or as the empty
     folder it still is if train stopped before taking it."""
     from sketchgen import outputs
-    from sketchgen.training.harness import RUN_KIND
+    from sketchgen.training.run_folder import RunFolder
 
     if not folder.exists():
         return
     if not any(folder.iterdir()):
         folder.rmdir()
         return
-    outputs.remove_folder(folder, tempfile.gettempdir(), RUN_KIND)
+    outputs.remove_folder(folder, tempfile.gettempdir(), RunFolder.kind)
 
 
 def _train_config(model: str, data: Any, out: str | os.PathLike | None,
                   settings: dict[str, Any]) -> TrainConfig:
     """The TrainConfig of a ``fit`` call: TrainConfig fields as given, everything else a model
     option (unknown names fail, listing both kinds)."""
-    from sketchgen.config import FIELDS, config_from_mapping
     from sketchgen.errors import ConfigError
     from sketchgen.models import registry
-    from sketchgen.training.harness import config_for_data
+    from sketchgen.training.config import FIELDS, config_from_mapping
+    from sketchgen.training.inputs import config_for_data
 
     entry = registry.get_model(model)
     options = {key: value for key, value in settings.items() if key not in FIELDS}
@@ -170,14 +173,14 @@ def _train_config(model: str, data: Any, out: str | os.PathLike | None,
 def _finished(config: TrainConfig, data: Any, resume: bool) -> bool:
     """Whether the run in ``config.out`` is complete; refuses one that does not fit."""
     from sketchgen.errors import ConfigError
-    from sketchgen.training.checkpoints import read_checkpoint
-    from sketchgen.training.harness import CHECKPOINT, check_resumable
+    from sketchgen.training.checkpoints import check_resumable
+    from sketchgen.training.run_folder import RunFolder
 
     where = f"out={config.out!r}"
     if not resume:
         raise ConfigError(f"{where} already holds a run; pass resume=True to continue or "
                           "reuse it, or choose another out")
-    checkpoint = read_checkpoint(Path(config.out) / CHECKPOINT)  # names the file if damaged
+    checkpoint = RunFolder(config.out).read_checkpoint()  # names the file if damaged
     try:
         check_resumable(checkpoint, config, data)
     except ConfigError as error:
@@ -303,8 +306,8 @@ EVALUATOR_FORMAT = "sketchgen.api.evaluator/1"  # bumped when the build recipe c
 
 @dataclass(frozen=True)
 class EvaluatorConfig:
-    """What defines an evaluator; its network and training are ``compare``'s
-    ``ClassifierSettings`` defaults, split 80/10/10 by ``classifier.fit_and_evaluate``."""
+    """What defines an evaluator; its network and training are ``ClassifierConfig``'s
+    defaults, split 80/10/10 by ``evaluator.fit_and_evaluate``."""
 
     categories: tuple[str, ...] = setting(EVALUATOR_CATEGORIES)  # Google names, one class each
     # Google's first N simplified drawings of each: 26 x 250 train in 22 s on one core (early
@@ -330,9 +333,9 @@ class EvaluatorConfig:
                 "classifier": self.classifier_config().to_dict()}
 
     def classifier_config(self) -> ClassifierConfig:
-        from sketchgen.comparison.run import ClassifierSettings
+        from sketchgen.evaluation.classifier import ClassifierConfig
 
-        return ClassifierSettings().classifier_config(self.size, self.seed)
+        return ClassifierConfig(size=self.size, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -393,7 +396,7 @@ def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) 
 def _cached(path: Path, record: Path, recipe: dict[str, Any]) -> Evaluator:
     """The cached evaluator, if its weights, settings and classes are those its record and
     the recipe name (the record's sha256 is checked against the weights as loaded)."""
-    from sketchgen.evaluation.classifier import load_classifier, weights_sha256
+    from sketchgen.evaluation.evaluator import load_classifier, weights_sha256
 
     classifier = load_classifier(path, "cpu")
     try:
@@ -421,7 +424,7 @@ def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None
     from tqdm import tqdm
 
     from sketchgen.data.datasets import load_bitmaps
-    from sketchgen.evaluation.classifier import fit_and_evaluate, save_classifier, weights_sha256
+    from sketchgen.evaluation.evaluator import fit_and_evaluate, save_classifier, weights_sha256
     from sketchgen.runtime import atomic_write, torch_threads
 
     loaded = load_bitmaps(config.categories, config.size, per_class=config.per_class,
@@ -469,7 +472,8 @@ def _build_environment() -> dict[str, Any]:
 def _as_evaluator(value: Any) -> Evaluator:
     """None (the default evaluator), an Evaluator, an EvaluatorConfig, a Classifier or the
     path of a saved classifier."""
-    from sketchgen.evaluation.classifier import Classifier, load_classifier, weights_sha256
+    from sketchgen.evaluation.classifier import Classifier
+    from sketchgen.evaluation.evaluator import load_classifier, weights_sha256
 
     if value is None or isinstance(value, EvaluatorConfig):
         return evaluator(value)
@@ -514,8 +518,8 @@ def kid(real: Any, fake: Any, evaluator: Any = None, **options: Any) -> metrics.
 
 
 def scores(real: Any, fake: Any, evaluator: Any = None) -> dict[str, float]:
-    """Every metric of ``sketchgen.evaluation.metrics.METRICS`` (fid, kid, precision, recall), as
-    ``sketchgen compare`` names them, from one feature extraction."""
+    """Every metric of ``sketchgen.evaluation.metrics.FEATURE_METRICS`` (fid, kid, precision,
+    recall), as ``sketchgen compare`` names them, from one feature extraction."""
     real_features, fake_features = _pair(real, fake, evaluator)
     return {name: float(metric.compute(real_features, fake_features))
-            for name, metric in metrics.METRICS.items()}
+            for name, metric in metrics.FEATURE_METRICS.items()}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from http_mirror import serve  # tests/ is on sys.path (rootdir conftest)
 
-from rasterize.drawings import read_ndjson
+from rasterize.ndjson_reader import read_ndjson
 
 SHARED_MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw"
 

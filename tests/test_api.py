@@ -104,12 +104,12 @@ def test_the_five_lines_and_the_default_evaluator(eyes, monkeypatch):
     assert len(identity["config"]["categories"]) == 26 and identity["config"]["per_class"] == 250
     assert identity["test_accuracy"] > 0.4  # 26 classes: chance is 0.04
     assert identity["built_with"]["threads"] == 1 and identity["built_with"]["device"] == "cpu"
-    from sketchgen.evaluation import classifier
+    from sketchgen.evaluation import evaluator
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached evaluator was trained again")
 
-    monkeypatch.setattr(classifier, "fit_and_evaluate", no_training)
+    monkeypatch.setattr(evaluator, "fit_and_evaluate", no_training)
     assert sg.evaluator().identity == identity
 
 
@@ -195,9 +195,10 @@ def test_other_settings_or_data_on_an_existing_run_are_refused_by_name(eyes, tmp
 def test_the_harness_records_data_given_in_memory_and_resumes_only_on_it(eyes, tmp_path):
     import torch
 
-    from sketchgen.config import TrainConfig, load_toml
     from sketchgen.data.datasets import load_bitmaps
-    from sketchgen.training.harness import load_data, train
+    from sketchgen.training.config import TrainConfig, load_toml
+    from sketchgen.training.harness import train
+    from sketchgen.training.inputs import load_data
 
     config = TrainConfig(model="dcgan", steps=2, batch_size=16, out=str(tmp_path / "run"),
                          device="cpu", progress=False, model_options={"width": 8})
@@ -314,7 +315,7 @@ def test_a_cached_evaluator_that_does_not_match_its_record_is_refused(small_cach
                                                                       monkeypatch):
     import shutil
 
-    from sketchgen.evaluation.classifier import load_classifier, save_classifier
+    from sketchgen.evaluation.evaluator import load_classifier, save_classifier
 
     shutil.copytree(small_cache, tmp_path, dirs_exist_ok=True)
     monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
@@ -340,18 +341,18 @@ def test_two_callers_asking_for_a_new_evaluator_train_it_once(tmp_path, monkeypa
     import threading
     import time
 
-    from sketchgen.evaluation import classifier
+    from sketchgen.evaluation import evaluator
 
     monkeypatch.setenv("SKETCHGEN_CACHE", str(tmp_path))
     trainings, identities = [], []
-    fit_and_evaluate = classifier.fit_and_evaluate
+    fit_and_evaluate = evaluator.fit_and_evaluate
 
     def slowly(*args, **kwargs):
         trainings.append(1)
         time.sleep(0.5)  # long enough for the other caller to find no cache, without the lock
         return fit_and_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(classifier, "fit_and_evaluate", slowly)
+    monkeypatch.setattr(evaluator, "fit_and_evaluate", slowly)
     start = threading.Barrier(2)
 
     def ask() -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from sketchgen.comparison.config import load_config
 from sketchgen.comparison.real import load_real
-from sketchgen.data import datasets as data
+from sketchgen.data import sources as data
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"

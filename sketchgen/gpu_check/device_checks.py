@@ -107,12 +107,8 @@ class TrainedClassifier:
 
 
 def _train_classifier(ctx: Context) -> TrainedClassifier:
-    from sketchgen.evaluation.classifier import (
-        ClassifierConfig,
-        fit_and_evaluate,
-        save_classifier,
-        training_images,
-    )
+    from sketchgen.evaluation.classifier import ClassifierConfig
+    from sketchgen.evaluation.evaluator import fit_and_evaluate, save_classifier, training_images
 
     epochs = ctx.scale.classifier_epochs
     config = ClassifierConfig(width=ctx.scale.classifier_width, max_epochs=epochs,
@@ -132,7 +128,7 @@ def _classes_fid(features: np.ndarray, labels: np.ndarray) -> float:
 
 def classifier_check(ctx: Context) -> str:
     """Train on the device (it must learn); its features, and the same after save and load."""
-    from sketchgen.evaluation.classifier import load_classifier
+    from sketchgen.evaluation.evaluator import load_classifier
     from sketchgen.evaluation.metrics import extract_features
 
     trained = ctx.product("classifier", lambda: _train_classifier(ctx))
@@ -158,7 +154,7 @@ def classifier_check(ctx: Context) -> str:
 
 def fid_across_devices_check(ctx: Context) -> str:
     """The same classifier's features on the device and on the CPU, and the FIDs from them."""
-    from sketchgen.evaluation.classifier import load_classifier
+    from sketchgen.evaluation.evaluator import load_classifier
     from sketchgen.evaluation.metrics import extract_features
 
     trained = ctx.product("classifier", lambda: _train_classifier(ctx))

@@ -97,8 +97,8 @@ def _model_options(ctx: Context, model: str) -> dict[str, Any]:
 
 def train_config(ctx: Context, model: str, out: Path, **changes: Any):
     """A short run of ``model`` on the check's data, everything written into ``out``."""
-    from sketchgen.config import TrainConfig
     from sketchgen.models import registry
+    from sketchgen.training.config import TrainConfig
 
     scale = ctx.scale
     strokes = registry.get_model(model).kind == "strokes"
@@ -227,7 +227,7 @@ def torchrun_check(ctx: Context) -> str:
     """``torchrun -m sketchgen train dcgan`` (batch norm: SyncBatchNorm on several GPUs) with
     the backend ``runtime.init_distributed`` picks: NCCL on CUDA, gloo on the CPU."""
     from sketchgen import runtime
-    from sketchgen.training.harness import CHECKPOINT
+    from sketchgen.training.run_folder import RunFolder
 
     out = ctx.work / "torchrun-dcgan"
     done = subprocess.run(_torchrun_command(ctx, out), capture_output=True, text=True,
@@ -249,7 +249,7 @@ def torchrun_check(ctx: Context) -> str:
                  f"init_distributed chose {probe['backend']}, not {expected}")
     elif ctx.device.type == "cuda":
         require(probe["nccl_alone"], "NCCL's all-reduce of 1 on one rank did not give 1")
-    step = runtime.load_checkpoint(out / CHECKPOINT)["step"]
+    step = runtime.load_checkpoint(RunFolder(out).checkpoint)["step"]
     require(step == ctx.scale.steps, f"the run's checkpoint is at step {step}")
     if ctx.ranks > 1:
         return f"{ctx.ranks} ranks, backend {probe['backend']} on {probe['device']}, step {step}"
