@@ -362,11 +362,12 @@ def named_by_file(path: str | os.PathLike) -> Iterator[None]:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def from_toml(cls: type[Config], path: str | os.PathLike) -> Config:
-    """The dataclass ``cls`` from a TOML file (see :func:`from_mapping`); errors name the file."""
+def from_toml(path: str | os.PathLike, build: Callable[[dict[str, Any]], Config]) -> Config:
+    """A config from a TOML file: ``build`` (such as a :func:`from_mapping` of one dataclass,
+    with any checks of its own) of the file's tables; every ConfigError names the file."""
     tables = read_toml(path)
     with named_by_file(path):
-        return from_mapping(cls, tables)
+        return build(tables)
 
 
 # TEMPORARY (issue 12, removed before the session ends): the names that moved to

@@ -50,9 +50,8 @@ from sketchgen.config import (
     STEPS,
     check_fields,
     from_mapping,
+    from_toml,
     inline,
-    named_by_file,
-    read_toml,
     setting,
 )
 from sketchgen.errors import ConfigError, FieldError
@@ -170,6 +169,4 @@ def _check_model(spec: ModelSpec, where: str) -> None:
 
 def load_config(path: str | os.PathLike) -> CompareConfig:
     """Read and check a comparison TOML file; an error names the file."""
-    tables = read_toml(path)
-    with named_by_file(path):
-        return config_from_dict(tables)
+    return from_toml(path, config_from_dict)
