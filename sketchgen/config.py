@@ -368,20 +368,3 @@ def from_toml(path: str | os.PathLike, build: Callable[[dict[str, Any]], Config]
     tables = read_toml(path)
     with named_by_file(path):
         return build(tables)
-
-
-# TEMPORARY (issue 12, removed before the session ends): the names that moved to
-# sketchgen.training.config and sketchgen.cli.arguments, for callers not yet updated.
-_MOVED = {"TrainConfig": "sketchgen.training.config", "FIELDS": "sketchgen.training.config",
-          "config_from_mapping": "sketchgen.training.config", "plain": "sketchgen.training.config",
-          "load_toml": "sketchgen.training.config", "dump_toml": "sketchgen.training.config",
-          "add_config_arguments": "sketchgen.cli.arguments",
-          "config_from_args": "sketchgen.cli.arguments"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
