@@ -5,7 +5,7 @@
 * the streaming pipeline (parse + render + write) vs rendering already-parsed drawings;
 * parsing ndjson with orjson vs the ``ndjson`` package (why the suite uses orjson).
 
-Ratios go to ``benchmark.extra_info`` (read by ``sketchgen.report.writer``'s throughput table).
+Ratios go to ``benchmark.extra_info`` (read by ``sketchgen.report.tables``' throughput table).
 Timings for a ratio alternate between the two sides and keep each side's best round, so a
 burst of load on a shared machine hits both alike. Run: ``pytest benchmarks/bench_render.py``.
 """
