@@ -5,8 +5,8 @@ The notebook API (``sketchgen.api``) is importable from here -- ``sg.load``, ``s
 ``sketchgen --help`` import neither torch nor the data stack.
 """
 
-# None may be the name of a submodule: importing one (e.g. sketchgen.training.harness) sets the package
-# attribute of that name, which would shadow the API's (hence sg.fit, not sg.train).
+# None may be the name of a sub-package or module: importing one (e.g. sketchgen.data) sets
+# the package attribute of that name, which would shadow the API's (hence sg.load, sg.fit).
 _API = ("load", "render", "fit", "Model", "evaluator", "Evaluator", "EvaluatorConfig",
         "features", "feature_statistics", "frechet_distance", "fid", "kid", "scores")
 

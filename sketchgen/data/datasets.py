@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -368,3 +369,14 @@ __all__ = [
     "load_drawings",
     "split_indices",
 ]
+
+
+def drawings_of(value: Any, name: str) -> list[Drawing]:
+    """``value`` as a list of drawings: LabelledDrawings or a sequence of Drawing."""
+    if isinstance(value, LabelledDrawings):
+        return value.drawings
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if all(isinstance(item, Drawing) for item in value):
+            return list(value)
+    raise TypeError(f"{name}: expected LabelledDrawings or a sequence of Drawing, "
+                    f"got {type(value).__name__}")
