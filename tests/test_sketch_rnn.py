@@ -13,7 +13,7 @@ import torch
 from conftest import train_with_torchrun
 from PIL import Image
 
-from rasterize.drawings import read_ndjson
+from rasterize.ndjson_reader import read_ndjson
 from rasterize.render import render
 from rasterize.strokes import END_ROW, START_TOKEN, drawing_to_stroke3, normalize_splits
 from sketchgen import cli, runtime
