@@ -83,6 +83,9 @@ class Task(Protocol):
     latent interpolation): PNG file name -> (uint8 images (n, size, size), grid columns).
     The harness writes each as a grid (``sketchgen.figures.save_grid``); the task writes
     no files and prints nothing.
+    Optional: ``summary() -> str``, one line on the data as the task prepared it (Sketch-RNN:
+    split sizes, sketches dropped, scale factor), which the harness prints when training
+    starts.
     """
 
     conditional: bool  # True if sample() honours labels (class-conditional model)

@@ -111,6 +111,8 @@ def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: boo
         runtime.seed_everything(config.seed)
         data, class_names = load_data(config, entry.kind, device, given)
         task = build_task(config, device, data, class_names, model_config)
+        if is_main and hasattr(task, "summary"):
+            print(f"{config.model}: {task.summary()}", file=sys.stderr)
         if runtime.world()[1] > 1 and not getattr(task, "supports_distributed", False):
             raise ConfigError(f"model {config.model!r} does not support torchrun yet")
         session = _Session(config, model_config, class_names, task, run, is_main, fingerprint)
