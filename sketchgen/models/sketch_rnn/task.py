@@ -95,6 +95,7 @@ class SketchRNNTask:
     """
 
     supports_distributed = True
+    network = SketchRNN  # what is trained (the Sketch Transformer's task puts its own here)
 
     def __init__(self, inputs: TaskInputs) -> None:
         self.config = inputs.config
@@ -102,7 +103,7 @@ class SketchRNNTask:
         self.device = inputs.device
         self.class_names = tuple(inputs.class_names)
         self.conditional = self.cfg.conditional
-        self.model = SketchRNN(self.cfg, num_classes=len(self.class_names)).to(self.device)
+        self.model = self.network(self.cfg, num_classes=len(self.class_names)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate)
         self.generator = torch.Generator().manual_seed(
             runtime.derived_seed(self.config.seed, "task"))
@@ -125,7 +126,7 @@ class SketchRNNTask:
         """Under torchrun the batch drawn -- all training sketches if there are fewer than
         ``batch_size`` -- must split into equal shards (fail before the first step)."""
         drawn = min(self.config.batch_size, len(self.data.sketches["train"]))
-        runtime.check_shards(drawn, f"sketch-rnn: a batch of {drawn} training sketches")
+        runtime.check_shards(drawn, f"{self.config.model}: a batch of {drawn} training sketches")
 
     # -- training -------------------------------------------------------------------------
 
