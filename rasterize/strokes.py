@@ -7,16 +7,20 @@ Drawing
     :class:`rasterize.drawings.Drawing`: absolute ``(x, y)`` points per stroke, y pointing
     down (image coordinates), as in Google's ndjson files.
 
-stroke-3 (magenta's ``lines_to_strokes`` convention), float ``(n, 3)``, one row per point:
-    ``[dx, dy, pen_lifted]``. ``dx, dy`` is the offset of the point from the previous point;
-    the FIRST row is the offset from the origin ``(0, 0)``, i.e. the absolute position of the
-    first point, so Drawing -> stroke-3 -> Drawing is lossless. ``pen_lifted = 1`` on the
-    LAST point of every stroke (the pen leaves the paper after it), so the last row of a
-    sketch always has ``pen_lifted = 1``.
-    Google's Sketch-RNN ``.npz`` files (``rasterize.sketch_npz``) use the same row semantics
-    but their sketches start at their own first point: read as-is they decode to drawings
-    whose first point is at the origin. Nothing here depends on where a drawing starts:
-    samples are re-aligned to 0..255 before rendering (:func:`stroke3_to_canvas`).
+stroke-3 (the convention of Google's Sketch-RNN ``.npz`` files), float ``(n, 3)``:
+    ``[dx, dy, pen_lifted]``, one row per point after the first. The FIRST POINT IS THE
+    ORIGIN: it has no row, and row ``i`` is the offset from point ``i`` to point ``i + 1``
+    (so no sketch starts with a jump from ``(0, 0)`` to where it was drawn, which would
+    dominate the first prediction and inflate the normalising std). ``pen_lifted = 1`` on
+    the row of the LAST point of every stroke (the pen leaves the paper after it), so the
+    last row of a sketch always has ``pen_lifted = 1``. A drawing whose first stroke is a
+    single point starts with the row ``(0, 0, 1)`` (that point again, lifted): the same
+    picture, and a one-point drawing is still a non-empty sketch. Drawing -> stroke-3 ->
+    Drawing gives back every point given the first one (``stroke3_to_drawing(..., start=)``);
+    without it the drawing starts at ``(0, 0)``, and samples are re-aligned to 0..255 before
+    rendering anyway (:func:`stroke3_to_canvas`). magenta's ``utils.lines_to_strokes`` keeps
+    the first point's absolute position as its first row; its training data, the ``.npz``
+    files, do not, and those are what we match.
 
 stroke-5 (Ha & Eck 2018, section 3.1), float32 ``(1 + length, 5)``:
     ``[dx, dy, p_down, p_up, p_end]``. Row 0 is the start token ``S0 = (0, 0, 1, 0, 0)``.
@@ -53,16 +57,19 @@ END_ROW = np.array([0, 0, 0, 0, 1], dtype=np.float32)  # padding after the last 
 
 
 def drawing_to_stroke3(drawing: Drawing) -> np.ndarray:
-    """A drawing as stroke-3 (float64 ``(num_points, 3)``), first row relative to the origin."""
+    """A drawing as stroke-3 (float64), its first point the origin (see module doc)."""
     points = drawing.points()
     stroke3 = np.zeros((len(points), 3), dtype=np.float64)
-    stroke3[:, :2] = np.diff(points, axis=0, prepend=np.zeros((1, 2)))
+    stroke3[1:, :2] = np.diff(points, axis=0)
     stroke3[np.cumsum([len(s) for s in drawing.strokes]) - 1, 2] = 1.0
-    return stroke3
+    # row 0, (0, 0, lift of the first point), says something only after a lone first point
+    return stroke3 if len(drawing.strokes[0]) == 1 else stroke3[1:]
 
 
-def stroke3_to_drawing(stroke3: np.ndarray, **metadata) -> Drawing:
-    """The drawing a stroke-3 sequence describes (absolute points, split after pen lifts).
+def stroke3_to_drawing(stroke3: np.ndarray, start: Sequence[float] = (0.0, 0.0),
+                       **metadata) -> Drawing:
+    """The drawing a stroke-3 sequence describes: absolute points from the first point
+    ``start``, split after pen lifts.
 
     A last point without a pen lift (a sample cut at its length cap) still ends its stroke.
     """
@@ -71,8 +78,9 @@ def stroke3_to_drawing(stroke3: np.ndarray, **metadata) -> Drawing:
         raise ValueError(f"stroke-3 must be a non-empty (n, 3) array, got shape {stroke3.shape}")
     if not np.isfinite(stroke3).all():
         raise ValueError("stroke-3 offsets must be finite")
-    points = np.cumsum(stroke3[:, :2], axis=0)
-    ends = np.flatnonzero(stroke3[:-1, 2] > 0.5) + 1
+    first = np.asarray(start, dtype=np.float64).reshape(1, 2)
+    points = np.cumsum(np.concatenate([first, stroke3[:, :2]]), axis=0)
+    ends = np.flatnonzero(stroke3[:-1, 2] > 0.5) + 2  # row i is point i + 1
     return Drawing(tuple(np.split(points, ends)), None, **metadata)
 
 

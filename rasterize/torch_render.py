@@ -111,22 +111,26 @@ class PolylineBatch:
 
     @classmethod
     def from_stroke3(
-        cls, strokes: torch.Tensor, lengths: torch.Tensor | None = None, normalise: bool = True
+        cls, strokes: torch.Tensor, lengths: torch.Tensor | None = None, normalise: bool = True,
+        start: torch.Tensor | None = None,
     ) -> PolylineBatch:
         """Stroke-3 ``(B, T, 3)``, rows ``(dx, dy, pen_lifted)`` (``rasterize.strokes``).
 
         ``lengths`` (B,) counts each sketch's real rows (all rows when ``None``). Points are
-        the cumulative sums of the offsets. ``normalise`` aligns every sketch to the top-left
+        the first point, ``start`` (B, 2; default the origin), then the cumulative sums of
+        the offsets from it. ``normalise`` aligns every sketch to the top-left
         corner and scales it uniformly so its larger extent is 255, as
         ``rasterize.strokes.stroke3_to_canvas`` does, so offsets in any units (e.g. magenta's
         std-normalised ones) render like the data; without it, points must already be in
         Google's 0..255 frame.
         """
         batch, steps, _ = strokes.shape
-        if lengths is None:
-            mask = torch.ones(batch, steps, dtype=torch.bool, device=strokes.device)
-        else:
-            mask = torch.arange(steps, device=strokes.device) < lengths.to(strokes.device)[:, None]
+        first = strokes.new_zeros(batch, 1, 3)  # the first point, pen down
+        if start is not None:
+            first[:, 0, :2] = start.to(strokes)
+        strokes = torch.cat([first, strokes], dim=1)
+        real = torch.full((batch,), steps) if lengths is None else lengths
+        mask = torch.arange(steps + 1, device=strokes.device) <= real.to(strokes.device)[:, None]
         points = torch.cumsum(strokes[..., :2] * mask[..., None], dim=1)
         if normalise:
             points = _align_and_scale(points, mask)

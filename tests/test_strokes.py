@@ -7,6 +7,7 @@ from itertools import islice
 import numpy as np
 import pytest
 
+from rasterize.drawings import Drawing
 from rasterize.ndjson_reader import read_ndjson
 from rasterize.sketch_npz import read_sketch_npz, write_sketch_npz
 from rasterize.strokes import (
@@ -33,16 +34,40 @@ def face_npz(mirror):
     return read_sketch_npz(mirror / "sketchrnn" / "face.npz")
 
 
-def test_drawing_stroke3_round_trip_is_exact(drawings):
+def test_stroke3_starts_at_the_first_point_and_restores_positions(drawings):
+    """magenta's data: the first point is the origin, so no sketch starts with a jump from
+    (0, 0) to where it was drawn; given that point back, the drawing comes back exactly."""
     for drawing in drawings:
         stroke3 = drawing_to_stroke3(drawing)
-        assert stroke3.shape == (drawing.num_points, 3)
-        np.testing.assert_array_equal(stroke3[0, :2], drawing.strokes[0][0])  # from the origin
+        points = drawing.points()
+        lone_first_point = len(drawing.strokes[0]) == 1
+        assert stroke3.shape == (drawing.num_points - 1 + lone_first_point, 3)
+        np.testing.assert_array_equal(stroke3[lone_first_point:, :2], np.diff(points, axis=0))
         assert stroke3[:, 2].sum() == len(drawing.strokes) and stroke3[-1, 2] == 1
-        back = stroke3_to_drawing(stroke3)
+        back = stroke3_to_drawing(stroke3, start=drawing.strokes[0][0])
         assert len(back.strokes) == len(drawing.strokes)
-        for a, b in zip(back.strokes, drawing.strokes, strict=True):
+        for a, b in zip(back.strokes[lone_first_point:], drawing.strokes[lone_first_point:],
+                        strict=True):
             np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(stroke3_to_drawing(stroke3).strokes[0][0], [0, 0])
+
+
+def test_a_lone_first_point_is_kept_as_a_lifted_zero_row():
+    drawing = Drawing((np.array([[7.0, 9.0]]), np.array([[10.0, 9.0], [12.0, 5.0]])))
+    np.testing.assert_array_equal(drawing_to_stroke3(drawing), [[0, 0, 1], [3, 0, 0], [2, -4, 1]])
+    back = stroke3_to_drawing(drawing_to_stroke3(drawing), start=(7, 9))
+    np.testing.assert_array_equal(back.strokes[0], [[7, 9], [7, 9]])  # the same dot
+    np.testing.assert_array_equal(back.strokes[1], drawing.strokes[1])
+    dot = drawing_to_stroke3(Drawing((np.array([[4.0, 4.0]]),)))
+    np.testing.assert_array_equal(dot, [[0, 0, 1]])  # a one-point drawing is still a sketch
+
+
+def test_npz_sketches_round_trip_through_drawings(face_npz):
+    """Google's sketches start at their first point: as drawings and back, unchanged."""
+    for sketch in face_npz["sketches"][:200]:
+        drawing = stroke3_to_drawing(sketch)
+        assert drawing.num_points == len(sketch) + 1
+        np.testing.assert_array_equal(drawing_to_stroke3(drawing), sketch)
 
 
 def test_stroke5_layout_and_round_trip(drawings):
@@ -74,7 +99,7 @@ def test_stroke5_without_end_row_keeps_every_point():
     capped = stroke3_to_stroke5(stroke3)[:-1]
     np.testing.assert_array_equal(stroke5_to_stroke3(capped), stroke3)
     drawing = stroke3_to_drawing(stroke3)
-    assert [len(s) for s in drawing.strokes] == [2, 1]
+    assert [len(s) for s in drawing.strokes] == [3, 1]  # the origin, then one point per row
 
 
 def test_canvas_drawing_fits_google_box():

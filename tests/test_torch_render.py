@@ -96,12 +96,15 @@ def test_stroke3_and_stroke5_render_like_the_drawings(google_pairs):
     drawings = google_pairs[0][::15]
     expected = torch_render(PolylineBatch.from_drawings(drawings))
     stroke3, lengths = padded_stroke3(drawings, extra_rows=3)
-    assert torch.equal(torch_render(PolylineBatch.from_stroke3(stroke3, lengths, False)), expected)
+    start = torch.tensor(np.stack([d.strokes[0][0] for d in drawings]))  # the first points
+    from_stroke3 = PolylineBatch.from_stroke3(stroke3, lengths, False, start)
+    assert torch.equal(torch_render(from_stroke3), expected)
 
     sketches = [drawing_to_stroke3(d) for d in drawings]
     longest = max(map(len, sketches))
     stroke5 = torch.from_numpy(np.stack([stroke3_to_stroke5(s, longest + 2) for s in sketches]))
-    assert torch.equal(torch_render(PolylineBatch.from_stroke5(stroke5, normalise=False)), expected)
+    assert torch.equal(torch_render(PolylineBatch.from_stroke5(stroke5)),
+                       torch_render(PolylineBatch.from_stroke3(stroke3, lengths)))
     with pytest.raises(ValueError, match="start token"):
         PolylineBatch.from_stroke5(stroke5[:, 1:])
 
