@@ -1,8 +1,8 @@
 """Benchmarks live in ``bench_*.py`` files: collect them when pytest is pointed at benchmarks/.
 
 Data comes from ``$QUICKDRAW_MIRROR``, by default (as in tox.ini) the mirror beside the
-checkout, ``../shared/quickdraw``; where that folder does not exist ``sketchgen.data.datasets`` says so
-in one line and reads Google's bucket instead.
+checkout, ``../shared/quickdraw``; where that folder does not exist ``sketchgen.data.sources``
+says so in one line and reads Google's bucket instead.
 """
 
 from __future__ import annotations

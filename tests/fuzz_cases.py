@@ -1,7 +1,7 @@
 """Generated malformed ndjson whose fate is known, for tests/test_fuzz.py.
 
 Every generated line says what a reader must make of it: a drawing it must parse to
-(:class:`Good`) or the :class:`~rasterize.drawings.NdjsonError` kind it must fail with
+(:class:`Good`) or the :class:`~rasterize.ndjson_reader.NdjsonError` kind it must fail with
 (:class:`Bad`). Lines start from real drawings of the mirror and are mutated one way each.
 Files add the file-level hazards -- a BOM, CRLF, a missing final newline, a truncated last
 line, gzip with a truncated tail -- and know how many lines a reader can still see.

@@ -8,7 +8,7 @@ Its fields declare their allowed values with ``sketchgen.config.setting`` and ar
 construction, like every config dataclass of the suite.
 
 A TOML file holds the :class:`TrainConfig` fields at top level and the chosen model's own
-settings (its registry config dataclass, e.g. ``sketchgen.models.gan.GanConfig``) in a
+settings (its registry config dataclass, e.g. ``sketchgen.models.gan.config.GanConfig``) in a
 ``[model_options]`` table::
 
     model = "sngan"
