@@ -7,5 +7,5 @@ rule that names a source's class), ``cache`` (the cache folder, its checksummed
 ``MANIFEST.json``, its locks), ``download`` (moving a URL's bytes over HTTP: ranges, resumes,
 retries, limits) and ``heads`` (how much of a file a record limit asks for).
 May import: ``rasterize`` and the base modules (``sketchgen.errors``, ``config``, ``runtime``,
-``outputs``, ``figures``). No torch.
+``checkpoints``, ``outputs``, ``figures``). No torch.
 """

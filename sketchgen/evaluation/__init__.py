@@ -2,7 +2,8 @@
 
 Owns: the evaluator (the width-k classifier whose features define the feature space: its
 config and network in ``classifier``; its training, checkpoints and identity in
-``evaluator``), the metrics (``metrics``: features -> statistics -> distance, one registry of
-named metrics) and scoring samples against real drawings (``scoring``).
+``evaluator``; the suite's default one, trained once and cached, in ``feature_space``), the
+metrics (``metrics``: features -> statistics -> distance, one registry of named metrics) and
+scoring samples against real drawings (``scoring``).
 May import: ``rasterize``, the base modules and ``sketchgen.data``; not models or training.
 """

@@ -16,6 +16,6 @@ cuda``) it prints one line and exits 0. ``--device cpu`` runs the same checks on
 and reports the CUDA-only ones as SKIP; ``tests/test_gpu_check.py`` runs that at ``--scale
 tiny`` so the checks cannot rot on machines without a GPU.
 
-Data: Google category names only (:data:`CATEGORIES`), read through ``sketchgen.data.datasets`` from
-``--mirror`` / ``$QUICKDRAW_MIRROR`` or, without either, Google's bucket.
+Data: Google category names only (``context.CATEGORIES``), read through ``sketchgen.data.datasets``
+from ``--mirror`` / ``$QUICKDRAW_MIRROR`` or, without either, Google's bucket.
 """
