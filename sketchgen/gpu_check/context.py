@@ -1,6 +1,5 @@
 """What every check shares: the scales, the tolerances, the context and the check type."""
 
-
 from __future__ import annotations
 
 from collections.abc import Callable

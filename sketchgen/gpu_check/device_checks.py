@@ -1,6 +1,5 @@
 """Checks of the torch renderer, the classifier, FID and the benchmarks on the device."""
 
-
 from __future__ import annotations
 
 import importlib.util

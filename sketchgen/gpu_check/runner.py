@@ -1,6 +1,5 @@
 """The registry of checks, the runner that times and prints them, and ``main``."""
 
-
 from __future__ import annotations
 
 import argparse

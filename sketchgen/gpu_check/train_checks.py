@@ -1,6 +1,5 @@
 """Checks of training, resuming, sampling and torchrun on the device."""
 
-
 from __future__ import annotations
 
 import contextlib
