@@ -95,6 +95,11 @@ MODELS: dict[str, ModelEntry] = {
                    "sketchgen.models.sketch_rnn.task:build_sketch_rnn_task",
                    "Sketch-RNN (Ha & Eck 2018), magenta's recipe; option mode: vae|"
                    "unconditional|class"),
+        ModelEntry("sketch-transformer", "strokes",
+                   "sketchgen.models.sketch_transformer.config:SKETCH_TRANSFORMER",
+                   "sketchgen.models.sketch_transformer.task:build_sketch_transformer_task",
+                   "Sketch-RNN with a causal Transformer decoder (GPT-2 blocks); option "
+                   "mode: class|unconditional|vae"),
     )
 }
 

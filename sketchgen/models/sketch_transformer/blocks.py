@@ -3,8 +3,12 @@
 
 Block (Radford et al. 2019; Xiong et al. 2020 on why the norm goes first)
     ``x = x + drop(attention(LayerNorm(x)))``, then ``x = x + drop(mlp(LayerNorm(x)))`` with
-    ``mlp = Linear(d, 4d), GELU, Linear(4d, d)``; attention weights are dropped too (nanoGPT).
-    Dropout uses torch's global generator, whose state the harness checkpoints.
+    ``mlp = Linear(d, 4d), GELU, Linear(4d, d)``. Dropout where Vaswani et al. put it, on
+    each branch's output and on the embeddings. GPT-2 and nanoGPT also drop attention
+    weights, which needs the (T, T) attention matrix that the fused attention kernel never
+    forms: on one CPU thread at batch 100, that matrix and its masks took a third of a
+    training step. Dropout draws from torch's global generator, whose state the harness
+    checkpoints.
 Cache
     :meth:`CausalSelfAttention.forward` writes the keys and values of new positions into
     buffers after those of the earlier ones (growing them by doubling), so that decoding one
@@ -39,7 +43,7 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: SketchTransformerConfig):
         super().__init__()
-        self.heads, self.dropout = config.n_head, config.dropout
+        self.heads = config.n_head
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
 
@@ -59,8 +63,7 @@ class CausalSelfAttention(nn.Module):
             for buffer, new in zip(cache, (k, v), strict=True):
                 buffer[:, :, filled : filled + steps] = new
             k, v = (buffer[:, :, : filled + steps] for buffer in cache)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=not filled,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=not filled)
         out = self.out(y.transpose(1, 2).reshape(batch, steps, width))
         return out, (k, v) if cache is None else cache
 

@@ -51,8 +51,8 @@ class SketchTransformerConfig:
     n_layer: int = setting(4, within=LAYERS)
     n_head: int = setting(4, within=LAYERS)  # 64 dimensions per head, as GPT-2's
     d_model: int = setting(256, within=UNITS)  # the width of every position's vector
-    # Vaswani et al.'s and GPT-2's rate, on embeddings, attention weights and residual
-    # branches: 3M weights can learn one category's training sketches by heart
+    # Vaswani et al.'s rate, on the embeddings and each block's branches (see blocks): 3M
+    # weights can learn one category's training sketches by heart
     dropout: float = setting(0.1, within="[0, 1)")
     # "learned": GPT-2's position embeddings; "sinusoidal": Vaswani et al.'s fixed ones
     positions: str = setting("learned", choices=POSITIONS)
