@@ -3,7 +3,8 @@ file locks, checkpoint files, torch thread counts, eval mode, the AMP and compil
 data parallelism under torchrun.
 
 A base module: it imports only ``sketchgen.errors`` and ``sketchgen.checkpoints`` (the checked
-reader), and torch only inside the functions, so importing it stays cheap.
+reader, which imports no torch either), and torch only inside the functions, so importing it
+stays cheap.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from sketchgen.checkpoints import load
+from sketchgen.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
-DEVICE = "auto"  # every device default (training, sampling): CUDA, then MPS, else CPU
+DEVICE = "auto"  # every device default (training, sampling, comparisons): CUDA, MPS, CPU
 
 
-def choose_device(name: str = "auto") -> torch.device:
+def choose_device(name: str = DEVICE) -> torch.device:
     """``auto``: CUDA if available, then Apple MPS, else CPU; anything else is a torch device
     string, refused (a ConfigError naming it) unless this machine's torch can use it."""
     import torch
-
-    from sketchgen.errors import ConfigError
 
     if name != "auto":
         try:
@@ -147,8 +149,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Any
     """``torch.load`` with ``weights_only=True`` of a checked archive: a checkpoint cannot run
     code when loaded, and a damaged or refused one is a one-line error naming the file
     (``sketchgen.checkpoints.load``; ``read_checkpoint`` also checks a run's layout)."""
-    from sketchgen.checkpoints import load
-
     return load(path, device)
 
 
@@ -237,7 +237,7 @@ def derived_seed(seed: int, purpose: str) -> int:
 # one-backward bookkeeping does not allow.
 
 
-def init_distributed(device_name: str = "auto") -> tuple[int, int, torch.device]:
+def init_distributed(device_name: str = DEVICE) -> tuple[int, int, torch.device]:
     """(rank, world size, device) of this process. Under ``torchrun`` (WORLD_SIZE > 1) the
     process group is initialised: NCCL with one GPU per local rank when CUDA is available,
     else gloo on the CPU. Without torchrun: (0, 1, choose_device(device_name))."""
@@ -281,8 +281,6 @@ def shard(tensor: torch.Tensor) -> torch.Tensor:
 def check_shards(count: int, what: str) -> None:
     """Refuse, before any work, a global batch that does not split into equal shards over
     the ranks (a ConfigError naming ``what``, a phrase that includes ``count``)."""
-    from sketchgen.errors import ConfigError
-
     _, size = world()
     if count % size:
         raise ConfigError(f"{what} does not split into {size} equal shards (torchrun)")

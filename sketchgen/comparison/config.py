@@ -57,6 +57,7 @@ from sketchgen.config import (
 from sketchgen.errors import ConfigError, FieldError
 from sketchgen.evaluation.classifier import ClassifierConfig
 from sketchgen.models import registry
+from sketchgen.runtime import DEVICE
 
 WORK = "_work"  # under the report folder; git-ignored (reports/**/_work/)
 
@@ -127,7 +128,7 @@ class CompareConfig:
     # N per model and category, and per real set; FID needs some, memory bounds it
     n_samples: int = setting(500, within=(10, 1_000_000))
     seed: int = setting(0, within=SEEDS)  # training, sampling, held-out split and bootstrap
-    device: str = "auto"  # CUDA, then MPS, then CPU; or a torch device string
+    device: str = DEVICE  # CUDA, then MPS, then CPU; or a torch device string
     bootstrap: int = setting(200, within=(1, 100_000))  # replicates behind every interval
     ci_level: float = setting(0.95, within=FRACTIONS)  # coverage of the intervals
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
