@@ -40,9 +40,8 @@ from sketchgen.config import (
     STEPS,
     check_fields,
     from_mapping,
+    from_toml,
     listed,
-    named_by_file,
-    read_toml,
     setting,
 )
 from sketchgen.errors import ConfigError
@@ -146,10 +145,7 @@ def config_from_mapping(values: dict[str, Any], base: TrainConfig | None = None)
 def load_toml(path: str | Path) -> TrainConfig:
     """Read a TOML config: TrainConfig fields at top level, model settings in
     ``[model_options]`` (a table the model's config checks); errors name the file."""
-    path = Path(path)
-    tables = read_toml(path)
-    with named_by_file(path):
-        return config_from_mapping(tables)
+    return from_toml(Path(path), config_from_mapping)
 
 
 def _toml_value(value: Any) -> str:
