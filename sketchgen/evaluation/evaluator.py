@@ -35,6 +35,7 @@ from sketchgen.config import EPOCHS, check_fields, instantiate, setting
 from sketchgen.data.datasets import load_bitmaps, load_drawings, split_indices
 from sketchgen.errors import CheckpointError, ConfigError
 from sketchgen.evaluation.classifier import (
+    LATER_FIELDS,
     Classifier,
     ClassifierConfig,
     as_input,
@@ -73,6 +74,18 @@ def _validation_loss_and_accuracy(
     return loss_sum.item() / len(images), correct.item() / len(images)
 
 
+def build_optimiser(model: nn.Module, config: ClassifierConfig) -> torch.optim.Adam:
+    """Adam at ``config.learning_rate``. With ``config.l2``, Keras's L2 on the convolution
+    kernels: ``l2 * sum(w**2)`` in the loss adds ``2 * l2 * w`` to their gradients, which is
+    Adam's (coupled, not AdamW's) ``weight_decay = 2 * l2`` on those kernels alone."""
+    if not config.l2:
+        return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    kernels = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    others = [p for p in model.parameters() if all(p is not kernel for kernel in kernels)]
+    return torch.optim.Adam([{"params": kernels, "weight_decay": 2 * config.l2},
+                             {"params": others}], lr=config.learning_rate)
+
+
 def train_classifier(
     train_images: np.ndarray,
     train_labels: np.ndarray,
@@ -102,7 +115,7 @@ def train_classifier(
     y_valid = _check_labels(valid_labels, len(x_valid), len(class_names)).to(device)
 
     model = build_model(config, len(class_names)).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimiser = build_optimiser(model, config)
     batch_order = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     best_loss, best_state, best_epoch = float("inf"), None, 0
@@ -245,8 +258,10 @@ def read_classifier_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(path, f"format {layout.format!r} is not {CHECKPOINT_FORMAT!r}: "
                                     "not a sketchgen classifier")
     known = {spec.name for spec in fields(ClassifierConfig)}
-    if set(layout.settings) != known:
-        raise CheckpointError(path, f"settings: expected the keys {', '.join(sorted(known))}")
+    required = known - set(LATER_FIELDS)  # the others are saved only when not at defaults
+    if not required <= set(layout.settings) <= known:
+        raise CheckpointError(path, f"settings: expected the keys {', '.join(sorted(required))}"
+                                    f" (and optionally {', '.join(LATER_FIELDS)})")
     try:
         instantiate(ClassifierConfig, layout.settings, "settings")
     except ConfigError as error:  # a field out of range, or sizes too big together
@@ -318,6 +333,22 @@ class Evaluation:
             for i, j in zip(*np.unravel_index(order, rates.shape), strict=True)
             if rates[i, j] > 0
         ]
+
+    def confused_pairs(self, top: int = 10) -> list[tuple[str, str, float]]:
+        """``(a, b, rate)`` for the unordered pairs of classes most often taken for each other,
+        as in the reference's table ("Cake, Birthday cake, 0.264"): ``rate`` is the fraction
+        of a's drawings predicted as b plus that of b's predicted as a; ``a`` is the one
+        mistaken more often."""
+        rates = self.rates()
+        np.fill_diagonal(rates, 0.0)
+        both = np.triu(rates + rates.T, k=1)
+        order = np.argsort(-both, axis=None, kind="stable")[:top]
+        pairs = []
+        for i, j in zip(*np.unravel_index(order, both.shape), strict=True):
+            if both[i, j] > 0:
+                a, b = (i, j) if rates[i, j] >= rates[j, i] else (j, i)
+                pairs.append((self.class_names[a], self.class_names[b], float(both[i, j])))
+        return pairs
 
 
 def evaluate(
