@@ -24,7 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from sketchgen.config import MAX_CLASSES
+from sketchgen.config import MAX_CLASSES, cut
 from sketchgen.errors import CheckpointError, FieldError
 
 # -- 1. the file --------------------------------------------------------------------------------
@@ -107,8 +107,7 @@ def first_line(error: BaseException) -> str:
 def joined_lines(error: BaseException, limit: int = 300) -> str:
     """All of a message's lines on one (torch's state-dict errors say what is wrong on the
     second line), cut to a readable length."""
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return cut(" ".join(line.strip() for line in str(error).splitlines() if line.strip()), limit)
 
 
 def _unpickling_reason(error: pickle.UnpicklingError) -> str:

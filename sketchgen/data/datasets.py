@@ -200,6 +200,17 @@ def load_drawings(
     return LabelledDrawings(drawings, _labels(counts, names), names, skipped)
 
 
+def drawings_of(value: Any, name: str) -> list[Drawing]:
+    """``value`` as a list of drawings: LabelledDrawings or a sequence of Drawing."""
+    if isinstance(value, LabelledDrawings):
+        return value.drawings
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if all(isinstance(item, Drawing) for item in value):
+            return list(value)
+    raise TypeError(f"{name}: expected LabelledDrawings or a sequence of Drawing, "
+                    f"got {type(value).__name__}")
+
+
 @cache
 def _renderer_identity() -> str:
     """A hash of the rasterize package's code: a fix to the renderer invalidates cached bitmaps."""
@@ -365,18 +376,8 @@ def split_indices(
 __all__ = [
     "LabelledBitmaps",
     "LabelledDrawings",
+    "drawings_of",
     "load_bitmaps",
     "load_drawings",
     "split_indices",
 ]
-
-
-def drawings_of(value: Any, name: str) -> list[Drawing]:
-    """``value`` as a list of drawings: LabelledDrawings or a sequence of Drawing."""
-    if isinstance(value, LabelledDrawings):
-        return value.drawings
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if all(isinstance(item, Drawing) for item in value):
-            return list(value)
-    raise TypeError(f"{name}: expected LabelledDrawings or a sequence of Drawing, "
-                    f"got {type(value).__name__}")
