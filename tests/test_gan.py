@@ -78,15 +78,46 @@ def layers(module: nn.Module, kind: type) -> list[nn.Module]:
 
 
 def test_superdeep_matches_the_reference():
+    """SuperDeepGenerator(ngf=128) and SuperDeepConvDiscriminator(16) with the optimizer of
+    ref 000's final train.py (Adam 5e-4, weight decay 1e-4, torch's betas)."""
     task = make_task("superdeep", 28)
     convs = layers(task.G, nn.ConvTranspose2d)
-    assert [c.out_channels for c in convs] == [256, 128, 64, 1]  # 4 layers, halving, then 1
+    assert [c.out_channels for c in convs] == [512, 256, 128, 1]  # 4 layers, halving, then 1
     assert len(layers(task.G, nn.Dropout)) == 3  # on all but the last layer
-    assert [c.out_channels for c in layers(task.D, nn.Conv2d)] == [64, 128, 256, 512]
+    assert [c.out_channels for c in layers(task.D, nn.Conv2d)] == [16, 32, 64, 128]
     assert len(layers(task.D, nn.BatchNorm2d)) == 4
     assert [(lin.in_features, lin.out_features) for lin in layers(task.D, nn.Linear)] == [
-        (512, 100), (100, 1)]
+        (128, 100), (100, 1)]
     assert task.cfg.output == "sigmoid" and task.cfg.loss == "bce"
+    for optimizer in (task.opt_g, task.opt_d):
+        settings = optimizer.defaults
+        assert (settings["lr"], settings["weight_decay"]) == (5e-4, 1e-4)
+        assert settings["betas"] == (0.9, 0.999) and settings["eps"] == 1e-8
+
+
+def test_generator_and_discriminator_widths_are_set_apart():
+    """``width`` is G's base width and D's unless ``d_width`` is set, in both builders that
+    take widths; the dcgan presets keep one width for both."""
+    one = make_task("dcgan", 28, width=16)
+    assert layers(one.G, nn.ConvTranspose2d)[0].out_channels == 32  # 16 * 2 at 7 px
+    assert layers(one.D, nn.Conv2d)[0].out_channels == 16
+    two = make_task("sngan", 28, width=16, d_width=8)  # projection: sized by D's features
+    assert layers(two.G, nn.ConvTranspose2d)[0].out_channels == 32
+    assert [c.out_channels for c in layers(two.D, nn.Conv2d)] == [8, 16]
+    labels = torch.arange(4) % len(CLASSES)
+    assert two.D(two.G(torch.randn(4, 100), labels), labels).shape == (4,)
+    narrow = make_task("superdeep", 28, width=32)  # the preset's D width stays 16
+    assert [c.out_channels for c in layers(narrow.G, nn.ConvTranspose2d)] == [128, 64, 32, 1]
+    assert layers(narrow.D, nn.Conv2d)[0].out_channels == 16
+
+
+@pytest.mark.parametrize(("model", "options", "field"), [
+    ("tf-dcgan", {"d_width": 16}, "d_width"), ("brownlee-cgan", {"width": 32}, "width"),
+    ("smooth-cgan", {"d_width": 64}, "d_width")])
+def test_a_width_the_architecture_ignores_is_refused(model, options, field):
+    message = rf"model_options\.{field} applies to dcgan and superdeep only: .*fixed channel"
+    with pytest.raises(ConfigError, match=message):
+        registry.resolve(TrainConfig(model=model, categories=("cat",), model_options=options))
 
 
 def test_tf_dcgan_matches_the_reference():
@@ -102,6 +133,42 @@ def test_tf_dcgan_matches_the_reference():
     assert [d.p for d in layers(task.D, nn.Dropout)] == [0.3, 0.3]
     assert task.opt_g.defaults["lr"] == task.opt_d.defaults["lr"] == 1e-3
     assert task.cfg.output == "tanh"  # images scaled to [-1, 1]
+
+
+def _after_one_step(model: str, **options) -> GanTask:
+    torch.manual_seed(0)
+    task = make_task(model, 28, **options)
+    torch.manual_seed(1)  # the same dropout masks in every run
+    task.train_step(1)
+    return task
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                  b.state_dict().values(), strict=True))
+
+
+def test_tf_dcgan_updates_both_networks_from_one_forward_pass():
+    """The TF tutorial's train_step takes both gradients from one pass, before either network
+    steps: G's first update is the same whatever D's learning rate. Alternating, G steps
+    against the D just updated, so D's rate changes G's update."""
+    slow, fast = (_after_one_step("tf-dcgan", lr_d=rate) for rate in (1e-4, 0.5))
+    assert _same_weights(slow.G, fast.G) and not _same_weights(slow.D, fast.D)
+    slow, fast = (_after_one_step("tf-dcgan", lr_d=rate, update_order="alternating")
+                  for rate in (1e-4, 0.5))
+    assert not _same_weights(slow.G, fast.G)
+    # and D's update is the same whatever G's rate, in both orders
+    for order in ("simultaneous", "alternating"):
+        slow, fast = (_after_one_step("tf-dcgan", lr_g=rate, update_order=order)
+                      for rate in (1e-4, 0.5))
+        assert _same_weights(slow.D, fast.D) and not _same_weights(slow.G, fast.G)
+
+
+def test_simultaneous_updates_need_a_joint_discriminator_update():
+    with pytest.raises(ConfigError, match=r"model_options\.update_order 'simultaneous' needs "
+                                          r"d_update 'joint'.*'separate'"):
+        registry.resolve(TrainConfig(model="brownlee-cgan", categories=("cat",),
+                                     model_options={"update_order": "simultaneous"}))
 
 
 def test_brownlee_label_maps_are_an_extra_channel():

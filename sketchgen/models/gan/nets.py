@@ -144,7 +144,8 @@ def build_dcgan(cfg: GanConfig, size: int, num_classes: int) -> tuple[Generator,
     with LeakyReLU(0.2) and BN (left out under spectral norm, which replaces it)."""
     base, upsamplings = dcgan_levels(size)
     classes = num_classes if cfg.conditional else 0
-    top = cfg.width * 2 ** (upsamplings - 1)
+    g_width, d_width = cfg.widths
+    top = g_width * 2 ** (upsamplings - 1)
 
     def g_block(channels: int) -> list[nn.Module]:
         norm = [nn.BatchNorm2d(channels)] if cfg.g_batch_norm else []
@@ -161,9 +162,9 @@ def build_dcgan(cfg: GanConfig, size: int, num_classes: int) -> tuple[Generator,
     generator = Generator(stem, nn.Sequential(*layers), cfg.output)
 
     label_channel = cfg.conditioning == "concat"
-    d_layers: list[nn.Module] = [nn.Conv2d(1 + label_channel, cfg.width, 4, 2, 1),
+    d_layers: list[nn.Module] = [nn.Conv2d(1 + label_channel, d_width, 4, 2, 1),
                                  nn.LeakyReLU(0.2)]
-    channels = cfg.width
+    channels = d_width
     for _ in range(upsamplings - 1):
         d_layers += [nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=cfg.spectral_norm),
                      *([] if cfg.spectral_norm else [nn.BatchNorm2d(channels * 2)]),
@@ -185,8 +186,8 @@ def _dropout(p: float) -> list[nn.Module]:
 
 def build_superdeep(cfg: GanConfig, size: int, num_classes: int
                     ) -> tuple[Generator, Discriminator]:
-    """SuperDeepGenerator / SuperDeepConvDiscriminator (ref 000): 4->8->14->28 px."""
-    ngf = ndf = cfg.width
+    """SuperDeepGenerator(ngf) / SuperDeepConvDiscriminator(ndf) (ref 000): 4->8->14->28 px."""
+    ngf, ndf = cfg.widths
     drop = _dropout(cfg.g_dropout)
     stem = ConvStem(cfg.latent_dim, ngf * 4, 4, 0, 0,
                     nn.Sequential(nn.BatchNorm2d(ngf * 4), nn.ReLU(), *drop))

@@ -2,9 +2,10 @@
 harness (protocol: ``sketchgen.models.task.Task``), and ``build_gan_task``, the registry's
 factory for every GAN entry.
 
-The class reads top to bottom as a step does: construction, ``train_step`` with its two
-discriminator updates (joint or separate), the draws, losses and optimizer steps they use,
-then the rest of the protocol (gradient norms, state, sampling).
+The class reads top to bottom as a step does: construction, ``train_step`` with its three
+orders of updates (a joint D update then G, both from one forward pass, or separate D
+updates then G), the draws, losses and optimizer steps they use, then the rest of the
+protocol (gradient norms, state, sampling).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def _to_uint8(images: torch.Tensor, output: str) -> torch.Tensor:
     """G's output range -> uint8 [0, 255], rounded."""
     scaled = (images + 1.0) * 127.5 if output == "tanh" else images * 255.0
     return scaled.round().clamp(0, 255).to(torch.uint8)
+
+
+def _parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [param for group in optimizer.param_groups for param in group["params"]]
 
 
 @contextlib.contextmanager
@@ -101,14 +106,16 @@ class GanTask:
 
     def train_step(self, step: int) -> dict[str, float]:
         self._sampler = None
+        if self.cfg.update_order == "simultaneous":
+            return self._simultaneous_step(step)
         if self.cfg.d_update == "joint":
             return self._joint_step(step)
         return self._separate_step(step)
 
     def _joint_step(self, step: int) -> dict[str, float]:
         """One D update on a real and a fake batch, then one G update on the same fake batch
-        against the updated D (the PyTorch DCGAN recipe; superdeep's and the TF tutorial's
-        loops also reuse the batch): one G forward per step instead of two."""
+        against the updated D (the PyTorch DCGAN recipe; superdeep's loop also reuses the
+        batch): one G forward per step instead of two."""
         batch = self.config.batch_size
         real, real_labels = self._real_batch(batch)
         z, fake_labels = self._noise(batch)
@@ -121,6 +128,25 @@ class GanTask:
         with runtime.autocast(self.config, self.device), _frozen(self.D):
             loss_g = self._g_loss(self.run_D(fake, fake_labels))
         self._step(loss_g, self.opt_g, self.scaler_g)
+        return self._finish_step(step, loss_d, loss_g, real_logits, fake_logits)
+
+    def _simultaneous_step(self, step: int) -> dict[str, float]:
+        """The TF DCGAN tutorial's step: G(z), one D pass on the real and on the fake batch,
+        both losses from that pass, then both optimizers step; so G's gradient comes from the
+        D that judged the batch, not from the D that was just updated on it."""
+        batch = self.config.batch_size
+        real, real_labels = self._real_batch(batch)
+        z, fake_labels = self._noise(batch)
+        with runtime.autocast(self.config, self.device):
+            fake = self.run_G(z, fake_labels)
+            real_logits = self.run_D(real, real_labels)
+            fake_logits = self.run_D(fake, fake_labels)
+            loss_d = self._d_loss(real_logits, True) + self._d_loss(fake_logits, False)
+            loss_g = self._g_loss(fake_logits)
+        self._backward(loss_d, self.opt_d, self.scaler_d, retain_graph=True)  # G's loss next
+        self._backward(loss_g, self.opt_g, self.scaler_g)
+        self._apply(self.opt_d, self.scaler_d)
+        self._apply(self.opt_g, self.scaler_g)
         return self._finish_step(step, loss_d, loss_g, real_logits, fake_logits)
 
     def _separate_step(self, step: int) -> dict[str, float]:
@@ -204,9 +230,20 @@ class GanTask:
 
     def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
               scaler: torch.amp.GradScaler) -> None:
+        self._backward(loss, optimizer, scaler)
+        self._apply(optimizer, scaler)
+
+    @staticmethod
+    def _backward(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  scaler: torch.amp.GradScaler, retain_graph: bool = False) -> None:
+        """Gradients of ``loss`` for ``optimizer``'s parameters only (``inputs``): a loss
+        whose graph runs through the other network leaves that network's gradients alone."""
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        runtime.average_gradients(p for group in optimizer.param_groups for p in group["params"])
+        scaler.scale(loss).backward(inputs=_parameters(optimizer), retain_graph=retain_graph)
+
+    @staticmethod
+    def _apply(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+        runtime.average_gradients(_parameters(optimizer))
         scaler.step(optimizer)
         scaler.update()
 
