@@ -39,6 +39,7 @@ from sketchgen.models.sketch_rnn.sampling import (
     encode_means,
     interpolate,
     reconstruct,
+    sample_step,
     sample_strokes5,
     slerp,
     strokes5_to_drawings,
@@ -381,6 +382,39 @@ def test_samples_are_finite_end_and_rasterize(mode):
         points = drawing.points()
         assert points.min() >= 0 and points.max() <= 255
         np.testing.assert_array_equal(points, np.round(points))
+
+
+def _one_gaussian(n: int) -> MixtureParams:
+    """n rows of one component: mean (1, -2), sigmas (2, 1/2), rho 0.6; uniform pen logits."""
+    def full(value):
+        return torch.full((n, 1), value)
+    return MixtureParams(torch.zeros(n, 3), full(0.0), full(1.0),
+                         full(-2.0), full(math.log(2.0)), full(math.log(0.5)),
+                         full(math.atanh(0.6)))
+
+
+@pytest.mark.parametrize("rule, sigmas", [("paper", (1.0, 0.25)),     # sigma * sqrt(0.25)
+                                          ("magenta", (0.5, 0.125))])  # sigma * 0.25
+def test_temperature_scales_the_sigmas_by_its_rule(rule, sigmas):
+    """T = 0.25 on sigmas (2, 1/2): the paper's rule (covariance x T) samples offsets with
+    standard deviations (1, 1/4), magenta's code (sigma x T) with (1/2, 1/8); the mean and
+    the correlation stay; the logits are divided by T under both rules."""
+    n = 40_000
+    rows = sample_step(_one_gaussian(n), 0.25, torch.Generator().manual_seed(0),
+                       allow_end=False, temperature_rule=rule)
+    offsets = rows[:, :2].numpy()
+    np.testing.assert_allclose(offsets.std(axis=0), sigmas, rtol=0.02)
+    np.testing.assert_allclose(offsets.mean(axis=0), [1.0, -2.0], atol=0.02)
+    assert np.corrcoef(offsets.T)[0, 1] == pytest.approx(0.6, abs=0.02)
+    # the same draws under both rules: offsets from the mean differ by exactly sqrt(T) / T = 2
+    paper, magenta = (sample_step(_one_gaussian(5), 0.25, torch.Generator().manual_seed(1),
+                                  allow_end=False, temperature_rule=r)[:, :2]
+                      - torch.tensor([1.0, -2.0])
+                      for r in ("paper", "magenta"))
+    torch.testing.assert_close(paper, 2.0 * magenta)
+    assert SketchRNNConfig().temperature_rule == "paper"  # the default is unchanged
+    with pytest.raises(ConfigError, match="temperature_rule must be one of"):
+        SketchRNNConfig(temperature_rule="sqrt")
 
 
 def test_same_seed_same_numbers_on_cpu(sketches):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sketchgen.config import MAX_STEPS, RATES, UNITS, check_fields, check_model_size, setting
 from sketchgen.errors import ConfigError, FieldError
 from sketchgen.models.sketch_rnn.model import SketchRNN
+from sketchgen.models.sketch_rnn.sampling import PAPER_RULE, SIGMA_SCALES
 from sketchgen.models.task import RunSettings
 from sketchgen.runtime import check_shards
 
@@ -70,6 +71,9 @@ class SketchRNNConfig:
     # steps between validation costs in the log; 0 = never
     eval_every: int = setting(500, within=(0, MAX_STEPS))
     sample_temperature: float = setting(1.0, within="(0, 100]")  # of `sample`, `sample_drawings`
+    # how the temperature T scales each Gaussian's sigmas when sampling (sampling's module
+    # doc): "paper" by sqrt(T) (Ha & Eck: covariance * T); "magenta" by T, as magenta's code
+    temperature_rule: str = setting(PAPER_RULE, choices=tuple(SIGMA_SCALES))
     # cap on points per sampled sketch; a capped sketch is ended
     sample_max_len: int = setting(250, within=SEQUENCE_LENGTHS)
 

@@ -3,12 +3,13 @@ sketches decoded in a batch (:func:`sample_strokes5`), reconstructions and laten
 interpolations (vae mode), and sampled sequences as simplified-format drawings.
 
 Sampling with temperature T (:func:`sample_strokes5`)
-    mixture logits / T and pen logits / T before their softmaxes, and each component's
-    sigmas * sqrt(T) (covariance * T), the paper's definition. (magenta's notebook code
-    passes ``sqrt(T)`` to a function that squares it, i.e. scales sigmas by T.)
-    ``T -> 0`` tends to greedy decoding. A sketch ends when it draws the end state or at
-    ``max_len`` points; the end state is not allowed before the first point, so every
-    sample has at least one point to render.
+    mixture logits / T and pen logits / T before their softmaxes; each component's sigmas
+    are scaled by ``temperature_rule`` (:data:`SIGMA_SCALES`): ``"paper"`` (the default) by
+    sqrt(T), i.e. covariance * T, Ha & Eck's definition; ``"magenta"`` by T, what magenta's
+    ``sample()`` does (it passes sqrt(T) to ``sample_gaussian_2d``, which multiplies the
+    sigmas by its square). ``T -> 0`` tends to greedy decoding under both. A sketch ends
+    when it draws the end state or at ``max_len`` points; the end state is not allowed
+    before the first point, so every sample has at least one point to render.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from sketchgen.models.sketch_rnn.cells import generator_device
 from sketchgen.models.sketch_rnn.model import MixtureParams, SketchRNN
 from sketchgen.runtime import eval_mode
 
+# temperature T -> the factor on each Gaussian's sigmas (see the module doc)
+SIGMA_SCALES = {"paper": math.sqrt, "magenta": lambda temperature: temperature}
+PAPER_RULE = "paper"
+
 
 def _categorical(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One index per row by inverse CDF with a uniform from ``generator`` (magenta's method;
@@ -38,8 +43,9 @@ def _categorical(logits: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 
 def sample_step(params: MixtureParams, temperature: float, generator: torch.Generator,
-                allow_end: bool = True) -> torch.Tensor:
-    """Draw one stroke-5 row per sketch from the outputs of one step, ``(B, 5)``."""
+                allow_end: bool = True, temperature_rule: str = PAPER_RULE) -> torch.Tensor:
+    """Draw one stroke-5 row per sketch from the outputs of one step, ``(B, 5)``;
+    ``temperature_rule`` names how T scales the sigmas (:data:`SIGMA_SCALES`)."""
     pen_logits = params.pen_logits / temperature
     if not allow_end:
         pen_logits = pen_logits.clone()
@@ -50,7 +56,7 @@ def sample_step(params: MixtureParams, temperature: float, generator: torch.Gene
     def pick(values: torch.Tensor) -> torch.Tensor:
         return values.gather(1, component).squeeze(1)
 
-    sigma_scale = math.sqrt(temperature)
+    sigma_scale = SIGMA_SCALES[temperature_rule](temperature)
     sigma_x = torch.exp(pick(params.log_sigma_x)) * sigma_scale
     sigma_y = torch.exp(pick(params.log_sigma_y)) * sigma_scale
     rho = torch.tanh(pick(params.rho_pre))
@@ -74,6 +80,7 @@ def sample_strokes5(
     max_len: int = 250,
     z: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
+    temperature_rule: str = PAPER_RULE,
 ) -> list[np.ndarray]:
     """``n`` sketches as stroke-5 ``[start, points..., end]`` (float32), all decoded together.
 
@@ -100,7 +107,7 @@ def sample_strokes5(
         alive = torch.arange(n, device=device)
         for t in range(max_len):
             params, state = step(previous, fixed, state)
-            rows = sample_step(params, temperature, generator, allow_end=t > 0)
+            rows = sample_step(params, temperature, generator, t > 0, temperature_rule)
             rows_np = rows.cpu().numpy()
             alive_np = alive.cpu().numpy()
             out[alive_np, t + 1] = rows_np
@@ -158,16 +165,18 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, fractions: torch.Tensor) -> torch.
 
 
 def reconstruct(model: SketchRNN, sketches: Sequence[np.ndarray], generator: torch.Generator,
-                temperature: float = 0.2, max_len: int = 250) -> list[np.ndarray]:
+                temperature: float = 0.2, max_len: int = 250,
+                temperature_rule: str = PAPER_RULE) -> list[np.ndarray]:
     """Decode each sketch's ``mu`` (the paper's reconstruction figures use low temperatures)."""
     return sample_strokes5(model, len(sketches), generator, temperature, max_len,
-                           z=encode_means(model, sketches))
+                           z=encode_means(model, sketches), temperature_rule=temperature_rule)
 
 
 def interpolate(model: SketchRNN, first: np.ndarray, last: np.ndarray, steps: int,
                 generator: torch.Generator, temperature: float = 0.2,
-                max_len: int = 250) -> list[np.ndarray]:
+                max_len: int = 250, temperature_rule: str = PAPER_RULE) -> list[np.ndarray]:
     """``steps`` sketches decoded along the slerp from ``first``'s code to ``last``'s."""
     z0, z1 = encode_means(model, [first, last])
     codes = slerp(z0, z1, torch.linspace(0.0, 1.0, steps, device=z0.device))
-    return sample_strokes5(model, steps, generator, temperature, max_len, z=codes)
+    return sample_strokes5(model, steps, generator, temperature, max_len, z=codes,
+                           temperature_rule=temperature_rule)

@@ -215,7 +215,8 @@ class SketchRNNTask:
                         generator: torch.Generator) -> list[Drawing]:
         samples = sample_strokes5(self.model, n, generator, self.cfg.sample_temperature,
                                   self.cfg.sample_max_len,
-                                  labels=labels if self.conditional else None)
+                                  labels=labels if self.conditional else None,
+                                  temperature_rule=self.cfg.temperature_rule)
         return strokes5_to_drawings(samples, words=self._words(labels))
 
     def sample(self, n: int, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -229,7 +230,7 @@ class SketchRNNTask:
         """The first ``count`` test sketches and their reconstructions from ``mu``."""
         originals = self._test_sketches(count)
         decoded = reconstruct(self.model, originals, generator, temperature,
-                              self.cfg.sample_max_len)
+                              self.cfg.sample_max_len, self.cfg.temperature_rule)
         return [simplified_drawing(s) for s in originals], strokes5_to_drawings(decoded)
 
     def interpolation_drawings(self, steps: int, generator: torch.Generator,
@@ -237,7 +238,8 @@ class SketchRNNTask:
         """Decodings along the latent slerp between the first two test sketches."""
         first, last = self._test_sketches(2)
         return strokes5_to_drawings(interpolate(self.model, first, last, steps, generator,
-                                                temperature, self.cfg.sample_max_len))
+                                                temperature, self.cfg.sample_max_len,
+                                                self.cfg.temperature_rule))
 
     def figures(self, count: int = 8) -> dict[str, tuple[np.ndarray, int]]:
         """``reconstructions.png`` (held-out sketches over their reconstructions) and

@@ -78,6 +78,7 @@ class SketchTransformerConfig:
     test_fraction: float = as_in_sketch_rnn("test_fraction")
     eval_every: int = as_in_sketch_rnn("eval_every")
     sample_temperature: float = as_in_sketch_rnn("sample_temperature")
+    temperature_rule: str = as_in_sketch_rnn("temperature_rule")
     sample_max_len: int = as_in_sketch_rnn("sample_max_len")
 
     def __post_init__(self) -> None:
