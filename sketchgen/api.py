@@ -46,16 +46,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasterize.drawings import Drawing
+from rasterize.render import render as render_drawings
+from sketchgen import outputs
 from sketchgen.config import SAMPLE_SEED, SEEDS
 from sketchgen.data.datasets import LabelledBitmaps, LabelledDrawings, drawings_of, load_drawings
+from sketchgen.errors import ConfigError, DivergenceError, OutputError
 from sketchgen.evaluation import metrics
 from sketchgen.evaluation.feature_space import Evaluator as Evaluator  # the API's names
 from sketchgen.evaluation.feature_space import EvaluatorConfig as EvaluatorConfig
 from sketchgen.evaluation.feature_space import as_evaluator
 from sketchgen.evaluation.feature_space import evaluator as evaluator
+from sketchgen.models import registry
+from sketchgen.training.config import FIELDS, TrainConfig, config_from_mapping
 
 if TYPE_CHECKING:
-    from sketchgen.training.config import TrainConfig
     from sketchgen.training.sampling import LoadedRun
 
 load = load_drawings  # sg.load(sources, per_class=None, fmt="simplified", ...): the data module's
@@ -68,8 +72,6 @@ def render(drawings: LabelledDrawings | Sequence[Drawing], **options: Any) -> np
     """uint8 bitmaps ``(N, size, size)``, white ink on black, of LabelledDrawings or a list of
     drawings: ``rasterize.render.render`` with its options and defaults (``size=28``, line
     width 16, padding 16: byte for byte Google's numpy_bitmap at 28 px)."""
-    from rasterize.render import render as render_drawings
-
     return render_drawings(drawings_of(drawings, "drawings"), **options)
 
 
@@ -89,8 +91,6 @@ def fit(model: str, data: LabelledDrawings | LabelledBitmaps, *,
     (continuing it if it was interrupted, or if ``steps`` grew); other settings or data are
     refused, naming what differs. ``resume=False`` refuses an ``out`` that holds a run.
     """
-    from sketchgen.errors import DivergenceError, OutputError
-    from sketchgen.models import registry
     from sketchgen.training.harness import train
     from sketchgen.training.run_folder import RunFolder
     from sketchgen.training.sampling import load_run
@@ -119,7 +119,6 @@ def _remove_temporary(folder: Path) -> None:
     """Delete a temporary run folder of ``fit``'s: through the checked delete
     (``outputs.remove_folder``: marked by train, in the temporary directory), or as the empty
     folder it still is if train stopped before taking it."""
-    from sketchgen import outputs
     from sketchgen.training.run_folder import RunFolder
 
     if not folder.exists():
@@ -134,9 +133,6 @@ def _train_config(model: str, data: Any, out: str | os.PathLike | None,
                   settings: dict[str, Any]) -> TrainConfig:
     """The TrainConfig of a ``fit`` call: TrainConfig fields as given, everything else a model
     option (unknown names fail, listing both kinds)."""
-    from sketchgen.errors import ConfigError
-    from sketchgen.models import registry
-    from sketchgen.training.config import FIELDS, config_from_mapping
     from sketchgen.training.inputs import config_for_data
 
     entry = registry.get_model(model)
@@ -159,7 +155,6 @@ def _train_config(model: str, data: Any, out: str | os.PathLike | None,
 
 def _finished(config: TrainConfig, data: Any, resume: bool) -> bool:
     """Whether the run in ``config.out`` is complete; refuses one that does not fit."""
-    from sketchgen.errors import ConfigError
     from sketchgen.training.checkpoints import check_resumable
     from sketchgen.training.run_folder import RunFolder
 
