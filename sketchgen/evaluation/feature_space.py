@@ -15,19 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
 from rasterize.geometry import GOOGLE_SIZE
 from sketchgen.config import DRAWINGS_PER_CLASS, SEEDS, SIZES, check_fields, setting
 from sketchgen.data.cache import cache_dir
-from sketchgen.data.datasets import LabelledBitmaps, drawings_of
+from sketchgen.data.datasets import LabelledBitmaps, drawings_of, load_bitmaps
 from sketchgen.errors import FieldError
 from sketchgen.evaluation import metrics
+from sketchgen.runtime import atomic_write, file_lock, torch_threads
 
 if TYPE_CHECKING:
     from sketchgen.evaluation.classifier import Classifier, ClassifierConfig
@@ -124,8 +127,6 @@ def evaluator(config: EvaluatorConfig | None = None, mirror: str | None = None) 
     path = cache_dir() / "evaluators" / f"{key[:32]}.pt"
     record = path.with_suffix(".json")
     if not (path.exists() and record.exists()):
-        from sketchgen.runtime import file_lock
-
         with file_lock(path.with_suffix(".lock")):  # one process trains; the others wait
             if not (path.exists() and record.exists()):  # and then read what it cached
                 return _build(config, path, record, mirror)
@@ -160,11 +161,7 @@ _BUILD_DEVICE, _BUILD_THREADS = "cpu", 1
 
 
 def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None) -> Evaluator:
-    from tqdm import tqdm
-
-    from sketchgen.data.datasets import load_bitmaps
     from sketchgen.evaluation.evaluator import fit_and_evaluate, save_classifier, weights_sha256
-    from sketchgen.runtime import atomic_write, torch_threads
 
     loaded = load_bitmaps(config.categories, config.size, per_class=config.per_class,
                           mirror=mirror)
@@ -200,8 +197,6 @@ def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None
 
 def _build_environment() -> dict[str, Any]:
     """What the weights' bits depend on besides the config (for comparing identities)."""
-    import platform
-
     import torch
 
     return {"device": _BUILD_DEVICE, "threads": _BUILD_THREADS, "torch": torch.__version__,
