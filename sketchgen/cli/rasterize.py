@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rasterize.geometry import GOOGLE_SIZE
 from sketchgen.errors import UsageError
+from sketchgen.outputs import check_free
 
 HELP = "Render ndjson drawings to a uint8 .npy of shape (N, size*size), Google's bitmap layout."
 
@@ -56,8 +57,6 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--size must be at least 1, got {args.size}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    from sketchgen.outputs import check_free
-
     check_free([args.output], args.overwrite)  # a finished OUT.npy is the user's now
 
 

@@ -11,16 +11,17 @@ NCCL with one GPU per process when CUDA is available, gloo on CPU; rank 0 writes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sketchgen.cli.arguments import add_config_arguments, config_from_args
+from sketchgen.errors import DivergenceError
+from sketchgen.models.registry import MODELS
 
 HELP = "train a registered model (GAN presets, Sketch-RNN) on Quick, Draw! categories"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sketchgen.models.registry import MODELS
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "models:\n" + "\n".join(
         f"  {name:<14} {entry.summary}" for name, entry in MODELS.items())
@@ -38,9 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from sketchgen.errors import DivergenceError
     from sketchgen.training.harness import train
 
     config = config_from_args(args)
