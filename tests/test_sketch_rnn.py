@@ -15,6 +15,7 @@ from PIL import Image
 
 from rasterize.ndjson_reader import read_ndjson
 from rasterize.render import render
+from rasterize.sketch_npz import read_sketch_npz, write_sketch_npz
 from rasterize.strokes import END_ROW, START_TOKEN, drawing_to_stroke3, normalize_splits
 from sketchgen import cli, runtime
 from sketchgen.data.datasets import load_drawings, split_indices
@@ -485,6 +486,30 @@ def test_task_splits_by_seed_and_normalises_by_train_std(labelled):
                                / data.scale_factor, rtol=1e-6)
     # one row per point after the first (a lone first point adds one): one end row more
     assert data.padded_length == max(len(drawing_to_stroke3(d)) for d in labelled.drawings) + 1
+
+
+def test_google_npz_splits_are_kept_and_the_mirror_file_is_split_by_seed(mirror, tmp_path):
+    """A file in Google's layout trains, validates and tests on its own splits (in file
+    order), not on a re-split of their union; the mirror's one-split file is split by seed."""
+    sketches = read_sketch_npz(mirror / "sketchrnn" / "face.npz")["sketches"]
+    google = tmp_path / "face.npz"
+    write_sketch_npz(google, {"train": sketches[:40], "valid": sketches[40:46],
+                              "test": sketches[46:50]})
+    loaded = load_drawings([google])
+    assert {k: v.tolist() for k, v in loaded.splits.items()} == {
+        "train": list(range(40)), "valid": list(range(40, 46)), "test": list(range(46, 50))}
+    task = _task(loaded)
+    scale = task.data.scale_factor
+    for split, rows in (("train", slice(0, 40)), ("valid", slice(40, 46)), ("test", slice(46, 50))):
+        assert len(task.data.sketches[split]) == rows.stop - rows.start
+        for ours, theirs in zip(task.data.sketches[split], sketches[rows], strict=True):
+            np.testing.assert_allclose(ours[:, :2] * scale, theirs[:, :2], rtol=1e-5)
+    assert "the files' splits" in task.summary()
+
+    mirror_file = load_drawings([mirror / "sketchrnn" / "face.npz"], per_class=50)
+    assert mirror_file.splits is None  # Google's test split alone: not a train/valid/test
+    assert [len(_task(mirror_file).data.sketches[s]) for s in ("train", "valid", "test")] == [
+        45, 3, 2]
 
 
 def test_task_resumes_exactly_and_samples_without_side_effects(labelled, tmp_path):

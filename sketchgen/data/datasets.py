@@ -27,7 +27,7 @@ from rasterize.drawings import Drawing
 from rasterize.geometry import GOOGLE_LINE_WIDTH, GOOGLE_PADDING, GOOGLE_SIZE
 from rasterize.ndjson_reader import ON_ERROR_MODES, SkipLog, read_ndjson
 from rasterize.render import render
-from rasterize.sketch_npz import read_sketch_npz
+from rasterize.sketch_npz import GOOGLE_NPZ_SPLITS, read_sketch_npz
 from rasterize.strokes import stroke3_to_drawing
 from sketchgen.data.cache import cache_dir
 from sketchgen.data.heads import NPY_HEADER_ERRORS, check_limit
@@ -136,6 +136,9 @@ class LabelledDrawings:
     labels: np.ndarray  # int64, index into class_names
     class_names: list[str]
     skipped: SkipLog = field(default_factory=SkipLog)  # bad lines passed over with on_error="skip"
+    # the files' own split of the drawings (indices by split name), when every drawing came
+    # from a Sketch-RNN .npz in Google's layout (train, valid, test); else None
+    splits: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.drawings)
@@ -177,9 +180,10 @@ def load_drawings(
     Deterministic: the first ``per_class`` records of each class, in file order (over HTTP
     only those are downloaded: a head of each file, see :func:`sketchgen.data.sources.resolve`).
     ``fmt`` is ``"raw"``, ``"simplified"`` or ``"sketchrnn"`` for category names. An ``.npz``
-    gives its stroke-3 sketches as drawings, splits in the order train, valid, test (the
-    mirror's files hold one split, ``sketches``); callers split them again by seed like any
-    other source.
+    gives its stroke-3 sketches as drawings, splits in the order train, valid, test; when every
+    source is such a file in Google's layout, ``splits`` says which drawing is in which (the
+    mirror's files hold one split, ``sketches``: those are split again by seed like any other
+    source).
     """
     check_format(fmt, (*STROKE_FORMATS, "sketchrnn"))
     _check_on_error(on_error)
@@ -187,17 +191,26 @@ def load_drawings(
     plan, names = _plan(source_list(sources), fmt, per_class, mirror, suffixes)
     skipped = SkipLog()
 
-    def read(path: Path, limit: int | None, log: SkipLog) -> list[Drawing]:
-        if path.name.endswith(".npz"):
-            sketches = itertools.chain.from_iterable(read_sketch_npz(path).values())
-            return [stroke3_to_drawing(s) for s in itertools.islice(sketches, limit)]
-        return list(itertools.islice(read_ndjson(path, on_error, log), limit))
+    read_splits: list[str | None] = []  # the split of each drawing the last read gave
 
-    drawings, counts = [], []
+    def read(path: Path, limit: int | None, log: SkipLog) -> list[Drawing]:
+        if not path.name.endswith(".npz"):
+            read_splits[:] = []
+            return list(itertools.islice(read_ndjson(path, on_error, log), limit))
+        tagged = [(key if key in GOOGLE_NPZ_SPLITS else None, sketch)
+                  for key, sketches in read_sketch_npz(path).items() for sketch in sketches]
+        read_splits[:] = [key for key, _ in tagged[:limit]]
+        return [stroke3_to_drawing(sketch) for _, sketch in tagged[:limit]]
+
+    drawings, counts, split_of = [], [], []
     for source, part in _take(plan, per_class, read, skipped, fmt, mirror):
         drawings.extend(part)
         counts.append((source.class_name, len(part)))
-    return LabelledDrawings(drawings, _labels(counts, names), names, skipped)
+        split_of.extend(read_splits or [None] * len(part))
+    splits = None
+    if split_of and None not in split_of:
+        splits = {key: np.flatnonzero(np.array(split_of) == key) for key in GOOGLE_NPZ_SPLITS}
+    return LabelledDrawings(drawings, _labels(counts, names), names, skipped, splits)
 
 
 def drawings_of(value: Any, name: str) -> list[Drawing]:

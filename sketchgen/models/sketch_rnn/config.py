@@ -65,7 +65,8 @@ class SketchRNNConfig:
     # r in w = w_max - (w_max - w_start) * r^step
     kl_decay_rate: float = setting(0.99995, within=RATES)
     kl_tolerance: float = setting(0.2, within=KL)  # KL below this is not penalised (free bits)
-    # shares of the data held out for validation and testing (seeded split; never trained on)
+    # shares of the data held out for validation and testing (seeded split; never trained on);
+    # Google's .npz files keep their own train / valid / test instead
     valid_fraction: float = setting(0.05, within="[0, 1)")
     test_fraction: float = setting(0.05, within="[0, 1)")
     # steps between validation costs in the log; 0 = never

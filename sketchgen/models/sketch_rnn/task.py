@@ -4,7 +4,9 @@ registry's factory :func:`build_sketch_rnn_task`.
 
 Data: the harness hands over ``sketchgen.data.datasets.load_drawings`` output. Each drawing becomes
 stroke-3 (``rasterize.strokes``); ``sketchgen.data.datasets.split_indices`` splits them by the run's
-seed into train / valid / test; ``rasterize.strokes.normalize_splits`` drops sketches over
+seed into train / valid / test, unless they come from Google's ``.npz`` files, whose own
+splits are kept (``LabelledDrawings.splits``, as magenta trains, validates and tests on
+them); ``rasterize.strokes.normalize_splits`` drops sketches over
 ``max_seq_len`` (the counts are in :meth:`SketchRNNTask.summary` and kept in the checkpoint) and
 divides every split by the training std. Everything random in training -- batch choice,
 augmentation, the VAE's noise, recurrent-dropout masks -- comes from the task's own CPU
@@ -19,7 +21,7 @@ validation cost: no augmentation, no dropout, the same unmasked pen term.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,13 +54,15 @@ SPLITS = ("train", "valid", "test")
 
 
 class SketchData:
-    """Normalised stroke-3 sketches and labels per split, and the constants derived from them."""
+    """Normalised stroke-3 sketches and labels per split, and the constants derived from them.
+
+    ``splits``: the files' own split (``LabelledDrawings.splits``, Google's ``.npz`` layout),
+    kept when it has sketches in all three; otherwise the drawings are split by ``seed``.
+    """
 
     def __init__(self, drawings: Sequence[Drawing], labels: np.ndarray, seed: int,
-                 config: SketchRNNConfig):
-        fractions = (1.0 - config.valid_fraction - config.test_fraction,
-                     config.valid_fraction, config.test_fraction)
-        parts = dict(zip(SPLITS, split_indices(len(drawings), seed, fractions), strict=True))
+                 config: SketchRNNConfig, splits: Mapping[str, np.ndarray] | None = None):
+        parts, self.split_by = _parts(len(drawings), seed, config, splits)
         stroke3 = {name: [drawing_to_stroke3(drawings[i]) for i in index]
                    for name, index in parts.items()}
         normalised = normalize_splits(stroke3, config.max_seq_len)
@@ -75,13 +79,23 @@ class SketchData:
         counts = " / ".join(f"{len(self.sketches[s])} {s}" for s in SPLITS)
         dropped = " / ".join(str(self.dropped[s]) for s in SPLITS)
         return (f"{counts} sketches; dropped {dropped} over max_seq_len; scale factor "
-                f"{self.scale_factor:.4g}; padded length {self.padded_length}")
+                f"{self.scale_factor:.4g}; padded length {self.padded_length}; {self.split_by}")
 
     def batches(self, split: str, size: int) -> list[StrokeBatch]:
         """The whole split in order, un-augmented, in batches of ``size``."""
         sketches, labels = self.sketches[split], self.labels[split]
         return [make_batch(sketches[i : i + size], labels[i : i + size], self.padded_length)
                 for i in range(0, len(sketches), size)]
+
+
+def _parts(count: int, seed: int, config: SketchRNNConfig,
+           splits: Mapping[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray], str]:
+    """Drawing indices per split, and how they were split."""
+    if splits is not None and all(len(splits.get(name, ())) for name in SPLITS):
+        return {name: np.asarray(splits[name]) for name in SPLITS}, "the files' splits"
+    fractions = (1.0 - config.valid_fraction - config.test_fraction,
+                 config.valid_fraction, config.test_fraction)
+    return dict(zip(SPLITS, split_indices(count, seed, fractions), strict=True)), "split by seed"
 
 
 class SketchRNNTask:
@@ -111,7 +125,7 @@ class SketchRNNTask:
         self.scale_factor: float | None = None
         if inputs.data is not None:
             self.data = SketchData(inputs.data.drawings, inputs.data.labels, self.config.seed,
-                                   self.cfg)
+                                   self.cfg, inputs.data.splits)
             self.scale_factor = self.data.scale_factor
             self._check_batch_splits()
 
