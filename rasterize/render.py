@@ -51,14 +51,14 @@ MAX_PATH_POINTS = 4096
 # -- input ---------------------------------------------------------------------------------
 
 
-def _off_grid(points: np.ndarray) -> np.ndarray:
+def off_grid(points: np.ndarray) -> np.ndarray:
     """Per point: is it not on Google's simplified grid (integers in 0..255)?"""
     return ((points < 0) | (points > 255) | (points != np.round(points))).any(axis=1)
 
 
 def is_simplified(drawing: Drawing) -> bool:
     """True if every coordinate is an integer in 0..255, as in Google's simplified files."""
-    return not _off_grid(drawing.points()).any()
+    return not off_grid(drawing.points()).any()
 
 
 def normalise(drawing: Drawing) -> Drawing:
@@ -203,7 +203,7 @@ def _prepare(drawings: Sequence[Drawing], with_times: bool) -> _Batch:
     points, lengths, per_drawing = _concatenated(drawings)
     points_per_drawing = np.add.reduceat(lengths, _starts(per_drawing))
     first_point = _starts(points_per_drawing)
-    raw = np.logical_or.reduceat(_off_grid(points), first_point)
+    raw = np.logical_or.reduceat(off_grid(points), first_point)
     if raw.any():
         drawings = [normalise(d) if r else d for d, r in zip(drawings, raw.tolist(), strict=True)]
         points = np.concatenate([stroke for drawing in drawings for stroke in drawing.strokes])
@@ -394,6 +394,7 @@ __all__ = [
     "TIME_MIN_LEVEL",
     "is_simplified",
     "normalise",
+    "off_grid",
     "render",
     "render_reference",
 ]

@@ -88,7 +88,7 @@ class PolylineBatch:
         cls, drawings: Sequence[Drawing], device: torch.device | str | None = None
     ) -> PolylineBatch:
         """Pad :class:`Drawing` records, normalised exactly as ``rasterize.render`` does."""
-        from rasterize.render import _off_grid, normalise  # the one rule for the simplified grid
+        from rasterize.render import normalise, off_grid  # the one rule for the simplified grid
 
         strokes = [stroke for drawing in drawings for stroke in drawing.strokes]
         points = np.concatenate(strokes) if strokes else np.zeros((0, 2))
@@ -97,7 +97,7 @@ class PolylineBatch:
         lengths = np.diff(np.append(0, stroke_ends)[np.cumsum(per_drawing)], prepend=0)
         row = np.repeat(np.arange(len(drawings)), lengths)
         column = np.arange(len(points)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        raw = np.bincount(row, weights=_off_grid(points), minlength=len(drawings)) > 0
+        raw = np.bincount(row, weights=off_grid(points), minlength=len(drawings)) > 0
         if raw.any():
             fixed = [normalise(d) if r else d for d, r in zip(drawings, raw.tolist(), strict=True)]
             points = np.concatenate([stroke for drawing in fixed for stroke in drawing.strokes])
