@@ -65,6 +65,14 @@ def head(path, count):
     return list(itertools.islice(read_ndjson(path), count))
 
 
+def imported_by(statements: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter holds after running ``statements``."""
+    code = (f"import sys\n{statements}\n"
+            f"print(' '.join(sorted(m for m in {modules!r} if m in sys.modules)))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
 @pytest.fixture(scope="session")
 def google_pairs(mirror):
     """(simplified drawings, Google's 28 px bitmaps) for the 450 rows that line up."""

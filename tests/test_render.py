@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import head
+from conftest import head, imported_by
 
 import rasterize.render as render_module
 from rasterize.drawings import Drawing
@@ -216,11 +213,7 @@ def test_pieces_share_their_end_points_and_keep_every_segment():
 
 def test_the_geometry_loads_no_renderer():
     """Configs and the command line name Google's geometry without loading numpy or cairo."""
-    code = ("import sys\nimport rasterize.geometry\n"
-            "print(sorted(m for m in ('numpy', 'cairocffi', 'orjson') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "[]", out
+    assert imported_by("import rasterize.geometry", ("numpy", "cairocffi", "orjson")) == []
 
 
 def test_every_public_name_is_importable_from_the_package():
