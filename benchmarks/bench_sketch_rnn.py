@@ -36,6 +36,7 @@ from sketchgen.models.sketch_rnn.config import SketchRNNConfig
 from sketchgen.models.sketch_rnn.loss import loss_terms
 from sketchgen.models.sketch_rnn.model import MixtureParams, SketchRNN
 from sketchgen.models.sketch_rnn.sampling import sample_step, sample_strokes5
+from sketchgen.runtime import torch_threads
 
 CATEGORY = "face"  # the sketches: common.PER_CATEGORY simplified drawings of it
 BATCH = 100  # magenta's batch size
@@ -78,10 +79,8 @@ def loop_model(model: SketchRNN) -> SketchRNN:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
