@@ -206,7 +206,7 @@ def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list
     reconstructions) -- copied into ``training/<name>/`` so the report stands alone. The learning
     GIF stays in the run folder: ~1 MB each, too heavy for a report meant to be committed."""
     figures = []
-    for source in sorted(run_dir.glob("*.png")):
+    for source in RunFolder(run_dir).figures():
         relative = f"training/{name}/{source.name}"
         (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out_dir / relative)

@@ -63,6 +63,10 @@ class RunFolder:
         """The sample grid drawn at ``step``."""
         return self.samples / f"step_{step:06d}.png"
 
+    def figures(self) -> list[Path]:
+        """The run's own PNG figures, by name: the loss curves and any the model added."""
+        return sorted(self.path.glob("*.png"))
+
     def grids(self, last_step: int) -> list[Path]:
         """The grids on disk up to ``last_step``, in step order (the GIF's frames)."""
         return [path for path in sorted(self.samples.glob("step_*.png"))
