@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from rasterize.drawings import Drawing
+from rasterize.geometry import GOOGLE_SIZE
 from sketchgen.data import datasets as data
 
 # The 23 categories of which the shared mirror holds Google's first 250 simplified lines:
@@ -47,7 +48,8 @@ def real_drawings(categories: Sequence[str] = CATEGORIES) -> data.LabelledDrawin
     return data.load_drawings(_fixed(categories), per_class=PER_CATEGORY)
 
 
-def real_bitmaps(categories: Sequence[str] = CATEGORIES, size: int = 28) -> data.LabelledBitmaps:
+def real_bitmaps(categories: Sequence[str] = CATEGORIES, size: int = GOOGLE_SIZE
+                 ) -> data.LabelledBitmaps:
     """The same drawings rendered (once, then from the cache) at ``size`` px."""
     return data.load_bitmaps(_fixed(categories), size, per_class=PER_CATEGORY)
 

@@ -139,7 +139,8 @@ LOADERS = {"load_drawings", "load_bitmaps", "resolve", "read_sketch_npz"}
 
 
 def data_calls(tree: ast.AST) -> set[str]:
-    """Names of the ``sketchgen.data.datasets`` / ``rasterize.strokes`` loaders a module calls."""
+    """Names of the loaders (``LOADERS``: ``sketchgen.data``'s, ``rasterize.sketch_npz``'s) a
+    module calls."""
     called = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
