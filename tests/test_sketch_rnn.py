@@ -229,6 +229,18 @@ def test_offsets_after_the_end_are_masked_but_pen_states_are_not(sketches):
     assert reconstruction_loss(params, pen).pen != base.pen
 
 
+def test_evaluation_mode_masks_the_pen_term_after_the_end():
+    """magenta's evaluation mode: the pen cross-entropy of the real points only, still / N.
+    2 points and 2 end rows; uniform pen logits cost ln 3 a row: ln 3 unmasked, 2 ln 3 / 4."""
+    params = MixtureParams.split(torch.zeros(1, 4, 3 + 6), 1)
+    targets = torch.tensor([[[0.5, 0.0, 1, 0, 0], [0.0, 0.5, 0, 1, 0],
+                             [0, 0, 0, 0, 1], [0, 0, 0, 0, 1]]])
+    loss = reconstruction_loss(params, targets)
+    assert loss.pen.item() == pytest.approx(math.log(3.0))
+    assert loss.pen_masked.item() == pytest.approx(math.log(3.0) / 2)
+    assert loss.masked_total.item() == pytest.approx(loss.offset.item() + math.log(3.0) / 2)
+
+
 def test_encoder_ignores_padding_and_decoder_is_causal(sketches):
     config = SketchRNNConfig(**SMALL)
     model = SketchRNN(config).eval()
@@ -552,7 +564,34 @@ def test_task_figures_and_validation_cost(labelled):
     assert len(task.interpolation_drawings(4, torch.Generator().manual_seed(0))) == 4
     costs = task.evaluate("valid")
     assert costs == task.evaluate("valid")  # its own noise: same weights, same numbers
-    assert set(costs) == {"loss_recon", "loss_kl"} and all(np.isfinite(list(costs.values())))
+    assert set(costs) == {"loss_recon", "loss_recon_masked", "loss_kl"}
+    assert all(np.isfinite(list(costs.values())))
+    assert costs["loss_recon_masked"] < costs["loss_recon"]  # fewer pen terms, each >= 0
+
+
+def test_test_costs_are_logged_at_each_new_best_validation(labelled):
+    """magenta's protocol: the test split is evaluated when (and only when) the validation
+    objective improves, so a log's last test costs are those of its best-validation step."""
+    task = _task(labelled, eval_every=2)
+    assert not any(key.endswith(("_valid", "_test")) for key in task.train_step(1))
+    first = task.train_step(2)  # the first validation is the best so far
+    valid = {key.removesuffix("_valid"): v for key, v in first.items() if key.endswith("_valid")}
+    assert set(valid) == {"loss_recon", "loss_recon_masked", "loss_kl"}
+    assert task.best_valid == task.validation_cost(valid) == pytest.approx(
+        valid["loss_recon"] + 0.5 * max(valid["loss_kl"], 0.2))  # magenta's w_KL, tolerance
+    test = {key.removesuffix("_test"): v for key, v in first.items() if key.endswith("_test")}
+    assert test == task.evaluate("test")  # the weights of step 2
+    task.train_step(3)
+    second = task.train_step(4)
+    cost = task.validation_cost({"loss_recon": second["loss_recon_valid"],
+                                 "loss_kl": second["loss_kl_valid"]})
+    assert ("loss_recon_test" in second) == (cost < task.validation_cost(valid))
+    task.best_valid = -math.inf  # nothing can beat it: no test costs
+    task.train_step(5)
+    assert "loss_recon_test" not in task.train_step(6)
+    resumed = _task(labelled, eval_every=2)
+    resumed.load_state_dict(task.state_dict())
+    assert resumed.best_valid == -math.inf
 
 
 def test_task_figures_are_reconstruction_and_interpolation_grids(labelled, tmp_path):

@@ -6,8 +6,10 @@ Loss (targets are stroke-5 rows ``1..N``, N = padded length)
     cross-entropy) / N``, averaged over the batch. The pen term runs over the padding too,
     so the model learns to keep predicting "end"; magenta masks it only in its separate
     inference-mode evaluation, not in training nor in the validation cost it reports, and
-    neither do we. ``L_KL = -mean(1 + presig - mu^2 - exp(presig)) / 2`` over batch and
-    ``z`` dimensions; ``loss = L_R + w * max(L_KL, kl_tolerance)`` with
+    neither do we (the masked term, over the n real points, still / N, is computed beside
+    it: ``pen_masked``, for evaluations in magenta's inference mode).
+    ``L_KL = -mean(1 + presig - mu^2 - exp(presig)) / 2`` over batch and ``z`` dimensions;
+    ``loss = L_R + w * max(L_KL, kl_tolerance)`` with
     ``w = w_max - (w_max - w_start) * r^step`` (``config.kl_weight_at``). Difference: the
     mixture NLL is computed in log space (logsumexp, exact log(1 - rho^2)) instead of
     magenta's ``-log(p + 1e-6)``, which is exact where magenta's is and stays finite and
@@ -61,10 +63,16 @@ def offset_nll(params: MixtureParams, targets: torch.Tensor) -> torch.Tensor:
 class ReconstructionLoss(NamedTuple):
     offset: torch.Tensor  # masked mixture NLL of the offsets, / (batch * N)
     pen: torch.Tensor  # pen-state cross-entropy over all N rows, / (batch * N)
+    pen_masked: torch.Tensor  # the same over the real points only (magenta's inference mode)
 
     @property
     def total(self) -> torch.Tensor:
         return self.offset + self.pen
+
+    @property
+    def masked_total(self) -> torch.Tensor:
+        """L_R as magenta's inference mode evaluates it: nothing scored after the end."""
+        return self.offset + self.pen_masked
 
 
 def reconstruction_loss(params: MixtureParams, targets: torch.Tensor) -> ReconstructionLoss:
@@ -72,8 +80,8 @@ def reconstruction_loss(params: MixtureParams, targets: torch.Tensor) -> Reconst
     not_ended = 1.0 - targets[..., 4]
     offset = (offset_nll(params, targets) * not_ended).mean()
     pen = F.cross_entropy(params.pen_logits.reshape(-1, 3),
-                          targets[..., 2:].argmax(dim=-1).reshape(-1))
-    return ReconstructionLoss(offset, pen)
+                          targets[..., 2:].argmax(dim=-1).reshape(-1), reduction="none")
+    return ReconstructionLoss(offset, pen.mean(), (pen * not_ended.reshape(-1)).mean())
 
 
 def kl_divergence(mu: torch.Tensor, presig: torch.Tensor) -> torch.Tensor:
@@ -87,6 +95,7 @@ class LossTerms(NamedTuple):
     pen: torch.Tensor
     kl: torch.Tensor  # L_KL before the tolerance (0 outside vae mode)
     kl_weight: float
+    pen_masked: torch.Tensor  # the pen term over the real points only (not minimised)
 
 
 def kl_cost(kl: torch.Tensor, tolerance: float, batch_kl: torch.Tensor | None = None
@@ -120,4 +129,4 @@ def loss_terms(model: SketchRNN, batch: StrokeBatch, step: int,
         kl = kl_divergence(out.mu, out.presig)
         batch_kl = None if mean_over_ranks is None else mean_over_ranks(kl.detach())
         loss = recon.total + weight * kl_cost(kl, config.kl_tolerance, batch_kl)
-    return LossTerms(loss, recon.offset, recon.pen, kl, weight)
+    return LossTerms(loss, recon.offset, recon.pen, kl, weight, recon.pen_masked)

@@ -16,11 +16,18 @@ bit on CPU.
 Log keys per step: ``loss`` (what is minimised), ``loss_recon`` = ``loss_offset`` +
 ``loss_pen`` (L_R), ``loss_kl`` (L_KL before the tolerance; vae mode), ``kl_weight``, ``lr``;
 every ``eval_every`` steps also ``loss_recon_valid`` and ``loss_kl_valid``, magenta's
-validation cost: no augmentation, no dropout, the same unmasked pen term.
+validation cost: no augmentation, no dropout, the same unmasked pen term, and
+``loss_recon_masked_valid``, L_R as magenta's inference mode scores it (the pen term over the
+real points only). At each of those steps where the validation objective
+(:meth:`SketchRNNTask.validation_cost`) is the best so far, the same costs of the test split
+follow (``loss_recon_test``, ...): magenta's protocol, which evaluates the test set at every
+new best-validation checkpoint, so the last ``*_test`` values of a log are the run's test
+figures at its best-validation step.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -123,6 +130,7 @@ class SketchRNNTask:
             runtime.derived_seed(self.config.seed, "task"))
         self.data: SketchData | None = None
         self.scale_factor: float | None = None
+        self.best_valid = math.inf  # the best validation_cost so far (magenta's protocol)
         if inputs.data is not None:
             self.data = SketchData(inputs.data.drawings, inputs.data.labels, self.config.seed,
                                    self.cfg, inputs.data.splits)
@@ -172,27 +180,53 @@ class SketchRNNTask:
             del metrics["loss_kl"]
         metrics |= {"kl_weight": terms.kl_weight, "lr": lr}
         if self.cfg.eval_every and step % self.cfg.eval_every == 0 and self.data.sketches["valid"]:
-            metrics |= {f"{k}_valid": v for k, v in self.evaluate("valid").items()}
+            valid = self.evaluate("valid")
+            metrics |= {f"{k}_valid": v for k, v in valid.items()}
+            metrics |= self._test_if_best(valid)
         return metrics
+
+    def validation_cost(self, costs: dict[str, float]) -> float:
+        """What picks the best checkpoint: the objective at the converged KL weight,
+        ``L_R + kl_weight * max(L_KL, kl_tolerance)`` (``L_R`` outside vae mode). (magenta's
+        evaluation model keeps its KL weight at ``kl_weight_start``, an artefact of building
+        a second graph; we weigh the KL as training ends up weighing it.)"""
+        if "loss_kl" not in costs:
+            return costs["loss_recon"]
+        return costs["loss_recon"] + self.cfg.kl_weight * max(costs["loss_kl"],
+                                                              self.cfg.kl_tolerance)
+
+    def _test_if_best(self, valid: dict[str, float]) -> dict[str, float]:
+        """The test split's costs when ``valid`` is the best validation so far, else none."""
+        cost = self.validation_cost(valid)
+        if not cost < self.best_valid:
+            return {}
+        self.best_valid = cost
+        if not self.data.sketches["test"]:
+            return {}
+        return {f"{k}_test": v for k, v in self.evaluate("test").items()}
 
     @torch.no_grad()
     def evaluate(self, split: str = "valid") -> dict[str, float]:
-        """magenta's evaluation cost on a whole split: ``loss_recon`` and (vae) ``loss_kl``.
+        """magenta's evaluation costs on a whole split: ``loss_recon`` (its validation cost's
+        L_R), ``loss_recon_masked`` (L_R of its inference mode: the pen term over the real
+        points only) and (vae) ``loss_kl``, L_KL before the tolerance.
 
         The VAE's noise comes from a generator seeded for this purpose, so evaluating changes
         no training state and gives the same numbers for the same weights."""
         noise = torch.Generator().manual_seed(runtime.derived_seed(self.config.seed, "eval"))
-        totals, count = np.zeros(2), 0
+        totals, count = np.zeros(3), 0
         with runtime.eval_mode(self.model):
             for batch in self.data.batches(split, self.config.batch_size):
                 terms = loss_terms(self.model, batch.to(self.device), 0, noise)
-                totals += len(batch.lengths) * np.array(
-                    [(terms.offset + terms.pen).item(), terms.kl.item()])
+                values = torch.stack([terms.offset + terms.pen, terms.offset + terms.pen_masked,
+                                      terms.kl])
+                totals += len(batch.lengths) * np.array(values.tolist())
                 count += len(batch.lengths)
-        result = {"loss_recon": float(totals[0] / count)}
-        if self.cfg.mode == "vae":
-            result["loss_kl"] = float(totals[1] / count)
-        return result
+        result = dict(zip(("loss_recon", "loss_recon_masked", "loss_kl"), totals / count,
+                          strict=True))
+        if self.cfg.mode != "vae":
+            del result["loss_kl"]
+        return {key: float(value) for key, value in result.items()}
 
     def grad_norms(self) -> dict[str, float]:
         named = [(f"model.{name}", p.grad) for name, p in self.model.named_parameters()
@@ -206,6 +240,7 @@ class SketchRNNTask:
         state: dict[str, Any] = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(), "scale_factor": self.scale_factor,
+            "best_valid": self.best_valid,
         }
         if self.data is not None:
             state["dropped"] = dict(self.data.dropped)
@@ -216,6 +251,8 @@ class SketchRNNTask:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
         self.scale_factor = state["scale_factor"]
+        # a checkpoint from before the best validation was kept has seen none yet
+        self.best_valid = float(state.get("best_valid", math.inf))
 
     # -- sampling ---------------------------------------------------------------------------
 
