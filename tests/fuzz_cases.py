@@ -1,4 +1,5 @@
-"""Generated malformed ndjson whose fate is known, for tests/test_fuzz.py.
+"""Generated bad input whose fate is known, for tests/test_fuzz.py: malformed ndjson (issue 6),
+then spoiled configs and checkpoints (issue 10, item 8).
 
 Every generated line says what a reader must make of it: a drawing it must parse to
 (:class:`Good`) or the :class:`~rasterize.ndjson_reader.NdjsonError` kind it must fail with
@@ -7,6 +8,13 @@ Files add the file-level hazards -- a BOM, CRLF, a missing final newline, a trun
 line, gzip with a truncated tail -- and know how many lines a reader can still see.
 :func:`check_file` reads a file both ways (``raise`` and ``skip``) and checks every line's
 fate; :func:`check_renders` renders the good ones.
+
+Configs and checkpoints (the last section): each TOML config (``train`` and ``compare``) and
+each checkpoint is spoiled one way and knows whether it loads or which one-line error must name
+its file and field (:func:`check_config_case`, :func:`run_checkpoint_fuzz`).
+
+Longer than 450 lines: it is the catalogue of every mutation the fuzz tests run, one short
+generator per kind of damage next to the fate it predicts; the ndjson half alone is that long.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Google's files and the mirror's are pickled object arrays of int16 arrays, so they are read
 with a restricted unpickler; these tests load the real ones, Google's own layout as Python 2
 wrote it, and crafted payloads that must be refused without running.
+
+Longer than 450 lines: the crafted pickles are written opcode by opcode (``pickled_array``,
+``write_pickled_npz``, ...), and every refusal test builds its payload from those helpers.
 """
 
 from __future__ import annotations

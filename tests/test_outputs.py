@@ -1,6 +1,9 @@
 """Where the suite writes (issue 10, items 2-4): safe names, owned folders, locks, checked
 deletes -- the module's rules, then `sketchgen train`, `sample` and `compare` on folders
-holding a user's files, on paths from configs, and with two processes on one folder."""
+holding a user's files, on paths from configs, and with two processes on one folder.
+
+Longer than 450 lines: the rules and the three commands that follow them share the fixtures
+that build users' folders, trained runs and a finished comparison (``trained``, ``compared``)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ exit status 2 and that one line on stderr, no traceback and no file written. Siz
 checkpoint are checked before any module is built. Environment failures (a download that
 does not match its recorded hash, a full disk) are one line with exit status 1, and a second
 failure while writing figures never hides the first.
+
+Longer than 450 lines: train configs, comparison configs, checkpoints and environment failures
+share the CLI's one-line check (``one_line_error``) and a trained run to spoil (``trained_run``).
 """
 
 from __future__ import annotations
