@@ -26,6 +26,7 @@ from sketchgen.comparison.real import load_real
 from sketchgen.comparison.run import run_comparison
 from sketchgen.errors import UsageError
 from sketchgen.report.results import REAL_FLOOR, read_results
+from sketchgen.training.config import TrainConfig
 
 CATEGORIES = ["eye", "mouth"]
 N = 60
@@ -295,3 +296,13 @@ def test_shipped_configs_are_valid(name):
     conditional = {plan.spec.name for plan in plans if plan.conditional}
     assert conditional == {"cgan", "brownlee-cgan", "smooth-cgan", "sngan", "sketch-rnn"}
     assert len(plans) == len(conditional) + 3 * len(config.categories)  # 3 unconditional GANs
+
+
+def test_a_model_entry_sets_how_often_its_runs_log_gradient_norms(tmp_path):
+    """``grad_norm_every`` of a [[models]] table reaches its runs' TrainConfig (the label
+    smoothing reproduction draws gradient norms over training); left out, TrainConfig's."""
+    config = tiny_config(tmp_path / "report")
+    config["models"] = [config["models"][0] | {"grad_norm_every": 5}, config["models"][1]]
+    every = {plan.spec.name: plan.train.grad_norm_every
+             for plan in plan_runs(config_from_dict(config))}
+    assert every == {"dcgan": 5, "sketch-rnn": TrainConfig().grad_norm_every}

@@ -71,6 +71,8 @@ class ModelSpec:
     batch_size: int = setting(within=BATCH_SIZES)  # images (or sketches) per step
     label: str = ""  # row name in the tables; "" = the model name (labels must be unique)
     options: dict[str, Any] = field(default_factory=dict)  # the model config's fields
+    # steps between per-layer gradient norms in the run's log.jsonl; None = TrainConfig's
+    grad_norm_every: int | None = setting(None, within=STEPS)
     # A `sketchgen train` run directory (relative to the working directory) to use instead of
     # training; for an unconditional model, a folder holding one run per category, named by
     # its class name (the layout of <out>/_work/runs/<label>/).

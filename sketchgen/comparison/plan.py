@@ -114,6 +114,7 @@ def _train_config(config: CompareConfig, spec: ModelSpec, categories: tuple[str,
         "per_class": config.per_class, "steps": spec.steps, "batch_size": spec.batch_size,
         "seed": config.seed, "out": str(out), "device": config.device,
         "model_options": dict(spec.options),
+        **({} if spec.grad_norm_every is None else {"grad_norm_every": spec.grad_norm_every}),
     })
 
 
