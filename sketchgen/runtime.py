@@ -101,6 +101,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# What atomic_write leaves behind when killed: "." + the file's name + "." + mkstemp's 8 random
+# characters + ".tmp" (a glob pattern, for cleaning up a folder the suite owns)
+ATOMIC_TEMPORARY = ".?*.????????.tmp"
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it over
     ``path``: a crash at any moment leaves either the old file or the new one, never a torn one.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sketchgen.runtime import ATOMIC_TEMPORARY
 from sketchgen.training.checkpoints import read_checkpoint
 
 CHECKPOINT = "checkpoint.pt"  # the latest good checkpoint of a run, replaced atomically
@@ -20,8 +21,6 @@ LOG = "log.jsonl"  # one JSON record per logged step
 SAMPLES = "samples"  # grids from the fixed noise batch, samples/step_000250.png, ...
 GIF = "learning.gif"  # those grids in step order
 CURVES = "losses.png"  # loss and D-output curves from the log
-# What atomic_write leaves when killed: "." + the file's name + 8 random characters + ".tmp"
-STALE_TEMPORARY = ".?*.????????.tmp"
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class RunFolder:
     def remove_temporaries(self) -> None:
         """Temp files of writes a kill interrupted (the real files are intact)."""
         for folder in (self.path, self.samples):
-            for stale in folder.glob(STALE_TEMPORARY):
+            for stale in folder.glob(ATOMIC_TEMPORARY):
                 stale.unlink(missing_ok=True)
 
     def read_checkpoint(self) -> dict[str, Any]:
