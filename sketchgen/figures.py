@@ -1,4 +1,5 @@
-"""Image files: image grids (PNG), learning GIFs, curves from JSONL logs.
+"""Image files: image grids (PNG), learning GIFs, curves from JSONL logs (losses, per-layer
+gradient norms).
 
 Written by the training harness (sample grids, the learning GIF, loss curves), by sampling, and
 by comparisons (the report's sample grids); models hand over arrays and write no files. A base
@@ -14,14 +15,18 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
 from PIL import Image
 
 from sketchgen.runtime import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GRID_BORDER = 64  # grey between tiles: visible on both the black ground and white strokes
 
@@ -138,6 +143,10 @@ def plot_curves(records: Iterable[dict], panels: Sequence[Sequence[str]], path: 
             axis.legend(loc="best", fontsize="small")
     if title:
         figure.suptitle(title)
+    return _write_png(figure, path)
+
+
+def _write_png(figure: Figure, path: str | Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     data = buffer.getvalue()
@@ -154,3 +163,50 @@ def training_curves(log_path: str | Path, path: str | Path, title: str = "") -> 
     others = [k for k in keys if not k.startswith("loss")]
     panels = [group for group in (losses, others) if group] or [[]]
     return plot_curves(records, panels, path, title, smooth=max(1, len(records) // 100))
+
+
+def gradient_norms(logs: Sequence[str | Path], layer: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One layer's gradient norms in runs' log.jsonl files (the ``grad_norms`` records the
+    harness writes every ``grad_norm_every`` steps; ``layer`` a parameter name such as
+    ``G.stem.dense.weight``): the steps every log has, and there the geometric mean over the
+    logs (norms spread over decades), the lowest and the highest norm."""
+    runs = [{r["step"]: r["grad_norms"] for r in read_jsonl(log) if "grad_norms" in r}
+            for log in logs]
+    for log, run in zip(logs, runs, strict=True):
+        known = set().union(*run.values())
+        if layer not in known:
+            raise ValueError(f"{log}: no gradient norms of {layer!r}; the log has "
+                             f"{', '.join(sorted(known)[:8]) or 'none'}")
+    steps = sorted(set.intersection(*(set(run) for run in runs)))
+    values = np.array([[run[step][layer] for step in steps] for run in runs], dtype=float)
+    return (np.array(steps), np.exp(np.log(values).mean(axis=0)), values.min(axis=0),
+            values.max(axis=0))
+
+
+def plot_gradient_norms(runs: Mapping[str, Sequence[str | Path]], layers: Sequence[str],
+                        path: str | Path, title: str = "", columns: int = 1) -> Path:
+    """Per-layer gradient norms over training: one panel per layer, one line per group of
+    runs (label -> logs, e.g. one per seed): :func:`gradient_norms`' geometric mean, shaded
+    from the lowest to the highest norm, on a log scale."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = math.ceil(len(layers) / columns)
+    figure = Figure(figsize=(4.2 * columns, 2.4 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True).ravel()
+    for axis, layer in zip(axes, layers, strict=False):
+        for label, logs in runs.items():
+            steps, mean, low, high = gradient_norms(logs, layer)
+            line, = axis.plot(steps, mean, label=label)
+            axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        axis.set(yscale="log", xlabel="step")
+        axis.set_title(layer, fontsize="small")
+        axis.grid(alpha=0.3)
+    for axis in axes[len(layers):]:
+        axis.set_visible(False)
+    axes[0].legend(loc="best", fontsize="small")
+    if title:
+        figure.suptitle(title)
+    return _write_png(figure, path)

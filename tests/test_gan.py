@@ -6,11 +6,14 @@ from __future__ import annotations
 import copy
 import math
 
+import orjson
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from sketchgen.errors import ConfigError
+from sketchgen.figures import gradient_norms, plot_gradient_norms
 from sketchgen.models import registry
 from sketchgen.models.gan.nets import dcgan_levels
 from sketchgen.models.gan.standing import STANDING_BATCH, with_standing_statistics
@@ -319,3 +322,30 @@ def test_standing_statistics_of_a_synchronised_generator_need_no_other_rank():
     z, labels = draws()(4)
     with torch.no_grad():
         torch.testing.assert_close(standing(z, labels), expected(z, labels))
+
+
+def _log(path, records, torn: bool = False):
+    lines = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    path.write_bytes(lines + (b'{"step": 9' if torn else b""))  # a killed writer's last line
+    return path
+
+
+def test_gradient_norms_of_runs_are_summed_up_at_the_steps_they_share(tmp_path):
+    """The harness logs ``grad_norms`` every grad_norm_every steps (other lines have none);
+    several runs (seeds) give a geometric mean and a band at their common steps."""
+    first = _log(tmp_path / "a.jsonl", [
+        {"step": 10, "grad_norms": {"G.x": 1.0, "D.y": 5.0}}, {"step": 15, "loss_d": 0.7},
+        {"step": 20, "grad_norms": {"G.x": 100.0}}, {"step": 30, "grad_norms": {"G.x": 4.0}}])
+    second = _log(tmp_path / "b.jsonl", [
+        {"step": 10, "grad_norms": {"G.x": 4.0}}, {"step": 20, "grad_norms": {"G.x": 1.0}}],
+        torn=True)
+    steps, mean, low, high = gradient_norms([first, second], "G.x")
+    assert steps.tolist() == [10, 20]
+    assert mean.tolist() == pytest.approx([2.0, 10.0])
+    assert low.tolist() == [1.0, 1.0] and high.tolist() == [4.0, 100.0]
+    with pytest.raises(ValueError, match=r"b\.jsonl: no gradient norms of 'D\.y'; the log has "
+                                         r"G\.x$"):
+        gradient_norms([first, second], "D.y")
+    figure = plot_gradient_norms({"soft": [first, second], "hard": [first]}, ["G.x"] * 3,
+                                 tmp_path / "norms.png", columns=2)
+    assert Image.open(figure).size == (924, 528)  # 2 columns x 2 rows of 4.2 x 2.4 in at 110 dpi
