@@ -383,5 +383,4 @@ def rasterize_files(
     return result
 
 
-
 __all__ = ["RasterizeOptions", "RasterizeResult", "rasterize_files"]

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasterize.geometry import GOOGLE_SIZE
+from sketchgen.data import datasets as data
+from sketchgen.evaluation.metrics import extract_features, fid
 from sketchgen.gpu_check.context import (
     CATEGORIES,
     SUBPROCESS_TIMEOUT,
@@ -42,10 +44,7 @@ GRADIENT_TOLERANCE = 1e-2  # relative L2 distance of the renderer's gradients ac
 FID_TOLERANCE = 1e-2
 
 
-
 def _drawings(ctx: Context) -> list:
-    from sketchgen.data import datasets as data
-
     return ctx.product("drawings", lambda: data.load_drawings(
         CATEGORIES, per_class=ctx.scale.per_class, mirror=ctx.mirror).drawings)
 
@@ -120,15 +119,12 @@ def _train_classifier(ctx: Context) -> TrainedClassifier:
 
 
 def _classes_fid(features: np.ndarray, labels: np.ndarray) -> float:
-    from sketchgen.evaluation.metrics import fid
-
     return fid(features[labels == 0], features[labels == 1])
 
 
 def classifier_check(ctx: Context) -> str:
     """Train on the device (it must learn); its features, and the same after save and load."""
     from sketchgen.evaluation.evaluator import load_classifier
-    from sketchgen.evaluation.metrics import extract_features
 
     trained = ctx.product("classifier", lambda: _train_classifier(ctx))
     classifier = trained.classifier
@@ -154,7 +150,6 @@ def classifier_check(ctx: Context) -> str:
 def fid_across_devices_check(ctx: Context) -> str:
     """The same classifier's features on the device and on the CPU, and the FIDs from them."""
     from sketchgen.evaluation.evaluator import load_classifier
-    from sketchgen.evaluation.metrics import extract_features
 
     trained = ctx.product("classifier", lambda: _train_classifier(ctx))
     on_cpu = load_classifier(trained.path, "cpu")
@@ -168,7 +163,6 @@ def fid_across_devices_check(ctx: Context) -> str:
                f"features differ by {feature_difference:.1e} of their largest value")
     require(relative <= FID_TOLERANCE, figures)
     return figures
-
 
 
 # --- benchmarks ------------------------------------------------------------------------------

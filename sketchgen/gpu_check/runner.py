@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present when an NVIDIA driver is loaded
 
 
-
 def _check(name: str, run: Callable[..., str], seconds: float, needs_cuda: bool = False,
            **arguments: Any) -> Check:
     return Check(name, functools.partial(run, **arguments), seconds, needs_cuda)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasterize.geometry import GOOGLE_SIZE
+from sketchgen import runtime
 from sketchgen.gpu_check.context import (
     CATEGORIES,
     PROBE,
@@ -26,6 +27,8 @@ from sketchgen.gpu_check.context import (
     last_line,
     require,
 )
+from sketchgen.models import registry
+from sketchgen.training.config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +44,6 @@ SAMPLE_MEAN_TOLERANCE = 1.0
 IDENTICAL_DRAWINGS_SHARE = 0.5
 
 
-
 @contextlib.contextmanager
 def _recording_cuda_options() -> Iterator[dict[str, Any]]:
     """Record what ``runtime.autocast``, ``grad_scaler`` and ``maybe_compile`` really gave the
@@ -50,8 +52,6 @@ def _recording_cuda_options() -> Iterator[dict[str, Any]]:
     from unittest import mock
 
     import torch
-
-    from sketchgen import runtime
 
     used: dict[str, Any] = {"autocast": set(), "scaler": False, "compiled": 0}
     autocast, grad_scaler, maybe_compile = (runtime.autocast, runtime.grad_scaler,
@@ -88,17 +88,12 @@ def _slug(text: str) -> str:
 
 
 def _model_options(ctx: Context, model: str) -> dict[str, Any]:
-    from sketchgen.models import registry
-
     kind = registry.get_model(model).kind
     return dict(ctx.scale.gan_options if kind == "bitmap" else ctx.scale.rnn_options)
 
 
-def train_config(ctx: Context, model: str, out: Path, **changes: Any):
+def train_config(ctx: Context, model: str, out: Path, **changes: Any) -> TrainConfig:
     """A short run of ``model`` on the check's data, everything written into ``out``."""
-    from sketchgen.models import registry
-    from sketchgen.training.config import TrainConfig
-
     scale = ctx.scale
     strokes = registry.get_model(model).kind == "strokes"
     settings = dict(
@@ -186,8 +181,6 @@ def sample_check(ctx: Context, model: str) -> str:
 
 def sample_across_devices_check(ctx: Context, model: str) -> str:
     """Task.sample's promise: the same seed gives the same samples on every device."""
-    from sketchgen.models import registry
-
     here, on_cpu = (_samples(ctx, model, device, seed=1) for device in (ctx.device, "cpu"))
     difference = np.abs(here.astype(int) - on_cpu.astype(int))
     identical = float((difference.reshape(len(here), -1).max(axis=1) == 0).mean())
@@ -200,7 +193,6 @@ def sample_across_devices_check(ctx: Context, model: str) -> str:
         require(difference.mean() <= SAMPLE_MEAN_TOLERANCE,
                  f"{figures} (expected a mean <= {SAMPLE_MEAN_TOLERANCE})")
     return figures
-
 
 
 # --- torchrun --------------------------------------------------------------------------------
@@ -225,7 +217,6 @@ def _torchrun_command(ctx: Context, out: Path) -> list[str]:
 def torchrun_check(ctx: Context) -> str:
     """``torchrun -m sketchgen train dcgan`` (batch norm: SyncBatchNorm on several GPUs) with
     the backend ``runtime.init_distributed`` picks: NCCL on CUDA, gloo on the CPU."""
-    from sketchgen import runtime
     from sketchgen.training.run_folder import RunFolder
 
     out = ctx.work / "torchrun-dcgan"
@@ -263,7 +254,7 @@ def distributed_child(train_args: Sequence[str]) -> int:
     import torch
     import torch.distributed as dist
 
-    from sketchgen import cli, runtime
+    from sketchgen import cli
 
     device_name = train_args[train_args.index("--device") + 1]
     rank, world_size, device = runtime.init_distributed(device_name)
