@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasterize.geometry import GOOGLE_SIZE
+from rasterize.render import render, render_reference
 from sketchgen.data import datasets as data
 from sketchgen.evaluation.metrics import extract_features, fid
 from sketchgen.gpu_check.context import (
@@ -55,7 +56,6 @@ def _per_image_difference(images: np.ndarray, reference: np.ndarray) -> np.ndarr
 
 def render_check(ctx: Context) -> str:
     """The torch renderer on the device against cairo, within the README's bounds."""
-    from rasterize.render import render
     from rasterize.torch_render import TorchRenderConfig, render_drawings
 
     drawings = _drawings(ctx)
@@ -70,12 +70,13 @@ def render_check(ctx: Context) -> str:
 
 
 def _pixels_and_gradient(drawings: list, device: str | torch.device):
-    from rasterize.torch_render import PolylineBatch, coverage, render
+    from rasterize.torch_render import PolylineBatch, coverage
+    from rasterize.torch_render import render as torch_render
 
     batch = PolylineBatch.from_drawings(drawings, device)
     points = batch.points.clone().requires_grad_()
     coverage(PolylineBatch(points, batch.pen_up, batch.mask)).square().sum().backward()
-    return render(batch).cpu().numpy(), points.grad.cpu().numpy()
+    return torch_render(batch).cpu().numpy(), points.grad.cpu().numpy()
 
 
 def render_across_devices_check(ctx: Context) -> str:
@@ -217,16 +218,16 @@ def _best_seconds(function: Callable[[], Any], rounds: int, device: torch.device
 
 
 def _render_rates(drawings: list, size: int, rounds: int, device: torch.device) -> str:
-    from rasterize.render import render_reference
-    from rasterize.torch_render import PolylineBatch, TorchRenderConfig, render, render_drawings
+    from rasterize.torch_render import PolylineBatch, TorchRenderConfig, render_drawings
+    from rasterize.torch_render import render as torch_render
 
     config = TorchRenderConfig(size=size)
     tensors = PolylineBatch.from_drawings(drawings, device)
-    render(tensors, config)  # warm-up: kernels, allocator
+    torch_render(tensors, config)  # warm-up: kernels, allocator
     loop, ours, ready = (_best_seconds(function, rounds, device) for function in (
         lambda: render_reference(drawings, size),
         lambda: render_drawings(drawings, config, device),
-        lambda: render(tensors, config),
+        lambda: torch_render(tensors, config),
     ))
     count = len(drawings)
     return (f"{size} px {count / ours:,.0f} drawings/s ({count / ready:,.0f} batch ready), "
