@@ -1,8 +1,9 @@
 """sketchgen: train, sample and evaluate generative models of Quick, Draw! drawings.
 
 The notebook API (``sketchgen.api``) is importable from here -- ``sg.load``, ``sg.render``,
-``sg.fit``, ``sg.fid`` ... -- and loaded on first use (PEP 562), so ``import sketchgen`` and
-``sketchgen --help`` import neither torch nor the data stack.
+``sg.fit``, ``sg.fid`` ... -- and loaded on first use (PEP 562), so ``import sketchgen``
+imports neither torch nor the data stack, and ``sketchgen --help`` imports no torch
+(``tests/test_layout.py``).
 """
 
 # None may be the name of a sub-package or module: importing one (e.g. sketchgen.data) sets
