@@ -235,7 +235,8 @@ def build_tf_dcgan(cfg: GanConfig, size: int, num_classes: int
 
 def build_brownlee(cfg: GanConfig, size: int, num_classes: int
                    ) -> tuple[Generator, Discriminator]:
-    """Brownlee's cGAN (refs 001, 004): label map as an extra feature map / image channel."""
+    """Brownlee's Keras cGAN tutorial (ref 001's models): the label map as an extra feature
+    map in G and an extra image channel in D."""
     side = size // 4
     classes = num_classes if cfg.conditional else 0
     g_map = LabelMap(classes, cfg.embed_dim, side) if classes else None
