@@ -4,6 +4,7 @@ presets have the layers the reference write-ups describe, and bad sizes fail ear
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import orjson
@@ -349,3 +350,25 @@ def test_gradient_norms_of_runs_are_summed_up_at_the_steps_they_share(tmp_path):
     figure = plot_gradient_norms({"soft": [first, second], "hard": [first]}, ["G.x"] * 3,
                                  tmp_path / "norms.png", columns=2)
     assert Image.open(figure).size == (924, 528)  # 2 columns x 2 rows of 4.2 x 2.4 in at 110 dpi
+
+
+def test_label_smoothing_reproduction_compares_only_the_targets():
+    """reproductions/label-smoothing: its two arms are smooth-cgan at one budget, the preset's
+    soft labels (ref 003's) against hard ones, and log gradient norms often enough to draw."""
+    from pathlib import Path
+
+    from sketchgen.comparison.config import load_config
+    from sketchgen.comparison.plan import plan_runs
+    from sketchgen.models.gan.config import SMOOTH_CGAN
+
+    path = Path(__file__).resolve().parents[1] / "reproductions" / "label-smoothing"
+    soft, hard = plan_runs(load_config(path / "config.toml"))
+    assert soft.spec.model == hard.spec.model == "smooth-cgan"
+    budget = ("steps", "batch_size", "grad_norm_every", "per_class", "seed", "categories")
+    assert all(getattr(soft.train, key) == getattr(hard.train, key) for key in budget)
+    assert soft.train.steps // soft.train.grad_norm_every >= 20  # points per curve
+    (_, soft_model), (_, hard_model) = (registry.resolve(p.train) for p in (soft, hard))
+    assert (soft_model.real_target, soft_model.fake_target) == ((0.7, 1.2), (0.0, 0.3))
+    assert (hard_model.real_target, hard_model.fake_target) == ((1.0, 1.0), (0.0, 0.0))
+    assert dataclasses.replace(hard_model, real_target=(0.7, 1.2),
+                               fake_target=(0.0, 0.3)) == soft_model == SMOOTH_CGAN
