@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from itertools import islice
 
 import numpy as np
@@ -615,3 +616,31 @@ def test_task_prints_nothing_and_summarises_its_data(labelled, capfd):
     assert capfd.readouterr() == ("", "")  # the harness does all output
     assert task.summary().startswith("45 train / 3 valid / 2 test sketches; dropped 0 / 0 / 0 "
                                      "over max_seq_len; scale factor ")
+
+
+@pytest.mark.parametrize("name", ["mirror", "google"])
+def test_table1_configs_give_a_valid_run_per_row(name, tmp_path, monkeypatch):
+    """reproductions/sketch-rnn: each row of both sweeps is a run the registry accepts, with
+    the row's mode and w_KL over the shared settings (the Google one is never run here)."""
+    import importlib.util
+    from pathlib import Path
+
+    from sketchgen.config import from_mapping, from_toml
+    from sketchgen.models.registry import resolve
+
+    folder = Path(__file__).resolve().parents[1] / "reproductions" / "sketch-rnn"
+    spec = importlib.util.spec_from_file_location("table1", folder / "run.py")
+    table1 = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "table1", table1)  # dataclasses look their module up
+    spec.loader.exec_module(table1)
+    table = from_toml(folder / f"{name}.toml", lambda t: from_mapping(table1.Table1, t))
+    rows = table.rows()
+    assert [mode for _, mode, _ in rows] == ["unconditional", "vae", "vae", "vae"] * len(
+        table.datasets)
+    for row in rows[:4]:  # the other classes' rows differ only in their data
+        _, model = resolve(table.config(*row, tmp_path))
+        assert (model.mode, model.kl_weight if row[1] == "vae" else row[2]) == row[1:]
+        assert model.max_seq_len == 250 and model.kl_weight_start == 0.01  # magenta's
+    with pytest.raises(ConfigError, match="cannot set kl_weight: the rows do"):
+        from_mapping(table1.Table1, {"label": "x", "datasets": ["pig"], "kl_weights": [0.5],
+                                     "train": {"model_options": {"kl_weight": 0.5}}})
