@@ -115,10 +115,13 @@ def test_rasterize_stands_alone():
         assert not sketchgen_imports(path), f"{path} imports sketchgen"
 
 
-@pytest.mark.parametrize("package", SUBPACKAGES)
+PACKAGES = sorted(path.parent for path in PACKAGE.rglob("__init__.py") if path.parent != PACKAGE)
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_sub_package_says_what_it_owns_and_may_import(package):
-    doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text())) or ""
-    assert "Owns:" in doc and "May import:" in doc, f"sketchgen/{package}/__init__.py docstring"
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+    assert "Owns:" in doc and "May import:" in doc, f"{package.relative_to(ROOT)}/__init__.py"
 
 
 @pytest.mark.parametrize("path", [*SOURCES, *sorted((ROOT / "rasterize").rglob("*.py"))],

@@ -16,6 +16,13 @@ cuda``) it prints one line and exits 0. ``--device cpu`` runs the same checks on
 and reports the CUDA-only ones as SKIP; ``tests/test_gpu_check.py`` runs that at ``--scale
 tiny`` so the checks cannot rot on machines without a GPU.
 
-Data: Google category names only (``context.CATEGORIES``), read through ``sketchgen.data.datasets``
-from ``--mirror`` / ``$QUICKDRAW_MIRROR`` or, without either, Google's bucket.
+Data: Google category names only (``context.CATEGORIES``), read through
+``sketchgen.data.datasets`` from ``--mirror`` / ``$QUICKDRAW_MIRROR`` or, without either,
+Google's bucket.
+
+Owns: ``context`` (scales, tolerances, the shared context and the check type),
+``train_checks`` (training, resume, sampling, torchrun), ``device_checks`` (renderer,
+classifier, FID, benchmarks) and ``runner`` (the registry of checks, timing, output, ``main``).
+May import: everything in ``sketchgen`` (its torchrun child runs ``sketchgen train`` through
+``sketchgen.cli``); nothing imports it.
 """
