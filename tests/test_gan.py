@@ -354,7 +354,8 @@ def test_gradient_norms_of_runs_are_summed_up_at_the_steps_they_share(tmp_path):
 
 def test_label_smoothing_reproduction_compares_only_the_targets():
     """reproductions/label-smoothing: its two arms are smooth-cgan at one budget, the preset's
-    soft labels (ref 003's) against hard ones, and log gradient norms often enough to draw."""
+    soft labels (ref 003's) against hard ones, and log gradient norms often enough to draw;
+    the third entry is ref 003's starting point at the same budget."""
     from pathlib import Path
 
     from sketchgen.comparison.config import load_config
@@ -362,10 +363,12 @@ def test_label_smoothing_reproduction_compares_only_the_targets():
     from sketchgen.models.gan.config import SMOOTH_CGAN
 
     path = Path(__file__).resolve().parents[1] / "reproductions" / "label-smoothing"
-    soft, hard = plan_runs(load_config(path / "config.toml"))
+    soft, hard, before = plan_runs(load_config(path / "config.toml"))
     assert soft.spec.model == hard.spec.model == "smooth-cgan"
+    assert before.spec.model == "brownlee-cgan" and not before.spec.options
     budget = ("steps", "batch_size", "grad_norm_every", "per_class", "seed", "categories")
-    assert all(getattr(soft.train, key) == getattr(hard.train, key) for key in budget)
+    assert all(getattr(soft.train, key) == getattr(other.train, key)
+               for key in budget for other in (hard, before))
     assert soft.train.steps // soft.train.grad_norm_every >= 20  # points per curve
     (_, soft_model), (_, hard_model) = (registry.resolve(p.train) for p in (soft, hard))
     assert (soft_model.real_target, soft_model.fake_target) == ((0.7, 1.2), (0.0, 0.3))

@@ -5,9 +5,11 @@ figure and the summary of the seeds.
 
 Each seed is the comparison of ``config.toml`` with its ``seed``, ``name`` and ``out``
 replaced (``OUT/seed<S>/``, a report of ``sketchgen compare``; a rerun reuses its finished
-runs). Then ``OUT/grad_norms.png`` (per-layer gradient norms over training, both arms, the
-band spanning the seeds), ``OUT/grad_norms.csv`` (those norms) and ``OUT/summary.md`` (each
-arm's scores per seed, their mean, and the soft - hard difference per seed).
+runs). Then ``OUT/grad_norms.png`` (per-layer gradient norms over training, soft against hard
+labels, the band spanning the seeds), ``OUT/grad_norms_before_after.png`` (brownlee-cgan
+against smooth-cgan in the layers they share), ``OUT/grad_norms.csv`` (those norms) and
+``OUT/summary.md`` (each model's scores per seed, their mean, and the soft - hard difference
+per seed).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from sketchgen.runtime import atomic_write, torch_threads
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "config.toml"
-SOFT, HARD = "soft labels", "hard labels"  # the config's model labels
+SOFT, HARD, BEFORE = "soft labels", "hard labels", "brownlee-cgan"  # the config's labels
 # Each network's input-side ("bottom") and output-side ("top") layers and those between, as
 # smooth-cgan's parameters are named in the log: G's dense stem, its transposed convolutions
 # and last convolution; D's convolutions and its dense head.
 LAYERS = ("G.stem.dense.weight", "D.body.0.weight", "G.body.0.weight", "D.body.2.weight",
           "G.body.3.weight", "D.body.5.weight", "G.body.6.weight", "D.head.weight")
+# The layers brownlee-cgan shares with smooth-cgan by name: G's bottom, D's bottom and top.
+SHARED_LAYERS = ("G.stem.dense.weight", "D.body.0.weight", "D.head.weight")
 SCORES = ("fid", "kid", "precision", "recall", "recognizability")
 
 
@@ -52,20 +56,25 @@ def main() -> None:
             run_comparison(dataclasses.replace(base, seed=seed, name=f"{base.name}-seed{seed}",
                                                out=str(folders[seed])))
     logs = {arm: [folder / WORK / "runs" / arm / "log.jsonl" for folder in folders.values()]
-            for arm in (SOFT, HARD)}
-    plot_gradient_norms(logs, LAYERS, args.out / "grad_norms.png", columns=2,
-                        title=f"Per-layer gradient norms, seeds {', '.join(map(str, folders))}")
+            for arm in (SOFT, HARD, BEFORE)}
+    seeds = f"seeds {', '.join(map(str, folders))}"
+    plot_gradient_norms({arm: logs[arm] for arm in (SOFT, HARD)}, LAYERS,
+                        args.out / "grad_norms.png", columns=2,
+                        title=f"smooth-cgan, soft vs hard labels: gradient norms, {seeds}")
+    plot_gradient_norms({"smooth-cgan (soft labels)": logs[SOFT], BEFORE: logs[BEFORE]},
+                        SHARED_LAYERS, args.out / "grad_norms_before_after.png", columns=3,
+                        title=f"Reference 003's before and after: gradient norms, {seeds}")
     write_norms(folders, args.out / "grad_norms.csv")
     write_summary(folders, args.out / "summary.md")
 
 
 def write_norms(folders: dict[int, Path], path: Path) -> None:
-    """Every logged norm of LAYERS: one row per arm, seed, layer and step."""
+    """Every logged norm of the drawn layers: one row per arm, seed, layer and step."""
     rows = [("arm", "seed", "layer", "step", "norm")]
-    for arm in (SOFT, HARD):
+    for arm, layers in ((SOFT, LAYERS), (HARD, LAYERS), (BEFORE, SHARED_LAYERS)):
         for seed, folder in folders.items():
             log = folder / WORK / "runs" / arm / "log.jsonl"
-            for layer in LAYERS:
+            for layer in layers:
                 steps, norms, _, _ = gradient_norms([log], layer)
                 rows += [(arm, seed, layer, int(step), f"{norm:.6g}")
                          for step, norm in zip(steps, norms, strict=True)]
