@@ -96,7 +96,8 @@ class Task(Protocol):
         Keys are free-form (e.g. ``loss_d``, ``loss_g``, ``d_real`` = mean D(x),
         ``d_fake`` = mean D(G(z))); every value must be finite, otherwise the harness stops
         the run as diverged. Keys starting with ``loss`` are shown on the progress bar and
-        drawn in the loss-curve figure.
+        drawn in the loss-curve figure. ``loss_d`` is read as a discriminator's loss: the
+        harness warns once if it stays near zero (``sketchgen.training.harness.COLLAPSE_LOSS``).
         """
         ...
 

@@ -7,9 +7,10 @@ Division of work
 The harness (``train``) owns everything that is the same for every model: seeding, device
 choice, the loop, the progress bar, the JSONL log, per-layer gradient norms every K steps,
 atomic checkpoints with RNG states, ``resume``, sample grids from a fixed noise batch, the
-learning GIF, loss curves and the divergence guard. Next to it: the data and the task built
-on it (``sketchgen.training.inputs``), the checkpoint's layout and checks
-(``sketchgen.training.checkpoints``), the run folder's files (``sketchgen.training.run_folder``).
+learning GIF, loss curves, the divergence guard and the collapse warning. Next to it: the
+data and the task built on it (``sketchgen.training.inputs``), the checkpoint's layout and
+checks (``sketchgen.training.checkpoints``), the run folder's files
+(``sketchgen.training.run_folder``).
 
 A *task* owns everything model-specific (protocol: ``sketchgen.models.task``): its modules,
 optimizers, schedulers, EMA copies, loss, and its own ``torch.Generator`` from which it draws
@@ -30,8 +31,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import statistics
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +61,21 @@ from sketchgen.training.inputs import (
     load_data,
 )
 from sketchgen.training.run_folder import RunFolder
+
+# Discriminator collapse (ref 001: D's loss near 1e-14 while G drew near-identical images) is
+# warned about once per run, on stderr and in the log record that shows it, when the median of
+# the task's logged COLLAPSE_METRIC over the last COLLAPSE_STEPS steps is below COLLAPSE_LOSS.
+# A balanced GAN's BCE D loss sits near 2 ln 2 = 1.39; below 1e-3, D is over 99.9% sure of the
+# real and the fake images alike (hinge losses: nearly every image clears the margin). The
+# median, not every step: in reproductions/discriminator-collapse, where every sample was blank
+# by step 500, D's loss was below 1e-3 for at most 17 steps in a row (the median crosses at
+# step 451); and not the mean, which one spike would lift. The cpu-small comparison's 200-step
+# runs stay clear: lowest 100-step median 0.011 (superdeep), 0.043 (dcgan), 0.099 (tf-dcgan,
+# which dips below 1e-3 for 3 steps and recovers). Tasks that log no such metric are never
+# warned about (the key is described in sketchgen.models.task).
+COLLAPSE_METRIC = "loss_d"
+COLLAPSE_LOSS = 1e-3
+COLLAPSE_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -188,6 +206,7 @@ class _Session:
         self.last_saved: int | None = None  # step of the checkpoint on disk
         self.grid_columns = max(1, round(config.grid_size ** 0.5))
         self.grid_labels = grid_labels(config.grid_size, len(class_names), self.grid_columns)
+        self.collapse = _CollapseWatch()  # on the main rank, which writes the log
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         if list(checkpoint["class_names"]) != list(self.class_names):
@@ -195,8 +214,9 @@ class _Session:
         self.task.load_state_dict(checkpoint["task"])
         runtime.set_rng_state(checkpoint["rng"])
         self.last_saved = checkpoint["step"]
-        if self.is_main:
-            _truncate_log(self.run, self.last_saved)
+        if self.is_main:  # the records kept tell whether collapse was warned about
+            for record in _truncate_log(self.run, self.last_saved):
+                self.collapse.see(record)
 
     def start_afresh(self) -> None:
         if not self.is_main:
@@ -225,7 +245,8 @@ class _Session:
                 if step % config.grad_norm_every == 0 and self.is_main:
                     record["grad_norms"] = self.task.grad_norms()
                 if step % config.log_every == 0 or "grad_norms" in record:
-                    self.log(record | {"time": round(time.perf_counter() - began, 3)})
+                    record["time"] = round(time.perf_counter() - began, 3)
+                    self.log(self.with_warning(record))
                 if step % config.sample_every == 0 or step == config.steps:
                     self.save_grid(step)
                 if step % config.checkpoint_every == 0 or step == config.steps:
@@ -248,6 +269,16 @@ class _Session:
         if self.is_main:
             with self.run.log.open("ab") as log:
                 log.write(orjson_line(record))
+
+    def with_warning(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record``, with a ``warning`` if it is the first to show discriminator collapse
+        (printed on stderr too). Main rank only; reads the record, nothing else."""
+        warning = self.collapse.see(record) if self.is_main else None
+        if warning is None:
+            return record
+        tqdm.write(f"{self.config.model}: warning: step {record['step']}: {warning}",
+                   file=sys.stderr)
+        return record | {"warning": warning}
 
     def save_grid(self, step: int) -> None:
         """Samples from the fixed noise batch (same seed every time): one GIF frame."""
@@ -286,6 +317,37 @@ class _Session:
             save_grid(images, self.run.path / name, columns)
 
 
+class _CollapseWatch:
+    """Discriminator collapse in a run's log records (rule: ``COLLAPSE_LOSS``). Fed every
+    record as it is logged, and on resume the records already in the log, so a resumed run
+    warns at the step the uninterrupted run would, and only once."""
+
+    def __init__(self) -> None:
+        self.first_step: int | None = None  # of the first record with the metric
+        self.recent: deque[tuple[int, float]] = deque()  # (step, value), last COLLAPSE_STEPS
+        self.warned = False
+
+    def see(self, record: dict[str, Any]) -> str | None:
+        """The warning if ``record`` is the first to show collapse, else None."""
+        value = record.get(COLLAPSE_METRIC)
+        if value is None or self.warned:
+            return None
+        step = record["step"]
+        self.first_step = step if self.first_step is None else self.first_step
+        self.recent.append((step, value))
+        while self.recent[0][0] <= step - COLLAPSE_STEPS:
+            self.recent.popleft()
+        if step - self.first_step + 1 < COLLAPSE_STEPS:  # too early to judge
+            return None
+        median = statistics.median(v for _, v in self.recent)
+        if median >= COLLAPSE_LOSS:
+            return None
+        self.warned = True
+        return (f"the median {COLLAPSE_METRIC} of steps {self.recent[0][0]}-{step} is "
+                f"{median:.3g}, below {COLLAPSE_LOSS:g}: the discriminator is winning "
+                f"outright (discriminator collapse)")
+
+
 def grid_labels(count: int, num_classes: int, columns: int) -> torch.Tensor:
     """Labels for a sample grid: row r shows class r mod num_classes."""
     return (torch.arange(count) // columns) % num_classes
@@ -295,13 +357,15 @@ def orjson_line(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
 
 
-def _truncate_log(run: RunFolder, last_step: int) -> None:
-    """Drop records after ``last_step``: a killed run may have logged past its checkpoint."""
+def _truncate_log(run: RunFolder, last_step: int) -> list[dict[str, Any]]:
+    """Drop records after ``last_step`` (a killed run may have logged past its checkpoint);
+    returns the records kept."""
     if not run.log.exists():
-        return
+        return []
     kept = [r for r in read_jsonl(run.log) if r.get("step", 0) <= last_step]
     text = b"".join(orjson_line(r) for r in kept)
     runtime.atomic_write(run.log, lambda tmp: tmp.write_bytes(text))
+    return kept
 
 
 def _first_non_finite(values: dict[str, float]) -> str | None:
