@@ -19,6 +19,7 @@ import csv
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sketchgen.comparison.config import WORK, load_config
@@ -39,6 +40,7 @@ LAYERS = ("G.stem.dense.weight", "D.body.0.weight", "G.body.0.weight", "D.body.2
 # The layers brownlee-cgan shares with smooth-cgan by name: G's bottom, D's bottom and top.
 SHARED_LAYERS = ("G.stem.dense.weight", "D.body.0.weight", "D.head.weight")
 SCORES = ("fid", "kid", "precision", "recall", "recognizability")
+EARLY, LATE = 50, 125  # the steps that are "early on" and "once trained" in the norms table
 
 
 def main() -> None:
@@ -65,7 +67,7 @@ def main() -> None:
                         SHARED_LAYERS, args.out / "grad_norms_before_after.png", columns=3,
                         title=f"Reference 003's before and after: gradient norms, {seeds}")
     write_norms(folders, args.out / "grad_norms.csv")
-    write_summary(folders, args.out / "summary.md")
+    write_summary(folders, logs, args.out / "summary.md")
 
 
 def write_norms(folders: dict[int, Path], path: Path) -> None:
@@ -86,9 +88,10 @@ def write_norms(folders: dict[int, Path], path: Path) -> None:
     atomic_write(path, write)
 
 
-def write_summary(folders: dict[int, Path], path: Path) -> None:
+def write_summary(folders: dict[int, Path], logs: dict[str, list[Path]], path: Path) -> None:
     """Each arm's scores per category: FID per seed, then the mean (and standard deviation)
-    over the seeds; and the paired soft - hard difference per seed."""
+    over the seeds; the paired soft - hard difference per seed; the gradient norms early and
+    late in training."""
     results = pd.concat([pd.read_csv(folder / "results.csv") for folder in folders.values()])
     results = results[results.model != REAL_FLOOR]
     seeds = sorted(folders)
@@ -112,8 +115,23 @@ def write_summary(folders: dict[int, Path], path: Path) -> None:
     text = (f"# Label smoothing: {len(seeds)} seeds (written by run.py)\n\n"
             f"{markdown_table(scores)}\n"
             "Soft - hard labels, paired by seed (negative: soft labels better):\n\n"
-            f"{markdown_table(difference)}")
+            f"{markdown_table(difference)}\n"
+            f"Gradient norms, geometric mean over the seeds and the logged steps up to step "
+            f"{EARLY} (early) and after step {LATE} (late):\n\n"
+            f"{markdown_table(norms_table(logs))}")
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def norms_table(logs: dict[str, list[Path]]) -> Table:
+    """Per layer and model, the gradient norm early and late in training (geometric means)."""
+    rows = []
+    for arm, layers in ((SOFT, LAYERS), (HARD, LAYERS), (BEFORE, SHARED_LAYERS)):
+        for layer in layers:
+            steps, norms, _, _ = gradient_norms(logs[arm], layer)
+            rows.append((layer, arm, *(format_number(float(np.exp(np.log(norms[part]).mean())))
+                                      for part in (steps <= EARLY, steps > LATE))))
+    rows.sort(key=lambda row: LAYERS.index(row[0]))  # each layer's models together
+    return Table(("Layer", "Model", "early", "late"), tuple(rows), "llrr")
 
 
 def _mean_sd(values: pd.Series) -> str:

@@ -19,8 +19,8 @@ into apples and bananas by a vote of their NEIGHBOURS nearest training drawings 
 evaluator's features; the share of bananas tests the slides' "bananas made into apples".
 
 Writes OUT/results.csv (a row per seed, model, class and reference), OUT/results.md (means
-over the seeds), OUT/grids/ (samples of each model, first seed). Runs are kept in
-OUT/_work/runs/; a rerun reuses them.
+over the seeds), OUT/grids/ (samples of each model, first seed). Runs and the joint model's
+draws are kept in OUT/_work/runs/; a rerun reuses them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 import sketchgen as sg
-from sketchgen.data.datasets import load_bitmaps
+from sketchgen.data.datasets import LabelledBitmaps, load_bitmaps
 from sketchgen.evaluation.metrics import FEATURE_METRICS
 from sketchgen.figures import save_grid
 from sketchgen.report.tables import Table, format_number, markdown_table
@@ -117,17 +117,17 @@ class RealSets:
         """Each class's samples against the training drawings of that class (apples also
         against unseen apples), and the share of the model's samples (BOTH if given) that
         the vote calls bananas."""
-        features = {name: sg.features(images) for name, images in samples.items()}
+        features = {name: sg.features(images) for name, images in samples.items()
+                    if len(images) >= 2}  # the joint model may draw (almost) no apples
         share = float(self.classify(features.get(BOTH, features["apple"])).mean())
         rows = []
         for name, images in samples.items():
-            fake = features[name]
             references = {"training drawings": self.features[name]}
             if name == "apple":
                 references["unseen apples"] = self.unseen
             for reference, known in references.items():
-                scores = ({key: FEATURE_METRICS[key].compute(known, fake) for key in SCORES}
-                          if len(images) >= 2 else {})
+                scores = ({key: FEATURE_METRICS[key].compute(known, features[name])
+                           for key in SCORES} if name in features else {})
                 rows.append({"model": model, "seed": seed, "class": name,
                              "reference": reference, "n": len(images), "banana_share": share,
                              **scores})
@@ -147,11 +147,28 @@ def trained(runs: Path, seed: int, real: RealSets
     yield "one per class", pair | {BOTH: np.concatenate(list(pair.values()))}
     both = load_bitmaps(list(CLASSES), per_class=PER_CLASS)
     for steps, budget in ((STEPS, "equal steps"), (2 * STEPS, "equal epochs")):
-        model = sg.fit(MODEL, both, out=runs / "joint", steps=steps, **settings)
-        draws = model.sample(DRAWS, seed=seed)
+        draws = joint_draws(both, runs, steps, seed, settings)
         sorted_into = real.classify(sg.features(draws))
         samples = {name: draws[sorted_into == index][:N] for index, name in enumerate(CLASSES)}
         yield f"joint, {budget}", samples | {BOTH: draws[:2 * N]}
+
+
+def joint_draws(both: LabelledBitmaps, runs: Path, steps: int, seed: int, settings: dict
+                ) -> np.ndarray:
+    """DRAWS samples of the joint model after ``steps`` steps. One run goes on from STEPS to
+    2 * STEPS, so the earlier draws are kept (``joint-<steps>-steps.npy``) for a rerun."""
+    kept = runs / f"joint-{steps}-steps.npy"
+    if kept.is_file():
+        return np.load(kept)
+    draws = sg.fit(MODEL, both, out=runs / "joint", steps=steps, **settings).sample(DRAWS,
+                                                                                   seed=seed)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.save would add ".npy" to a path
+            np.save(handle, draws)
+
+    atomic_write(kept, write)
+    return draws
 
 
 def summary(results: pd.DataFrame, real: RealSets) -> str:
