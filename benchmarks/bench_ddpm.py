@@ -11,7 +11,9 @@ The model is the comparison's ``ddpm`` at the CPU budget (:data:`OPTIONS`, the e
 proposed for ``configs/cpu-small.toml``), class-conditional on two categories with its default
 guidance. Untrained weights do not change the work a sampler does. Timings alternate between
 the sides and keep each side's best round (``common.best_times``); rates and the ratio go to
-``benchmark.extra_info``. Run: ``pytest benchmarks/bench_ddpm.py``.
+``benchmark.extra_info``. One torch thread (a per-core figure, like the Sketch-RNN benchmark;
+two threads on the shared 2-core machine spent most of their time waiting for each other at
+these small convolutions). Run: ``pytest benchmarks/bench_ddpm.py``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,16 @@ CATEGORIES = ("dog", "face")  # two of common.CATEGORIES
 SIZE = 28
 OPTIONS = {"width": 16}  # the CPU budget's U-Net (see the module docstring)
 DDIM_STEPS = 50  # the issue's figure, DdpmConfig's default
-SAMPLE_BATCH = 8  # drawings per sampler call, on both sides
+SAMPLE_BATCH = 4  # drawings per sampler call, on both sides
 BATCH = 32  # the CPU budget's training batch
 TRAIN_STEPS = 3  # training steps per timed round
 ROUNDS = 2  # an ancestral round is 1,000 passes of the U-Net
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with runtime.torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

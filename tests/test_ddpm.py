@@ -211,12 +211,12 @@ def test_bad_options_name_their_field():
 
 
 def test_overfits_a_handful_of_real_drawings(drawings):
-    """Eight real drawings, memorised: the loss at fixed steps and noise falls 4x or more. An
-    untrained net predicts zero noise (loss 1); a net that only learned "the ink is where
-    drawings usually are" stays far above what knowing the eight drawings gives at low t."""
+    """Eight real drawings, 80 steps: the loss at fixed steps t and noise (four of each per
+    drawing) falls from 1 (an untrained net predicts zero noise) by 4x or more (measured:
+    5.1x; a wrong noising, target or update leaves it near 1)."""
     few = BitmapData(drawings.images[:8], drawings.labels[:8], CATEGORIES)
     torch.manual_seed(0)
-    task = make_task(few, width=16, lr=2e-3, dropout=0.0, label_dropout=0.0, ema_decay=0.0)
+    task = make_task(few, lr=3e-3, label_dropout=0.0, ema_decay=0.0)
     probe = torch.Generator().manual_seed(1)
     x0 = to_unit(few.images).repeat(4, 1, 1, 1)
     t = torch.randint(task.cfg.timesteps, (len(x0),), generator=probe)
@@ -229,10 +229,10 @@ def test_overfits_a_handful_of_real_drawings(drawings):
         return torch.nn.functional.mse_loss(predicted, noise).item()
 
     before = loss()
-    for step in range(1, 151):
+    for step in range(1, 81):
         task.train_step(step)
-    assert before == pytest.approx(1.0, abs=0.1)  # zero noise predicted at first
-    assert loss() < before / 4  # measured: 8x
+    assert before == pytest.approx(1.0, abs=0.1)
+    assert loss() < before / 4
 
 
 def test_sampling_changes_no_training_state(drawings):

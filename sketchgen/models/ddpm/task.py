@@ -57,7 +57,7 @@ class DdpmTask:
         self.num_classes = len(inputs.class_names)
         self.conditional = self.cfg.conditional
         self.net = self.cfg.unet(self.num_classes).to(self.device)
-        self.null_label = self.net.null_label if self.net.label_embedding is not None else None
+        self.null_label = self.net.null_label  # None: an unconditional net
         self.ema = copy.deepcopy(self.net).eval() if self.cfg.ema_decay > 0 else None
         self.run_net = runtime.maybe_compile(self.net, self.config, self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr)
@@ -76,12 +76,12 @@ class DdpmTask:
         self.scaler.scale(loss).backward()
         runtime.average_gradients(self.net.parameters())
         self.scaler.unscale_(self.opt)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.opt)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.opt)  # skipped by a float16 scaler when the gradients overflow
         self.scaler.update()
         if self.ema is not None:
             self._update_ema(step)
-        return {"loss": loss.item(), "grad_norm": grad_norm.item()}
+        return {"loss": loss.item()}
 
     def _batch(self, n: int) -> tuple[torch.Tensor, ...]:
         """This rank's shard of a global batch of n: (x_0, t, ε, labels) on the device."""

@@ -41,7 +41,8 @@ def zeroed(module: nn.Module) -> nn.Module:
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """The Transformer's sinusoidal embedding of integer steps ``t`` (B,) -> (B, dim): sines
-    then cosines at frequencies 10000^(-i / (dim/2)), as Ho et al.'s ``get_timestep_embedding``."""
+    then cosines at frequencies 10000^(-i / (dim/2)), i < dim/2 (guided-diffusion's
+    ``timestep_embedding``; Ho et al. divide by dim/2 - 1)."""
     half = dim // 2
     frequencies = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
     angles = t.float()[:, None] * frequencies[None]
@@ -113,14 +114,16 @@ class UNet(nn.Module):
     ``channel_mults[i] * width`` channels at level i, the image halved between levels;
     ``res_blocks`` residual blocks per level going down (one more going up, which also takes
     the skip of the level's downsampling); attention after each block of the lowest level and
-    in the middle. ``num_classes`` 0: unconditional (labels ignored); else labels index
-    ``num_classes + 1`` embeddings, the last meaning "no label" (:attr:`null_label`).
+    in the middle. ``num_classes`` 0: unconditional (labels ignored, :attr:`null_label`
+    None); else labels index ``num_classes + 1`` embeddings, the last, :attr:`null_label`,
+    meaning "no label".
     """
 
     def __init__(self, width: int, channel_mults: tuple[int, ...], res_blocks: int,
                  dropout: float, num_classes: int = 0) -> None:
         super().__init__()
-        self.width, self.null_label = width, num_classes
+        self.width = width
+        self.null_label = num_classes if num_classes else None
         embed_dim = 4 * width  # Ho et al.: the time MLP widens 4x
         self.time_mlp = nn.Sequential(nn.Linear(width, embed_dim), nn.SiLU(),
                                       nn.Linear(embed_dim, embed_dim))
