@@ -139,3 +139,18 @@ def test_help_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "'torch'" not in out, out
+
+
+def test_the_installed_package_holds_every_sub_package():
+    """What pyproject.toml packages is what exists (an editable install hides a package left
+    out, a wheel does not: CI's tox install once lacked every sub-package)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packaged = set(find_packages(str(ROOT), **settings["packages"]["find"]))
+    present = {module_name(path.parent / "__init__.py")
+               for path in [*PACKAGE.rglob("__init__.py"), ROOT / "rasterize" / "__init__.py"]}
+    assert packaged == present
+    assert "categories.txt" in settings["package-data"]["sketchgen.data"]
