@@ -26,6 +26,7 @@ from rasterize.render import render
 from sketchgen import runtime
 from sketchgen.data import datasets as data
 from sketchgen.models import registry
+from sketchgen.models.gan.config import GanConfig
 from sketchgen.models.gan.nets import size_supported
 from sketchgen.models.gan.task import GanTask
 from sketchgen.models.task import TaskInputs
@@ -36,12 +37,13 @@ CATEGORIES = ("dog", "face")  # two of common.CATEGORIES, PER_CATEGORY drawings 
 BATCH = 64  # the presets' batch size
 STEPS = 3  # training steps per timed round
 TARGET = 1.5  # issue 3: >= 1.5x the naive loop on CPU
-# Every bitmap model at 28 px, and the strong default at 64 px too: all 13 (model, size)
+# Every GAN at 28 px, and the strong default at 64 px too: all 13 (model, size)
 # pairs take ~25 min on a 2-core CPU, too long for `tox -e bench`; set BENCH_ALL_SIZES=1 for them.
 _SIZES = (28, 64) if os.environ.get("BENCH_ALL_SIZES") else (28,)
-CASES = [(model, size) for model in registry.MODELS if registry.MODELS[model].kind == "bitmap"
-         for size in _SIZES
-         if size_supported(registry.MODELS[model].default_config().architecture, size)]
+GANS = {name: entry.default_config() for name, entry in registry.MODELS.items()
+        if isinstance(entry.default_config(), GanConfig)}
+CASES = [(model, size) for model, gan in GANS.items() for size in _SIZES
+         if size_supported(gan.architecture, size)]
 if ("sngan", 64) not in CASES:
     CASES.append(("sngan", 64))
 

@@ -91,6 +91,10 @@ MODELS: dict[str, ModelEntry] = {
                    "preset: cGAN with soft labels, BN, LeakyReLU(0.02), separate G/D rates"),
         ModelEntry("sngan", "bitmap", f"{_GAN_PRESETS}:SNGAN", _GAN_FACTORY,
                    "SNGAN: spectral-norm projection D, hinge loss, EMA generator"),
+        ModelEntry("ddpm", "bitmap", "sketchgen.models.ddpm.config:DDPM",
+                   "sketchgen.models.ddpm.task:build_ddpm_task",
+                   "denoising diffusion (Ho et al. 2020): U-Net, cosine schedule, EMA, DDIM, "
+                   "classifier-free guidance; sizes multiples of 4"),
         ModelEntry("sketch-rnn", "strokes", "sketchgen.models.sketch_rnn.config:SKETCH_RNN",
                    "sketchgen.models.sketch_rnn.task:build_sketch_rnn_task",
                    "Sketch-RNN (Ha & Eck 2018), magenta's recipe; option mode: vae|"
