@@ -105,7 +105,8 @@ class Task(Protocol):
         """L2 norm of each parameter's gradient left by the last ``train_step``.
 
         Keyed ``"<module>.<parameter name>"`` (e.g. ``"G.net.0.weight"``), so the log shows
-        per layer whether, say, the discriminator is overpowering the generator.
+        per layer whether, say, the discriminator is overpowering the generator
+        (:func:`gradient_norms` computes it).
         """
         ...
 
@@ -145,3 +146,17 @@ class StrokeTask(Task, Protocol):
         self, n: int, labels: torch.Tensor, generator: torch.Generator
     ) -> list[Drawing]:
         ...
+
+
+def gradient_norms(modules: dict[str, torch.nn.Module]) -> dict[str, float]:
+    """What ``Task.grad_norms`` returns for a task's ``modules`` (prefix -> module): the L2 norm
+    of each parameter's gradient, keyed ``"<prefix>.<parameter name>"``, parameters without a
+    gradient left out; read from the device in one copy."""
+    import torch
+
+    named = [(f"{prefix}.{name}", p.grad) for prefix, module in modules.items()
+             for name, p in module.named_parameters() if p.grad is not None]
+    if not named:
+        return {}
+    norms = torch.stack([grad.norm() for _, grad in named]).tolist()
+    return {name: norm for (name, _), norm in zip(named, norms, strict=True)}

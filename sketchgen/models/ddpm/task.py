@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from sketchgen import runtime
 from sketchgen.models.ddpm.config import DdpmConfig
 from sketchgen.models.ddpm.diffusion import ancestral_sample, cosine_alpha_bar, ddim_sample, noised
-from sketchgen.models.task import RunSettings, TaskInputs
+from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -107,12 +107,7 @@ class DdpmTask:
     # the rest of the Task protocol
 
     def grad_norms(self) -> dict[str, float]:
-        named = [(f"net.{name}", p.grad) for name, p in self.net.named_parameters()
-                 if p.grad is not None]
-        if not named:
-            return {}
-        norms = torch.stack([grad.norm() for _, grad in named]).tolist()
-        return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
+        return gradient_norms({"net": self.net})
 
     def state_dict(self) -> dict[str, Any]:
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(),

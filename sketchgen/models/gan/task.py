@@ -23,7 +23,7 @@ from sketchgen import runtime
 from sketchgen.models.gan.config import GanConfig
 from sketchgen.models.gan.nets import build_networks
 from sketchgen.models.gan.standing import with_standing_statistics
-from sketchgen.models.task import RunSettings, TaskInputs
+from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms
 
 
 def _to_unit(images: torch.Tensor, output: str) -> torch.Tensor:
@@ -250,12 +250,7 @@ class GanTask:
     # the rest of the Task protocol
 
     def grad_norms(self) -> dict[str, float]:
-        named = [(f"{prefix}.{name}", p.grad) for prefix, module in (("G", self.G), ("D", self.D))
-                 for name, p in module.named_parameters() if p.grad is not None]
-        if not named:
-            return {}
-        norms = torch.stack([grad.norm() for _, grad in named]).tolist()
-        return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
+        return gradient_norms({"G": self.G, "D": self.D})
 
     def state_dict(self) -> dict[str, Any]:
         state = {

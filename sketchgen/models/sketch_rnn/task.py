@@ -55,7 +55,7 @@ from sketchgen.models.sketch_rnn.sampling import (
     simplified_drawing,
     strokes5_to_drawings,
 )
-from sketchgen.models.task import TaskInputs
+from sketchgen.models.task import TaskInputs, gradient_norms
 
 SPLITS = ("train", "valid", "test")
 
@@ -229,12 +229,7 @@ class SketchRNNTask:
         return {key: float(value) for key, value in result.items()}
 
     def grad_norms(self) -> dict[str, float]:
-        named = [(f"model.{name}", p.grad) for name, p in self.model.named_parameters()
-                 if p.grad is not None]
-        if not named:
-            return {}
-        norms = torch.stack([grad.norm() for _, grad in named]).tolist()
-        return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
+        return gradient_norms({"model": self.model})
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
