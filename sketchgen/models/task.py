@@ -5,7 +5,9 @@ loss, and its own ``torch.Generator`` from which it draws batch indices, noise a
 augmentation. A task is built by the factory of its registry entry
 (``sketchgen.models.registry``) from a :class:`TaskInputs`; the harness
 (``sketchgen.training``) drives it and does all file I/O. Models sit below training, so they
-know a run's settings only by the shape :class:`RunSettings` describes.
+know a run's settings only by the shape :class:`RunSettings` describes. Two helpers every
+task may share: :func:`gradient_norms` (``Task.grad_norms``) and :func:`update_ema` (an
+EMA copy of a network's weights for sampling).
 """
 
 from __future__ import annotations
@@ -160,3 +162,20 @@ def gradient_norms(modules: dict[str, torch.nn.Module]) -> dict[str, float]:
         return {}
     norms = torch.stack([grad.norm() for _, grad in named]).tolist()
     return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
+
+
+def update_ema(average: torch.nn.Module, module: torch.nn.Module, decay: float, step: int
+               ) -> None:
+    """Move the weights of ``average`` towards ``module``'s after optimizer step ``step`` by
+    an exponential moving average of ``decay``, warmed up as TF's ExponentialMovingAverage
+    with num_updates: early on the average follows the module closely instead of staying
+    near the random initial weights. Buffers (batch-norm statistics) are copied, not averaged.
+    """
+    import torch
+
+    decay = min(decay, (1.0 + step) / (10.0 + step))
+    with torch.no_grad():
+        for average_param, param in zip(average.parameters(), module.parameters(), strict=True):
+            average_param.lerp_(param, 1.0 - decay)
+        for average_buffer, buffer in zip(average.buffers(), module.buffers(), strict=True):
+            average_buffer.copy_(buffer)

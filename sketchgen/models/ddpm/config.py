@@ -56,7 +56,7 @@ class DdpmConfig:
     guidance_scale: float = setting(2.0, within="[0, 100]")
     lr: float = setting(2e-4, within=RATES)  # Adam's rate (Ho et al., CIFAR-10)
     grad_clip: float = setting(1.0, within="(0, 1_000]")  # global gradient-norm clip (Ho et al.)
-    # EMA of the weights, used for sampling (Ho et al.); warmed up as the GANs' (see the task)
+    # EMA of the weights, used for sampling (Ho et al.), warmed up (models.task.update_ema)
     ema_decay: float = setting(0.9999, within="[0, 1)")
     # "ddim": sample_steps DDIM steps; "ancestral": DDPM's sampler over all timesteps
     sampler: str = setting("ddim", choices=SAMPLERS)

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from sketchgen import runtime
 from sketchgen.models.ddpm.config import DdpmConfig
 from sketchgen.models.ddpm.diffusion import ancestral_sample, cosine_alpha_bar, ddim_sample, noised
-from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms
+from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms, update_ema
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,7 @@ class DdpmTask:
         self.scaler.step(self.opt)  # skipped by a float16 scaler when the gradients overflow
         self.scaler.update()
         if self.ema is not None:
-            self._update_ema(step)
+            update_ema(self.ema, self.net, self.cfg.ema_decay, step)
         return {"loss": loss.item()}
 
     def _batch(self, n: int) -> tuple[torch.Tensor, ...]:
@@ -95,14 +95,6 @@ class DdpmTask:
         if self.null_label is not None:
             labels = labels.masked_fill(dropped, self.null_label)
         return to_unit(self.data.images[index]), t, noise, labels
-
-    @torch.no_grad()
-    def _update_ema(self, step: int) -> None:
-        # Warm-up (as TF's ExponentialMovingAverage with num_updates, and the GAN task): early
-        # on the average follows the net instead of staying near the random initial weights.
-        decay = min(self.cfg.ema_decay, (1.0 + step) / (10.0 + step))
-        for ema_param, param in zip(self.ema.parameters(), self.net.parameters(), strict=True):
-            ema_param.lerp_(param, 1.0 - decay)
 
     # the rest of the Task protocol
 

@@ -23,7 +23,7 @@ from sketchgen import runtime
 from sketchgen.models.gan.config import GanConfig
 from sketchgen.models.gan.nets import build_networks
 from sketchgen.models.gan.standing import with_standing_statistics
-from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms
+from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms, update_ema
 
 
 def _to_unit(images: torch.Tensor, output: str) -> torch.Tensor:
@@ -175,19 +175,9 @@ class GanTask:
     def _finish_step(self, step: int, loss_d: torch.Tensor, loss_g: torch.Tensor,
                      real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, float]:
         if self.G_ema is not None:
-            self._update_ema(step)
+            update_ema(self.G_ema, self.G, self.cfg.ema_decay, step)
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                 "d_real": self._d_score(real_logits), "d_fake": self._d_score(fake_logits)}
-
-    @torch.no_grad()
-    def _update_ema(self, step: int) -> None:
-        # Warm-up (as TF's ExponentialMovingAverage with num_updates): early on the average
-        # follows G closely instead of being stuck near the random initial weights.
-        decay = min(self.cfg.ema_decay, (1.0 + step) / (10.0 + step))
-        for ema_param, param in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            ema_param.lerp_(param, 1.0 - decay)
-        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            ema_buffer.copy_(buffer)  # batch-norm statistics are copied, not averaged
 
     # what a step draws, all on the CPU from the task's generator: n is the global
     # count, the result this rank's shard (all of it on one process) on the device
