@@ -44,7 +44,7 @@ class DdpmTask:
     Data parallel under torchrun: every rank draws the global batch from its identically
     seeded generator and trains on its shard; gradients are averaged before clipping, so
     every rank clips and steps alike. Group norm normalises each image alone, so the shards
-    add up to the single-process step.
+    add up to the single-process step (dropout, off by default, draws its masks per rank).
     """
 
     supports_distributed = True
