@@ -6,7 +6,7 @@ augmentation. A task is built by the factory of its registry entry
 (``sketchgen.models.registry``) from a :class:`TaskInputs`; the harness
 (``sketchgen.training``) drives it and does all file I/O. Models sit below training, so they
 know a run's settings only by the shape :class:`RunSettings` describes. Two helpers every
-task may share: :func:`gradient_norms` (``Task.grad_norms``) and :func:`update_ema` (an
+task may share: :func:`grad_norms_of` (``Task.grad_norms``) and :func:`update_ema` (an
 EMA copy of a network's weights for sampling).
 """
 
@@ -108,7 +108,7 @@ class Task(Protocol):
 
         Keyed ``"<module>.<parameter name>"`` (e.g. ``"G.net.0.weight"``), so the log shows
         per layer whether, say, the discriminator is overpowering the generator
-        (:func:`gradient_norms` computes it).
+        (:func:`grad_norms_of` computes it).
         """
         ...
 
@@ -150,7 +150,7 @@ class StrokeTask(Task, Protocol):
         ...
 
 
-def gradient_norms(modules: dict[str, torch.nn.Module]) -> dict[str, float]:
+def grad_norms_of(modules: dict[str, torch.nn.Module]) -> dict[str, float]:
     """What ``Task.grad_norms`` returns for a task's ``modules`` (prefix -> module): the L2 norm
     of each parameter's gradient, keyed ``"<prefix>.<parameter name>"``, parameters without a
     gradient left out; read from the device in one copy."""

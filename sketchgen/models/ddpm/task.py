@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from sketchgen import runtime
 from sketchgen.models.ddpm.config import DdpmConfig
 from sketchgen.models.ddpm.diffusion import ancestral_sample, cosine_alpha_bar, ddim_sample, noised
-from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms, update_ema
+from sketchgen.models.task import RunSettings, TaskInputs, grad_norms_of, update_ema
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,7 @@ class DdpmTask:
     # the rest of the Task protocol
 
     def grad_norms(self) -> dict[str, float]:
-        return gradient_norms({"net": self.net})
+        return grad_norms_of({"net": self.net})
 
     def state_dict(self) -> dict[str, Any]:
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(),

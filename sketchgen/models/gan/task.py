@@ -23,7 +23,7 @@ from sketchgen import runtime
 from sketchgen.models.gan.config import GanConfig
 from sketchgen.models.gan.nets import build_networks
 from sketchgen.models.gan.standing import with_standing_statistics
-from sketchgen.models.task import RunSettings, TaskInputs, gradient_norms, update_ema
+from sketchgen.models.task import RunSettings, TaskInputs, grad_norms_of, update_ema
 
 
 def _to_unit(images: torch.Tensor, output: str) -> torch.Tensor:
@@ -240,7 +240,7 @@ class GanTask:
     # the rest of the Task protocol
 
     def grad_norms(self) -> dict[str, float]:
-        return gradient_norms({"G": self.G, "D": self.D})
+        return grad_norms_of({"G": self.G, "D": self.D})
 
     def state_dict(self) -> dict[str, Any]:
         state = {

@@ -55,7 +55,7 @@ from sketchgen.models.sketch_rnn.sampling import (
     simplified_drawing,
     strokes5_to_drawings,
 )
-from sketchgen.models.task import TaskInputs, gradient_norms
+from sketchgen.models.task import TaskInputs, grad_norms_of
 
 SPLITS = ("train", "valid", "test")
 
@@ -229,7 +229,7 @@ class SketchRNNTask:
         return {key: float(value) for key, value in result.items()}
 
     def grad_norms(self) -> dict[str, float]:
-        return gradient_norms({"model": self.model})
+        return grad_norms_of({"model": self.model})
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
