@@ -25,12 +25,14 @@ import pandas as pd
 from sketchgen.comparison.config import WORK, load_config
 from sketchgen.comparison.run import run_comparison
 from sketchgen.figures import gradient_norms, plot_gradient_norms
+from sketchgen.outputs import claim
 from sketchgen.report.results import REAL_FLOOR
 from sketchgen.report.tables import Table, format_number, markdown_table
 from sketchgen.runtime import atomic_write, torch_threads
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "config.toml"
+KIND = "label-smoothing reproduction"  # the output folder's marker
 SOFT, HARD, BEFORE = "soft labels", "hard labels", "brownlee-cgan"  # the config's labels
 # Each network's input-side ("bottom") and output-side ("top") layers and those between, as
 # smooth-cgan's parameters are named in the log: G's dense stem, its transposed convolutions
@@ -51,23 +53,22 @@ def main() -> None:
                         help="torch threads (one is fastest on a shared machine)")
     args = parser.parse_args()
     base = load_config(CONFIG)
-    folders = {}
-    with torch_threads(args.threads):
-        for seed in args.seeds:
-            folders[seed] = args.out / f"seed{seed}"
+    folders = {seed: args.out / f"seed{seed}" for seed in args.seeds}
+    with claim(args.out, KIND), torch_threads(args.threads):
+        for seed, folder in folders.items():
             run_comparison(dataclasses.replace(base, seed=seed, name=f"{base.name}-seed{seed}",
-                                               out=str(folders[seed])))
-    logs = {arm: [folder / WORK / "runs" / arm / "log.jsonl" for folder in folders.values()]
-            for arm in (SOFT, HARD, BEFORE)}
-    seeds = f"seeds {', '.join(map(str, folders))}"
-    plot_gradient_norms({arm: logs[arm] for arm in (SOFT, HARD)}, LAYERS,
-                        args.out / "grad_norms.png", columns=2,
-                        title=f"smooth-cgan, soft vs hard labels: gradient norms, {seeds}")
-    plot_gradient_norms({"smooth-cgan (soft labels)": logs[SOFT], BEFORE: logs[BEFORE]},
-                        SHARED_LAYERS, args.out / "grad_norms_before_after.png", columns=3,
-                        title=f"Reference 003's before and after: gradient norms, {seeds}")
-    write_norms(folders, args.out / "grad_norms.csv")
-    write_summary(folders, logs, args.out / "summary.md")
+                                               out=str(folder)))
+        logs = {arm: [folder / WORK / "runs" / arm / "log.jsonl" for folder in folders.values()]
+                for arm in (SOFT, HARD, BEFORE)}
+        seeds = f"seeds {', '.join(map(str, folders))}"
+        plot_gradient_norms({arm: logs[arm] for arm in (SOFT, HARD)}, LAYERS,
+                            args.out / "grad_norms.png", columns=2,
+                            title=f"smooth-cgan, soft vs hard labels: gradient norms, {seeds}")
+        plot_gradient_norms({"smooth-cgan (soft labels)": logs[SOFT], BEFORE: logs[BEFORE]},
+                            SHARED_LAYERS, args.out / "grad_norms_before_after.png", columns=3,
+                            title=f"Reference 003's before and after: gradient norms, {seeds}")
+        write_norms(folders, args.out / "grad_norms.csv")
+        write_summary(folders, logs, args.out / "summary.md")
 
 
 def write_norms(folders: dict[int, Path], path: Path) -> None:

@@ -2,7 +2,8 @@
 CNNs and GANs" slides): the TF-tutorial DCGAN (``tf-dcgan``) trained on apples, on bananas,
 and on apples and bananas together, scored per class in the default evaluator's features.
 
-    python3 reproductions/one-vs-all-gan/run.py --out reproductions/one-vs-all-gan/report
+    python3 reproductions/one-vs-all-gan/run.py               # report/625-steps/
+    python3 reproductions/one-vs-all-gan/run.py --steps 250   # report/250-steps/
 
 Data: every simplified apple and banana drawing the shared mirror holds (Google's first 100
 lines of each, which Google's bucket holds too), rendered at 28 px as Google's numpy_bitmap
@@ -11,12 +12,14 @@ better than two, so each model is scored against the drawings it was trained on;
 no other bananas, but numpy_bitmap apples after row 100 are apples no model saw: a second,
 held-out apple score, and (rows 600-1099) the real-vs-real floor.
 
-Per seed: a model per class (STEPS steps each) and one joint model, scored after STEPS steps
-(equal steps) and after 2 * STEPS (equal epochs: as many passes over its 200 drawings as a
-class model makes over its 100, and the pair's total compute). The joint model is
-unconditional, as in the slides (its D only says real or fake), so its samples are sorted
-into apples and bananas by a vote of their NEIGHBOURS nearest training drawings in the
-evaluator's features; the share of bananas tests the slides' "bananas made into apples".
+Per seed: a model per class (``--steps``, default STEPS, each) and one joint model, scored
+after as many steps (equal steps) and after twice as many (equal epochs: as many passes over
+its 200 drawings as a class model makes over its 100, and the pair's total compute). The
+joint model is unconditional, as in the slides (its D only says real or fake), so its
+samples are sorted into apples and bananas by a vote of their NEIGHBOURS nearest training
+drawings in the evaluator's features; the share of bananas tests the slides' "bananas made
+into apples" (the same vote on each class model's samples shows how far it can be trusted
+on generated drawings).
 
 Writes OUT/results.csv (a row per seed, model, class and reference), OUT/results.md (means
 over the seeds), OUT/grids/ (samples of each model, first seed). Runs and the joint model's
@@ -37,15 +40,18 @@ import sketchgen as sg
 from sketchgen.data.datasets import LabelledBitmaps, load_bitmaps
 from sketchgen.evaluation.metrics import FEATURE_METRICS
 from sketchgen.figures import save_grid
+from sketchgen.outputs import claim
 from sketchgen.report.tables import Table, format_number, markdown_table
 from sketchgen.runtime import atomic_write, torch_threads
 
 HERE = Path(__file__).resolve().parent
+KIND = "one-vs-all reproduction"  # the output folder's marker
 MODEL = "tf-dcgan"
 CLASSES = ("apple", "banana")
 BOTH = "apple+banana"
 PER_CLASS = 100  # all the mirror holds of banana (and of simplified apple)
-STEPS = 250  # a class model's budget: 80 passes over its 100 drawings at batch 32
+STEPS = 625  # a class model's budget: 200 passes over its 100 drawings at batch 32, the
+# slides' last snapshot ("epoch 200")
 BATCH = 32
 N = 500  # samples scored per model and class (2 N for BOTH)
 UNSEEN, FLOOR = slice(100, 100 + N), slice(100 + N, 100 + 2 * N)  # numpy_bitmap apple rows
@@ -56,25 +62,29 @@ SCORES = tuple(FEATURE_METRICS)  # fid, kid, precision, recall
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "report")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: report/<steps>-steps beside this file)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help="a class model's steps (the joint model's: this and twice this)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (one is fastest on a shared machine)")
     args = parser.parse_args()
-    with torch_threads(args.threads):
+    args.out = args.out or HERE / "report" / f"{args.steps}-steps"
+    with claim(args.out, KIND), torch_threads(args.threads):
         real = RealSets.load()
         rows = real.score_rows("real apples (unseen)", None, {"apple": real.floor})
         for seed in args.seeds:
             for model, samples in trained(args.out / "_work" / "runs" / f"seed{seed}", seed,
-                                          real):
-                rows += real.score_rows(model, seed, samples)
+                                          args.steps, real):
+                rows += real.score_rows(model, seed, samples, model.startswith("joint"))
                 if seed == args.seeds[0]:
                     for name, images in samples.items():
                         save_grid(images[:64], args.out / "grids" / grid_name(model, name), 8)
-    results = pd.DataFrame(rows)
-    atomic_write(args.out / "results.csv", lambda tmp: results.to_csv(tmp, index=False))
-    text = summary(results, real)
-    atomic_write(args.out / "results.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        results = pd.DataFrame(rows)
+        atomic_write(args.out / "results.csv", lambda tmp: results.to_csv(tmp, index=False))
+        text = summary(results, real, args.steps)
+        atomic_write(args.out / "results.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def grid_name(model: str, name: str) -> str:
@@ -112,16 +122,17 @@ class RealSets:
         nearest = np.argsort(distances, axis=1)[:, :NEIGHBOURS]
         return (self.labels[nearest].mean(axis=1) > 0.5).astype(int)
 
-    def score_rows(self, model: str, seed: int | None, samples: dict[str, np.ndarray]
-                   ) -> list[dict]:
+    def score_rows(self, model: str, seed: int | None, samples: dict[str, np.ndarray],
+                   sorted_by_vote: bool = False) -> list[dict]:
         """Each class's samples against the training drawings of that class (apples also
-        against unseen apples), and the share of the model's samples (BOTH if given) that
-        the vote calls bananas."""
+        against unseen apples), and the share of them that the vote calls bananas (not for
+        classes the vote itself ``sorted_by_vote``: 0 and 1 by construction)."""
         features = {name: sg.features(images) for name, images in samples.items()
                     if len(images) >= 2}  # the joint model may draw (almost) no apples
-        share = float(self.classify(features.get(BOTH, features["apple"])).mean())
         rows = []
         for name, images in samples.items():
+            share = (float(self.classify(features[name]).mean())
+                     if name in features and not (sorted_by_vote and name != BOTH) else None)
             references = {"training drawings": self.features[name]}
             if name == "apple":
                 references["unseen apples"] = self.unseen
@@ -134,7 +145,7 @@ class RealSets:
         return rows
 
 
-def trained(runs: Path, seed: int, real: RealSets
+def trained(runs: Path, seed: int, steps: int, real: RealSets
             ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """(model, {class: samples}) of the class models (their samples together as BOTH) and
     of the joint model at both budgets (its first 2 N draws as BOTH)."""
@@ -142,12 +153,12 @@ def trained(runs: Path, seed: int, real: RealSets
     pair = {}
     for name in CLASSES:
         model = sg.fit(MODEL, load_bitmaps([name], per_class=PER_CLASS), out=runs / name,
-                       steps=STEPS, **settings)
+                       steps=steps, **settings)
         pair[name] = model.sample(N, seed=seed)
     yield "one per class", pair | {BOTH: np.concatenate(list(pair.values()))}
     both = load_bitmaps(list(CLASSES), per_class=PER_CLASS)
-    for steps, budget in ((STEPS, "equal steps"), (2 * STEPS, "equal epochs")):
-        draws = joint_draws(both, runs, steps, seed, settings)
+    for budget, joint_steps in (("equal steps", steps), ("equal epochs", 2 * steps)):
+        draws = joint_draws(both, runs, joint_steps, seed, settings)
         sorted_into = real.classify(sg.features(draws))
         samples = {name: draws[sorted_into == index][:N] for index, name in enumerate(CLASSES)}
         yield f"joint, {budget}", samples | {BOTH: draws[:2 * N]}
@@ -155,8 +166,9 @@ def trained(runs: Path, seed: int, real: RealSets
 
 def joint_draws(both: LabelledBitmaps, runs: Path, steps: int, seed: int, settings: dict
                 ) -> np.ndarray:
-    """DRAWS samples of the joint model after ``steps`` steps. One run goes on from STEPS to
-    2 * STEPS, so the earlier draws are kept (``joint-<steps>-steps.npy``) for a rerun."""
+    """DRAWS samples of the joint model after ``steps`` steps. One run goes on from the equal
+    steps budget to twice that, so the earlier draws are kept (``joint-<steps>-steps.npy``)
+    for a rerun."""
     kept = runs / f"joint-{steps}-steps.npy"
     if kept.is_file():
         return np.load(kept)
@@ -171,24 +183,28 @@ def joint_draws(both: LabelledBitmaps, runs: Path, steps: int, seed: int, settin
     return draws
 
 
-def summary(results: pd.DataFrame, real: RealSets) -> str:
+def summary(results: pd.DataFrame, real: RealSets, steps: int) -> str:
     """Means over the seeds (and the spread of FID and KID) per model, class and reference;
     the vote's accuracy on real drawings."""
     rows = []
     for (model, name, reference), group in results.groupby(["model", "class", "reference"],
                                                            sort=False):
-        rows.append((model, name, reference, format_number(int(group.n.mean())),
+        counts = sorted(set(group.n))  # the joint model's vary by seed
+        rows.append((model, name, reference, " / ".join(map(format_number, group.n))
+                     if len(counts) > 1 else format_number(counts[0]),
                      _mean_sd(group.fid), _mean_sd(group.kid),
                      format_number(group.precision.mean()), format_number(group.recall.mean()),
-                     format_number(group.banana_share.mean())))
+                     _mean_sd(group.banana_share)))
     table = Table(("Model", "Class", "Reference", "N", "FID", "KID", "Precision", "Recall",
                    "Banana share"), tuple(rows), "lllrrrrrr")
     own = (real.classify(real.features[BOTH], exclude_self=True) == real.labels).mean()
     unseen = (real.classify(real.unseen) == 0).mean()
     seeds = sorted(int(s) for s in results.seed.dropna().unique())
-    return (f"# One GAN per class vs one for all: {MODEL}, seeds {seeds} (written by run.py)\n\n"
+    return (f"# One GAN per class vs one for all: {MODEL}, {steps} steps of {BATCH} per class "
+            f"model, seeds {seeds} (written by run.py)\n\n"
             f"{markdown_table(table)}\n"
-            f"Mean ± standard deviation over the seeds. The {NEIGHBOURS}-nearest-neighbour vote "
+            "Mean ± standard deviation over the seeds that drew at least 2 images of the class "
+            f"(N per seed where they differ). The {NEIGHBOURS}-nearest-neighbour vote "
             f"that sorts the joint model's samples labels {own:.1%} of the training drawings "
             f"right (each left out of its own vote), and {unseen:.1%} of {len(real.unseen)} "
             "unseen apples as apples.\n")
