@@ -42,7 +42,7 @@ from sketchgen.evaluation.classifier import (
     build_model,
     scaled,
 )
-from sketchgen.runtime import choose_device, save_checkpoint
+from sketchgen.runtime import DEVICE, choose_device, save_checkpoint
 
 CHECKPOINT_FORMAT = "sketchgen.evaluation.classifier/1"  # kept: the files saved so far say so
 DEFAULT_CONFIG = ClassifierConfig()  # frozen, so one instance serves every default argument
@@ -93,7 +93,7 @@ def train_classifier(
     valid_labels: np.ndarray,
     class_names: Sequence[str],
     config: ClassifierConfig = DEFAULT_CONFIG,
-    device: str | torch.device = "auto",
+    device: str | torch.device = DEVICE,
     log: Callable[[dict], None] | None = None,
 ) -> Classifier:
     """Train with Adam and early stopping; returns the classifier at its best epoch.
@@ -180,7 +180,7 @@ def fit_and_evaluate(
     labels: np.ndarray,
     class_names: Sequence[str],
     config: ClassifierConfig = DEFAULT_CONFIG,
-    device: str | torch.device = "auto",
+    device: str | torch.device = DEVICE,
     log: Callable[[dict], None] | None = None,
 ) -> tuple[Classifier, Evaluation]:
     """Split with ``sketchgen.data.datasets.split_indices`` (80/10/10, ``config.seed``), train on
@@ -217,7 +217,7 @@ def save_classifier(classifier: Classifier, path: str | Path) -> Path:
     )
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "auto") -> Classifier:
+def load_classifier(path: str | Path, device: str | torch.device = DEVICE) -> Classifier:
     """A classifier saved by :func:`save_classifier` (read with ``weights_only=True``; its
     settings checked before the network is built, its weights' shapes after, each problem a
     CheckpointError naming the file)."""
