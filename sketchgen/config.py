@@ -90,6 +90,7 @@ MAX_CLASSES = 10_000  # categories of one run; embeddings and classifiers grow w
 STEPS = Interval(1, MAX_STEPS)
 BATCH_SIZES = Interval(1, 65_536)  # 1,000x the DCGAN paper's 64
 SIZES = Interval(1, 1_024)  # px; Google's drawings live in a 256-unit box, 28 px bitmaps
+SECONDS = Interval.of("(0, 1e9]")  # time budgets: up to ~30 years, like MAX_STEPS
 SEEDS = Interval(0, 2**63 - 1)  # torch's generators take any 64-bit seed; numpy folds it
 DRAWINGS_PER_CLASS = Interval(1, 10_000_000)  # no Quick, Draw! category has a million
 WIDTHS = Interval(1, 1_024)  # base channel counts (DCGAN: 64, the classifier's k: 12 to 75)

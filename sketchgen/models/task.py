@@ -103,6 +103,11 @@ class Task(Protocol):
         """
         ...
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The trained networks by short name (``{"G": ..., "D": ...}``): their parameters
+        are counted in a comparison's rows, and their gradients' norms logged."""
+        ...
+
     def grad_norms(self) -> dict[str, float]:
         """L2 norm of each parameter's gradient left by the last ``train_step``.
 

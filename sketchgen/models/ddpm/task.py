@@ -98,8 +98,11 @@ class DdpmTask:
 
     # the rest of the Task protocol
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"net": self.net}
+
     def grad_norms(self) -> dict[str, float]:
-        return grad_norms_of({"net": self.net})
+        return grad_norms_of(self.networks())
 
     def state_dict(self) -> dict[str, Any]:
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(),

@@ -239,8 +239,11 @@ class GanTask:
 
     # the rest of the Task protocol
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G, "D": self.D}
+
     def grad_norms(self) -> dict[str, float]:
-        return grad_norms_of({"G": self.G, "D": self.D})
+        return grad_norms_of(self.networks())
 
     def state_dict(self) -> dict[str, Any]:
         state = {

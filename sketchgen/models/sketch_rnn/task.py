@@ -228,8 +228,11 @@ class SketchRNNTask:
             del result["loss_kl"]
         return {key: float(value) for key, value in result.items()}
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
     def grad_norms(self) -> dict[str, float]:
-        return grad_norms_of({"model": self.model})
+        return grad_norms_of(self.networks())
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
