@@ -23,11 +23,14 @@ from sketchgen.evaluation.evaluator import (
     load_classifier,
     recognizability,
     save_classifier,
+    source_locations,
     train_classifier,
     training_images,
+    weights_sha256,
 )
 from sketchgen.evaluation.feature_space import EvaluatorConfig
 from sketchgen.evaluation.metrics import extract_features, fid
+from sketchgen.evaluation.scoring import make_scorer
 from sketchgen.report.figures import plot_confusion
 from sketchgen.runtime import save_checkpoint
 
@@ -44,8 +47,9 @@ def plain_data(mirror) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def trained(plain_data) -> tuple[Classifier, Evaluation]:
-    return fit_and_evaluate(*plain_data, CONFIG, device="cpu")
+def trained(plain_data, mirror) -> tuple[Classifier, Evaluation]:
+    sources = source_locations(CATEGORIES, CONFIG, mirror)
+    return fit_and_evaluate(*plain_data, CONFIG, device="cpu", sources=sources)
 
 
 def test_plain_classifier_beats_chance_by_a_wide_margin(plain_data, trained):
@@ -105,6 +109,33 @@ def test_save_and_load_round_trip(plain_data, trained, tmp_path):
     assert loaded.history == classifier.history and loaded.best_epoch == classifier.best_epoch
     np.testing.assert_array_equal(loaded.logits(images), classifier.logits(images))
     np.testing.assert_array_equal(loaded.features(images), classifier.features(images))
+    assert loaded.manifest == classifier.manifest and loaded.sha256 == classifier.sha256
+
+
+def test_manifest_says_what_the_classifier_was_trained_on(trained, mirror):
+    classifier, evaluation = trained
+    manifest = classifier.manifest
+    assert manifest["sources"] == [str(mirror / "full" / "simplified" / f"{name}.ndjson")
+                                   for name in CATEGORIES]
+    assert manifest["class_names"] == CATEGORIES and manifest["seed"] == CONFIG.seed
+    # 80/10/10 of 4 x 250: the rows of each class in the training and validation parts
+    assert sum(manifest["rows_per_class"].values()) == 800
+    assert sum(manifest["valid_rows_per_class"].values()) == 100
+    assert set(manifest["rows_per_class"]) == set(CATEGORIES)
+    best = classifier.history[classifier.best_epoch - 1]
+    assert manifest["valid_accuracy"] == best["valid_accuracy"]
+    assert manifest["test_accuracy"] == evaluation.accuracy and manifest["test_rows"] == 100
+    assert classifier.sha256 == weights_sha256(classifier) and len(classifier.sha256) == 64
+
+
+def test_recognizability_of_a_category_the_classifier_does_not_know_is_nan(plain_data, trained):
+    images, labels, _ = plain_data
+    classifier, _ = trained
+    scorer = make_scorer(classifier, {"hat": images[labels == 2][:50],
+                                      "giraffe": images[labels == 3][:50]}, 5, 0.95, 0)
+    unknown = scorer.score("giraffe", images[labels == 2][50:100])
+    assert np.isnan(unknown["recognizability"]) and unknown["fid"] > 0.0
+    assert scorer.score("hat", images[labels == 2][50:100])["recognizability"] > 0.5
 
 
 def test_features_are_the_named_dense_layer_and_batch_independent(plain_data, trained):
@@ -260,6 +291,10 @@ def test_a_classifier_saved_before_the_options_existed_still_loads(tmp_path, pla
            "state_dict": network.state_dict()}
     loaded = load_classifier(save_checkpoint(old, tmp_path / "old.pt"), device="cpu")
     assert loaded.config == ClassifierConfig(width=2) and loaded.config.to_dict() == settings
+    assert loaded.manifest == {}  # saved before manifests existed
+    save_checkpoint({**old, "manifest": ["not", "a", "dict"]}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="manifest"):
+        load_classifier(tmp_path / "bad.pt", device="cpu")
     assert_same_state(loaded.model.state_dict(), network.state_dict())
     images = plain_data[0][:8]
     x = scaled(torch.from_numpy(images[:, None]))

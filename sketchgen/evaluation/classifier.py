@@ -27,6 +27,7 @@ This module does no I/O: the config, the network and a trained network's use.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
@@ -196,10 +197,24 @@ class Classifier:
     class_names: list[str]
     history: list[dict] = field(default_factory=list)  # per epoch: evaluator.train_classifier
     best_epoch: int = 0  # the epoch whose weights were kept (lowest validation loss)
+    # what it was trained on and how well it did (evaluator.train_classifier's keys: sources,
+    # rows per class, seed, accuracies); {} for the files saved before manifests existed
+    manifest: dict = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the weights (names, shapes, dtypes and values in order): which network
+        this is, whatever file or device it came from."""
+        digest = hashlib.sha256()
+        for name, tensor in self.model.state_dict().items():
+            values = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{values.dtype}:{tuple(values.shape)}".encode())
+            digest.update(values.numpy().tobytes())
+        return digest.hexdigest()
 
     @property
     def feature_name(self) -> str:

@@ -8,7 +8,9 @@ A classifier is saved with everything needed to rasterize new drawings the way i
 data were (class names, size, line width, padding, channels) plus k and the seed, as plain
 Python types, so ``torch.load(weights_only=True)`` reads it back; the file is checked
 (:func:`read_classifier_checkpoint`, with ``sketchgen.checkpoints``) before a network is built
-from it. :func:`weights_sha256` names the network whatever file it came from.
+from it. Its identity: :func:`weights_sha256` names the network whatever file it came from,
+and the manifest says what it was trained on and how well it did (sources, rows per class,
+seed, validation and test accuracy, class names).
 
 :class:`Evaluation` is a confusion matrix: accuracy on labelled drawings (:func:`evaluate`) or
 how often generated drawings are recognised as what they were meant to be
@@ -18,7 +20,6 @@ how often generated drawings are recognised as what they were meant to be
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,6 +34,7 @@ from rasterize.render import render
 from sketchgen.checkpoints import check_class_names, check_layout, check_state, load
 from sketchgen.config import EPOCHS, check_fields, instantiate, setting
 from sketchgen.data.datasets import load_bitmaps, load_drawings, split_indices
+from sketchgen.data.sources import locate, source_list
 from sketchgen.errors import CheckpointError, ConfigError
 from sketchgen.evaluation.classifier import (
     LATER_FIELDS,
@@ -95,13 +97,15 @@ def train_classifier(
     config: ClassifierConfig = DEFAULT_CONFIG,
     device: str | torch.device = DEVICE,
     log: Callable[[dict], None] | None = None,
+    sources: Sequence[str] = (),
 ) -> Classifier:
     """Train with Adam and early stopping; returns the classifier at its best epoch.
 
     The data live on the device as uint8 for the whole run; batches are index slices of a
     permutation drawn from a ``torch.Generator`` seeded with ``config.seed``, so a CPU run is
     reproducible bit for bit. ``log`` receives each epoch's history entry:
-    ``epoch``, ``train_loss``, ``valid_loss``, ``valid_accuracy``.
+    ``epoch``, ``train_loss``, ``valid_loss``, ``valid_accuracy``. ``sources``: where the
+    drawings came from (:func:`source_locations`), kept in the classifier's manifest.
     """
     class_names = list(class_names)
     if len(class_names) < 2:
@@ -148,7 +152,20 @@ def train_classifier(
             break
     model.load_state_dict(best_state)
     model.eval()
-    return Classifier(model, config, class_names, history, best_epoch)
+    manifest = {
+        "sources": list(sources),
+        "class_names": class_names,
+        "rows_per_class": _rows_per_class(y_train, class_names),
+        "valid_rows_per_class": _rows_per_class(y_valid, class_names),
+        "seed": config.seed,
+        "valid_accuracy": history[best_epoch - 1]["valid_accuracy"],
+    }
+    return Classifier(model, config, class_names, history, best_epoch, manifest)
+
+
+def _rows_per_class(labels: torch.Tensor, class_names: list[str]) -> dict[str, int]:
+    counts = torch.bincount(labels.cpu(), minlength=len(class_names)).tolist()
+    return dict(zip(class_names, counts, strict=True))
 
 
 def training_images(
@@ -169,10 +186,22 @@ def training_images(
             sources, size=config.size, per_class=per_class, mirror=mirror, **render_settings
         )
         return data.bitmaps, data.labels, data.class_names
-    fmt = "raw" if "time" in config.channels else "simplified"
-    data = load_drawings(sources, fmt=fmt, per_class=per_class, mirror=mirror)
+    data = load_drawings(sources, fmt=_stroke_format(config), per_class=per_class,
+                         mirror=mirror)
     images = render(data.drawings, size=config.size, channels=config.channels, **render_settings)
     return images, data.labels, data.class_names
+
+
+def _stroke_format(config: ClassifierConfig) -> str:
+    return "raw" if "time" in config.channels else "simplified"
+
+
+def source_locations(
+    sources: Sequence[str], config: ClassifierConfig, mirror: str | None = None
+) -> list[str]:
+    """Where :func:`training_images` reads each source: a URL, or a local file's path."""
+    located = (locate(source, _stroke_format(config), mirror) for source in source_list(sources))
+    return [url or str(path) for path, url, _ in located]
 
 
 def fit_and_evaluate(
@@ -182,9 +211,11 @@ def fit_and_evaluate(
     config: ClassifierConfig = DEFAULT_CONFIG,
     device: str | torch.device = DEVICE,
     log: Callable[[dict], None] | None = None,
+    sources: Sequence[str] = (),
 ) -> tuple[Classifier, Evaluation]:
     """Split with ``sketchgen.data.datasets.split_indices`` (80/10/10, ``config.seed``), train on
-    the first part with early stopping on the second, and evaluate on the held-out third."""
+    the first part with early stopping on the second, and evaluate on the held-out third,
+    whose size and accuracy join the manifest (``test_rows``, ``test_accuracy``)."""
     train, valid, test = split_indices(len(images), seed=config.seed)
     classifier = train_classifier(
         images[train],
@@ -195,8 +226,11 @@ def fit_and_evaluate(
         config,
         device,
         log,
+        sources,
     )
-    return classifier, evaluate(classifier, images[test], labels[test])
+    tested = evaluate(classifier, images[test], labels[test])
+    classifier.manifest |= {"test_rows": tested.n, "test_accuracy": tested.accuracy}
+    return classifier, tested
 
 
 # --- saving and loading ---------------------------------------------------------------------
@@ -211,6 +245,7 @@ def save_classifier(classifier: Classifier, path: str | Path) -> Path:
             "class_names": list(classifier.class_names),
             "history": classifier.history,
             "best_epoch": classifier.best_epoch,
+            "manifest": classifier.manifest,
             "state_dict": {k: v.cpu() for k, v in classifier.model.state_dict().items()},
         },
         path,
@@ -228,9 +263,8 @@ def load_classifier(path: str | Path, device: str | torch.device = DEVICE) -> Cl
     check_state(model.state_dict(), checkpoint["state_dict"], "state_dict", Path(path))
     model.load_state_dict(checkpoint["state_dict"])
     model.to(device).eval()
-    return Classifier(
-        model, config, checkpoint["class_names"], checkpoint["history"], checkpoint["best_epoch"]
-    )
+    return Classifier(model, config, checkpoint["class_names"], checkpoint["history"],
+                      checkpoint["best_epoch"], checkpoint.get("manifest", {}))
 
 
 @dataclass(frozen=True)
@@ -243,6 +277,7 @@ class ClassifierLayout:
     history: tuple[dict[str, Any], ...]  # one entry per epoch
     best_epoch: int = setting(within=(0, EPOCHS.high))
     state_dict: dict[str, Any]
+    manifest: dict[str, Any]  # {} in the files saved before manifests existed
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -253,7 +288,7 @@ def read_classifier_checkpoint(path: str | Path) -> dict[str, Any]:
     as it was saved."""
     path = Path(path)
     checkpoint = load(path)
-    layout = check_layout(ClassifierLayout, checkpoint, path)
+    layout = check_layout(ClassifierLayout, {"manifest": {}, **checkpoint}, path)
     if layout.format != CHECKPOINT_FORMAT:
         raise CheckpointError(path, f"format {layout.format!r} is not {CHECKPOINT_FORMAT!r}: "
                                     "not a sketchgen classifier")
@@ -271,14 +306,9 @@ def read_classifier_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def weights_sha256(classifier: Classifier) -> str:
-    """sha256 of the weights (names, shapes, dtypes and values in order): which network this
-    is, whatever file or device it came from."""
-    digest = hashlib.sha256()
-    for name, tensor in classifier.model.state_dict().items():
-        values = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{values.dtype}:{tuple(values.shape)}".encode())
-        digest.update(values.numpy().tobytes())
-    return digest.hexdigest()
+    """:attr:`Classifier.sha256`: which network this is, whatever file or device it came
+    from."""
+    return classifier.sha256
 
 
 # --- evaluation -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A :class:`Scorer` holds the evaluator and the reference features of every category, extracted
 once; :meth:`Scorer.score` gives one results row: FID and KID with bootstrap intervals,
-precision, recall, recognizability and the two image checks (blank, duplicates), named as in
+precision, recall, recognizability (NaN for a category the classifier does not know: its
+features serve any category) and the two image checks (blank, duplicates), named as in
 ``sketchgen.evaluation.metrics.METRICS``.
 """
 
@@ -36,7 +37,10 @@ class Scorer:
         # threads' hand-offs, and waiting for torch's threads, cost more than they share).
         with threadpool_limits(limits=1, user_api="blas"):
             row = self._distances(self.reference[category], features)
-        row["recognizability"] = recognizability(self.classifier, images, category).accuracy
+        # The features serve any category; recognising one needs it among the classes.
+        known = category in self.classifier.class_names
+        row["recognizability"] = (recognizability(self.classifier, images, category).accuracy
+                                  if known else float("nan"))
         return row | {"blank": metrics.blank_share(images),
                       "duplicates": metrics.duplicate_share(images)}
 
