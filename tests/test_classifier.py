@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sketchgen.cli import main
 from sketchgen.data.datasets import load_drawings
 from sketchgen.errors import CheckpointError, FieldError
 from sketchgen.evaluation.classifier import Classifier, ClassifierConfig, build_model, scaled
@@ -126,6 +127,22 @@ def test_manifest_says_what_the_classifier_was_trained_on(trained, mirror):
     assert manifest["valid_accuracy"] == best["valid_accuracy"]
     assert manifest["test_accuracy"] == evaluation.accuracy and manifest["test_rows"] == 100
     assert classifier.sha256 == weights_sha256(classifier) and len(classifier.sha256) == 64
+
+
+def test_evaluator_command_trains_and_saves_one_with_its_manifest(tmp_path, mirror, capsys):
+    out = tmp_path / "evaluator.pt"
+    argv = ["evaluator", "crab", "hat", "--out", str(out), "--per-class", "40", "--width", "2",
+            "--max-epochs", "1", "--seed", "3", "--device", "cpu"]
+    assert main(argv) == 0
+    loaded = load_classifier(out, device="cpu")
+    assert loaded.config == ClassifierConfig(width=2, max_epochs=1, seed=3)
+    rows = loaded.manifest["rows_per_class"]
+    assert set(rows) == {"crab", "hat"} and sum(rows.values()) == 64  # 80% of 2 x 40
+    assert loaded.manifest["seed"] == 3 and loaded.class_names == ["crab", "hat"]
+    assert loaded.sha256 in capsys.readouterr().err
+    assert main(argv) == 2  # the file exists: refused, not replaced
+    assert main([*argv[:2], "--out", str(tmp_path / "one.pt")]) == 2
+    assert "at least two classes" in capsys.readouterr().err and not (tmp_path / "one.pt").exists()
 
 
 def test_recognizability_of_a_category_the_classifier_does_not_know_is_nan(plain_data, trained):

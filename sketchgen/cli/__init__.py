@@ -4,9 +4,10 @@ Owns: argument parsing, the translation of library parameters into flags (``over
 is ``--overwrite``), and of errors into one line and an exit status.
 May import: anything in ``sketchgen``; nothing but ``sketchgen.gpu_check`` imports it.
 
-Each command module (``fetch``, ``rasterize``, ``train``, ``sample``, ``compare``) exposes
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules
-import torch only inside ``run`` so that ``sketchgen --help`` and argument errors stay instant.
+Each command module (``fetch``, ``rasterize``, ``train``, ``sample``, ``compare``,
+``evaluator``) exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+Command modules import torch only inside ``run`` so that ``sketchgen --help`` and argument
+errors stay instant.
 
 Expected errors are one line on stderr, ``sketchgen COMMAND: error: ...``, never a traceback:
 
@@ -32,7 +33,7 @@ import sys
 
 from sketchgen.errors import OutputError, UsageError
 
-COMMANDS = ("fetch", "rasterize", "train", "sample", "compare")
+COMMANDS = ("fetch", "rasterize", "train", "sample", "compare", "evaluator")
 
 
 def build_parser() -> argparse.ArgumentParser:

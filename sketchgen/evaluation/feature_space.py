@@ -161,7 +161,12 @@ _BUILD_DEVICE, _BUILD_THREADS = "cpu", 1
 
 
 def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None) -> Evaluator:
-    from sketchgen.evaluation.evaluator import fit_and_evaluate, save_classifier, weights_sha256
+    from sketchgen.evaluation.evaluator import (
+        fit_and_evaluate,
+        save_classifier,
+        source_locations,
+        weights_sha256,
+    )
 
     loaded = load_bitmaps(config.categories, config.size, per_class=config.per_class,
                           mirror=mirror)
@@ -180,8 +185,9 @@ def _build(config: EvaluatorConfig, path: Path, record: Path, mirror: str | None
             bar.update(1)
             bar.set_postfix(valid_accuracy=f"{entry['valid_accuracy']:.3f}", refresh=False)
 
-        classifier, test = fit_and_evaluate(loaded.bitmaps, loaded.labels, loaded.class_names,
-                                            classifier_config, _BUILD_DEVICE, log)
+        classifier, test = fit_and_evaluate(
+            loaded.bitmaps, loaded.labels, loaded.class_names, classifier_config, _BUILD_DEVICE,
+            log, source_locations(config.categories, classifier_config, mirror))
     data = hashlib.sha256(np.ascontiguousarray(loaded.bitmaps).tobytes()
                           + loaded.labels.astype(np.int64).tobytes())
     identity = {"feature_space": classifier.feature_name, "config": config.to_dict(),
