@@ -37,5 +37,10 @@ def plot_confusion(evaluation: Evaluation, path: str | Path, title: str | None =
             axes.text(j, i, f"{rate:.2f}", ha="center", va="center", fontsize=7, color=colour)
     axes.set_title(title or f"accuracy {evaluation.accuracy:.3f} on {evaluation.n} drawings")
     figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` atomically in the format its suffix names (PNG without one)."""
     path = Path(path)
     return atomic_write(path, lambda tmp: figure.savefig(tmp, format=path.suffix[1:] or "png"))

@@ -3,12 +3,14 @@ only depends on this module: cells formatted once, each :class:`Table` rendered 
 Markdown pipes and LaTeX ``booktabs`` rules.
 
 The main table prints every metric of ``sketchgen.evaluation.metrics.METRICS`` as that
-registry titles and rounds it. The throughput table reads pytest-benchmark's JSON
-(``--benchmark-json``): for every entry of its ``benchmarks`` list the name, ``stats.mean``
-(seconds per call) and every ``extra_info`` entry, sorted into columns by the benchmarks'
-naming convention (:data:`THROUGHPUT_COLUMNS`): rates ``*_per_s``, ratios against the baseline
-timed in the same run (``speedup*``, ``*_vs_*``), ``*_seconds``, targets, and the setup
-(sizes, batch, device, threads).
+registry titles and rounds it, as mean ± std over seeds (``sketchgen.report.aggregate``); the
+per-seed table as value and bootstrap interval; the ranking, each model against the next.
+
+The throughput table reads pytest-benchmark's JSON (``--benchmark-json``): for every entry of
+its ``benchmarks`` list the name, ``stats.mean`` (seconds per call) and every ``extra_info``
+entry, sorted into columns by the benchmarks' naming convention (:data:`THROUGHPUT_COLUMNS`):
+rates ``*_per_s``, ratios against the baseline timed in the same run (``speedup*``,
+``*_vs_*``), ``*_seconds``, targets, and the setup (sizes, batch, device, threads).
 """
 
 from __future__ import annotations
@@ -84,31 +86,82 @@ class Table:
             raise ValueError(f"table rows, header and alignment {self.align!r} do not agree")
 
 
-def main_table(results: pd.DataFrame) -> Table:
-    """One line per results row, categories in first-seen order, the floor first in each."""
-    check_results(results)
-    category_order = {category: i for i, category in enumerate(pd.unique(results["category"]))}
-    ordered = results.assign(
-        _category=results["category"].map(category_order),
-        _floor_last=results["model"] != REAL_FLOOR,
+def spread_cell(row: pd.Series, metric: Metric) -> str:
+    """``mean ± std`` of an aggregate row (``sketchgen.report.aggregate``), or the mean alone
+    where the std is NaN (one seed)."""
+    value = format_number(row[metric.name], metric.decimals)
+    spread = row[f"{metric.name}_std"]
+    if pd.isna(spread) or pd.isna(row[metric.name]):
+        return value
+    return f"{value} ± {format_number(spread, metric.decimals)}"
+
+
+def _floor_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows by category in first-seen order, the floor first in each, else as they came."""
+    category_order = {category: i for i, category in enumerate(pd.unique(frame["category"]))}
+    return frame.assign(
+        _category=frame["category"].map(category_order),
+        _floor_last=frame["model"] != REAL_FLOOR,
     ).sort_values(["_category", "_floor_last"], kind="stable")
+
+
+def main_table(aggregated: pd.DataFrame) -> Table:
+    """One line per model x category of an aggregate frame: each metric as mean ± std."""
     rows = tuple(
-        (str(row["model"]), str(row["category"]), str(int(row["n"])))
-        + tuple(metric_cell(row, metric) for metric in METRICS.values())
-        for _, row in ordered.iterrows()
+        (str(row["model"]), str(row["category"]), str(row["n"]))
+        + tuple(spread_cell(row, metric) for metric in METRICS.values())
+        for _, row in _floor_first(aggregated).iterrows()
     )
     header = ("Model", "Category", "N", *(heading(metric) for metric in METRICS.values()))
     return Table(header, rows, "llr" + "r" * len(METRICS))
 
 
-def budgets_table(results: pd.DataFrame) -> Table:
-    """Training budget per model (the floor has none)."""
-    models = results[results["model"] != REAL_FLOOR].drop_duplicates("model")
+def seed_table(results: pd.DataFrame) -> Table:
+    """One line per results row (model x category x seed), bootstrap intervals in brackets."""
+    check_results(results)
     rows = tuple(
-        (str(row.model), str(int(row.steps)), str(int(row.batch_size)))
+        (str(row["model"]), str(row["category"]), str(int(row["seed"])), str(int(row["n"])))
+        + tuple(metric_cell(row, metric) for metric in METRICS.values())
+        for _, row in _floor_first(results).iterrows()
+    )
+    header = ("Model", "Category", "Seed", "N", *(heading(metric) for metric in METRICS.values()))
+    return Table(header, rows, "llrr" + "r" * len(METRICS))
+
+
+def budgets_table(aggregated: pd.DataFrame) -> Table:
+    """Per model x category the budget spent (means over seeds) and the parameter counts;
+    the floor has none."""
+    models = aggregated[aggregated["model"] != REAL_FLOOR]
+    rows = tuple(
+        (str(row.model), str(row.category), str(row.seeds), _count(row.steps),
+         str(row.batch_size), _count(row.images_seen), format_number(row.train_seconds),
+         str(row.parameters))
         for row in models.itertuples(index=False)
     )
-    return Table(("Model", "Steps", "Batch size"), rows, "lrr")
+    header = ("Model", "Category", "Seeds", "Steps", "Batch size", "Images seen",
+              "Training s", "Parameters")
+    return Table(header, rows, "llrrrrrl")
+
+
+def _count(value) -> str:
+    """A mean of counts: exact when whole, else to 3 significant digits."""
+    value = float(value)
+    return format_number(int(value) if value.is_integer() else value)
+
+
+def ranking_table(ranked: pd.DataFrame, metric: str = "fid") -> Table:
+    """A ranking frame (``sketchgen.report.aggregate.ranking``) as a table: each model's
+    mean ± std, and Welch's p-value and verdict against the next model down."""
+    shown = METRICS[metric]
+    rows = tuple(
+        (str(row["category"]), str(row["rank"]), str(row["model"]), str(row["seeds"]),
+         spread_cell(row, shown), str(row["next"]), format_number(row["p"]),
+         str(row["differs"]))
+        for _, row in ranked.iterrows()
+    )
+    header = ("Category", "Rank", "Model", "Seeds", heading(shown), "Next", "p (Welch)",
+              "Differs")
+    return Table(header, rows, "lrlrrlrl")
 
 
 # -- Markdown and LaTeX ----------------------------------------------------------------------
@@ -140,6 +193,7 @@ _LATEX_SPECIALS = {
     "↓": r"$\downarrow$",
     "↑": r"$\uparrow$",
     "–": "--",
+    "±": r"$\pm$",
 }
 
 
@@ -172,13 +226,39 @@ def _latex_row(cells: Sequence[str]) -> str:
     return " & ".join(latex_escape(cell) for cell in cells) + r" \\"
 
 
-def table_caption(results: pd.DataFrame, ci_level: float) -> str:
-    """One sentence naming the feature space, N, seeds, device and the interval level."""
-    return (
-        f"Features: {joined(results['feature_space'])}; N = {joined(results['n'])} per row; "
-        f"seed {joined(results['seed'])}; device {joined(results['device'])}; "
-        f"{ci_level:.0%} bootstrap intervals in brackets."
-    )
+def main_caption(aggregated: pd.DataFrame) -> str:
+    """The main table's caption: the seed count, the feature space with the evaluator's
+    sha256, N, the checkpoint rule and the device."""
+    models = aggregated[aggregated["model"] != REAL_FLOOR]
+    seeds = sorted(pd.unique(models["seeds"])) or [1]
+    if seeds == [1]:
+        spread = "One seed per model and category: values without spread"
+    else:
+        counts = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+        spread = f"Mean ± standard deviation over {counts} seeds"
+    if (aggregated["model"] == REAL_FLOOR).any():
+        spread += " (the real-vs-real floor is drawn once)"
+    return f"{spread}. {_setup(aggregated)}."
+
+
+def seed_caption(results: pd.DataFrame, ci_level: float) -> str:
+    """The per-seed table's caption: the setup and the interval level."""
+    return (f"One row per seed. {_setup(results)}; "
+            f"{ci_level:.0%} bootstrap intervals in brackets.")
+
+
+def _setup(frame: pd.DataFrame) -> str:
+    return (f"Features: {joined(frame['feature_space'])} (evaluator sha256 "
+            f"{joined(frame['evaluator'])}); N = {joined(frame['n'])} per row; checkpoint: "
+            f"{joined(frame['selected'])}; device {joined(frame['device'])}")
+
+
+def ranking_caption(metric: str, alpha: float) -> str:
+    """What the ranking shows and which test decides it."""
+    return (f"Models by mean {METRICS[metric].title} over seeds, best first, per category. "
+            "Against the next model down: Welch's t-test over seeds (unequal variances); "
+            f"the gap exceeds the seeds' spread (Differs: yes) when p < {alpha:g}, "
+            "unknown when either model has a single seed.")
 
 
 def joined(column: pd.Series) -> str:

@@ -4,14 +4,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from sketchgen.evaluation.metrics import METRICS
-from sketchgen.report.results import REAL_FLOOR, RESULTS_CSV, RESULTS_JSON, write_results
+from sketchgen.report.aggregate import (
+    AGGREGATE_CSV,
+    AGGREGATE_JSON,
+    ALPHA,
+    aggregate,
+    ranking,
+)
+from sketchgen.report.curves import CURVES_CSV, curves_path, plot_curves, write_curves
+from sketchgen.report.results import (
+    REAL_FLOOR,
+    RESULTS_CSV,
+    RESULTS_JSON,
+    write_frame,
+    write_results,
+)
 from sketchgen.report.tables import (
     THROUGHPUT_CAPTION,
     Benchmarks,
@@ -20,18 +34,33 @@ from sketchgen.report.tables import (
     joined,
     latex_table,
     load_benchmarks,
+    main_caption,
     main_table,
     markdown_table,
     metric_cell,
-    table_caption,
+    ranking_caption,
+    ranking_table,
+    seed_caption,
+    seed_table,
     throughput_table,
 )
+from sketchgen.runtime import atomic_write
 
-TABLE_MD = "results.md"
+TABLE_MD = "results.md"  # the main table: mean ± std over seeds
 TABLE_TEX = "results.tex"
+SEEDS_MD = "seeds.md"  # one row per seed, bootstrap intervals
+SEEDS_TEX = "seeds.tex"
+RANKING_MD = "ranking.md"
+RANKING_TEX = "ranking.tex"
 THROUGHPUT_MD = "throughput.md"
 THROUGHPUT_TEX = "throughput.tex"
 INDEX = "README.md"
+RANKED = "fid"  # the metric the ranking orders models by
+SELECTION = {  # checkpoint selection rules as the index explains them
+    "last": "the last checkpoint of each run",
+    "best-valid": "each run's checkpoint with the lowest validation FID, then scored once on "
+                  "the test set",
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +86,11 @@ class RunInfo:
     classifier: str  # one line: classifier architecture and its test accuracy
     ci_level: float  # coverage of the bootstrap intervals, e.g. 0.95
     elapsed_s: float  # wall time of the whole comparison
+    seeds: tuple[int, ...]  # the configured seeds, in config order
+    select: str  # checkpoint selection rule, a key of SELECTION
+    set_sizes: Mapping[str, tuple[int, int, int]]  # category -> drawings in train, valid, test
+    evaluator: tuple[str, ...]  # lines naming the evaluator: sha256, training manifest
+    overhead: str  # one line: measured validation cost against training time; "" if none ran
     notes: tuple[str, ...] = ()  # extra lines for the index, e.g. how many sketches were dropped
 
 
@@ -71,13 +105,23 @@ def floor_lines(results: pd.DataFrame) -> list[str]:
     ]
 
 
+def sets_table(set_sizes: Mapping[str, tuple[int, int, int]]) -> Table:
+    """Drawings per category in the three disjoint real sets."""
+    rows = tuple((category, *(f"{count:,}" for count in counts))
+                 for category, counts in set_sizes.items())
+    return Table(("Category", "Train", "Valid", "Test"), rows, "lrrr")
+
+
 def index_text(
     results: pd.DataFrame,
     info: RunInfo,
     figures: Sequence[Figure],
     throughput: Benchmarks | None,
+    curves: Sequence[Figure] = (),
 ) -> str:
-    """The report's README.md: setup, budgets, main table, floor, throughput, every figure."""
+    """The report's README.md: setup, evaluator, data sets, budgets, main table, ranking,
+    per-seed table, floor, learning curves, throughput, every figure."""
+    aggregated = aggregate(results)
     parts = [
         f"# Comparison: {info.name}",
         "",
@@ -86,30 +130,62 @@ def index_text(
         f"- Device: {joined(results['device'])}",
         f"- Categories: {', '.join(info.categories)} at {info.size}×{info.size} px",
         f"- Samples: N = {joined(results['n'])} generated drawings per model and category",
-        f"- Seeds: {joined(results['seed'])}",
-        f"- Feature space (FID, KID, precision/recall): {joined(results['feature_space'])}",
-        f"- Classifier: {info.classifier}",
+        f"- Seeds: {', '.join(map(str, info.seeds))} (each model × category × seed is its own "
+        "run; the real-vs-real floor is drawn once)",
+        f"- Checkpoint selection: {info.select}: {SELECTION[info.select]}",
         f"- Wall time: {info.elapsed_s / 60:.1f} min",
+        *([f"- Evaluation overhead: {info.overhead}"] if info.overhead else []),
         *(f"- {note}" for note in info.notes),
         "",
+        "## Evaluator",
+        "",
+        f"- Feature space (FID, KID, precision/recall): {joined(results['feature_space'])}",
+        f"- Classifier: {info.classifier}",
+        *(f"- {line}" for line in info.evaluator),
+        "- Reports whose evaluator sha256 is the same computed their numbers in the same "
+        "feature space and are comparable.",
+        "",
+        "## Real data sets",
+        "",
+        "Disjoint per category: models train on the first, learning curves and checkpoint "
+        "selection use the second, every final number and the real-vs-real floor the third.",
+        "",
+        markdown_table(sets_table(info.set_sizes)),
         "## Budgets",
         "",
-        markdown_table(budgets_table(results)),
+        "Means over seeds.",
+        "",
+        markdown_table(budgets_table(aggregated)),
         "## Results",
         "",
-        f"{table_caption(results, info.ci_level)} Source of truth: [{RESULTS_CSV}]({RESULTS_CSV}),"
-        f" [{RESULTS_JSON}]({RESULTS_JSON}); LaTeX: [{TABLE_TEX}]({TABLE_TEX}).",
+        f"{main_caption(aggregated)} Source of truth: [{RESULTS_CSV}]({RESULTS_CSV}), "
+        f"[{RESULTS_JSON}]({RESULTS_JSON}) (per seed), [{AGGREGATE_CSV}]({AGGREGATE_CSV}), "
+        f"[{AGGREGATE_JSON}]({AGGREGATE_JSON}); LaTeX: [{TABLE_TEX}]({TABLE_TEX}).",
         "",
-        markdown_table(main_table(results)),
+        markdown_table(main_table(aggregated)),
         *(f"- {metric.title}: {metric.meaning}." for metric in METRICS.values()),
         f"- {REAL_FLOOR}: N other held-out real drawings scored like a model's: the best score "
         "to expect at this N.",
         "",
+        "## Ranking",
+        "",
+        f"{ranking_caption(RANKED, ALPHA)} LaTeX: [{RANKING_TEX}]({RANKING_TEX}).",
+        "",
+        markdown_table(ranking_table(ranking(results, RANKED, ALPHA), RANKED)),
+        "## Per seed",
+        "",
+        f"{seed_caption(results, info.ci_level)} LaTeX: [{SEEDS_TEX}]({SEEDS_TEX}).",
+        "",
+        markdown_table(seed_table(results)),
         "## Real-vs-real floor",
         "",
         *floor_lines(results),
         "",
     ]
+    if curves:
+        parts += ["## Learning curves", "",
+                  f"Every validation of every run: [{CURVES_CSV}]({CURVES_CSV}).", ""]
+        parts += [f"![{figure.caption}]({figure.path})\n" for figure in curves]
     if throughput is not None:
         parts += [
             "## Throughput",
@@ -123,10 +199,11 @@ def index_text(
     grids = [figure for figure in figures if figure.model and figure.category]
     if grids:
         parts += ["## Samples", "", markdown_table(samples_table(grids))]
-    parts += ["## Figures", ""]
-    for figure in figures:
-        if figure not in grids:
-            parts += [f"### {figure.caption}", "", f"![{figure.caption}]({figure.path})", ""]
+    others = [figure for figure in figures if figure not in grids]
+    if others:
+        parts += ["## Figures", ""]
+    for figure in others:
+        parts += [f"### {figure.caption}", "", f"![{figure.caption}]({figure.path})", ""]
     return "\n".join(parts)
 
 
@@ -147,8 +224,13 @@ def _image(figure: Figure | None) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _tables(path_md: str, path_tex: str, table: Table, caption: str, out_dir: Path
+            ) -> list[Path]:
+    return [_write(out_dir / path_md, markdown_table(table)),
+            _write(out_dir / path_tex, latex_table(table, caption))]
 
 
 def write_report(
@@ -157,26 +239,40 @@ def write_report(
     info: RunInfo,
     figures: Sequence[Figure] = (),
     benchmarks_json: Path | None = None,
+    curves: pd.DataFrame | None = None,
+    calibration: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Write results, tables, throughput and the index into ``out_dir``; return the paths.
+    """Write results (per seed and aggregated), tables, learning curves, throughput and the
+    index into ``out_dir``; return the paths.
 
-    The figures are drawn by the caller beforehand; a missing one is an error, so the index
-    never links a file that is not there.
+    ``figures`` are drawn by the caller beforehand; a missing one is an error, so the index
+    never links a file that is not there. ``curves``: the validation scores of every run
+    (``sketchgen.report.curves``), written to ``curves.csv`` and drawn per category.
     """
     missing = [figure.path for figure in figures if not (out_dir / figure.path).is_file()]
     if missing:
         raise ValueError(f"figures missing from {out_dir}: {missing}")
     written = list(write_results(results, out_dir))
-    table = main_table(results)
-    written.append(_write(out_dir / TABLE_MD, markdown_table(table)))
-    written.append(
-        _write(out_dir / TABLE_TEX, latex_table(table, table_caption(results, info.ci_level)))
-    )
+    aggregated = aggregate(results)
+    written += write_frame(aggregated, out_dir / AGGREGATE_CSV, out_dir / AGGREGATE_JSON)
+    written += _tables(TABLE_MD, TABLE_TEX, main_table(aggregated), main_caption(aggregated),
+                       out_dir)
+    written += _tables(SEEDS_MD, SEEDS_TEX, seed_table(results),
+                       seed_caption(results, info.ci_level), out_dir)
+    written += _tables(RANKING_MD, RANKING_TEX,
+                       ranking_table(ranking(results, RANKED, ALPHA), RANKED),
+                       ranking_caption(RANKED, ALPHA), out_dir)
+    curve_figures = []
+    if curves is not None:
+        written.append(write_curves(curves, out_dir))
+        for category in pd.unique(curves["category"]):
+            curve_figures.append(Figure(curves_path(category), f"Learning curves: {category}"))
+            written.append(plot_curves(curves, category, out_dir / curves_path(category)))
     throughput = None
     if benchmarks_json is not None:
         throughput = load_benchmarks(benchmarks_json)
-        speed = throughput_table(throughput)
-        written.append(_write(out_dir / THROUGHPUT_MD, markdown_table(speed)))
-        written.append(_write(out_dir / THROUGHPUT_TEX, latex_table(speed, THROUGHPUT_CAPTION)))
-    written.append(_write(out_dir / INDEX, index_text(results, info, figures, throughput)))
+        written += _tables(THROUGHPUT_MD, THROUGHPUT_TEX, throughput_table(throughput),
+                           THROUGHPUT_CAPTION, out_dir)
+    index = index_text(results, info, figures, throughput, curve_figures)
+    written.append(_write(out_dir / INDEX, index))
     return written
