@@ -17,6 +17,7 @@ from sketchgen.figures import read_jsonl
 from sketchgen.training.config import TrainConfig
 from sketchgen.training.harness import train
 from sketchgen.training.run_folder import CHECKPOINT
+from sketchgen.training.sampling import load_run
 
 CATEGORIES = ("dog", "face")
 
@@ -90,3 +91,16 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert_identical(final_state(tmp_path / "uninterrupted"), final_state(out))
     assert [r["step"] for r in read_jsonl(out / "log.jsonl")] == list(range(1, steps + 1))
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_checkpoint_from_before_the_seconds_budget_loads_and_resumes(tmp_path):
+    """Written without train_seconds and stopped: read as 0.0 seconds, stopped on steps."""
+    out = tmp_path / "old"
+    train(config(out, 4))
+    checkpoint = runtime.load_checkpoint(out / CHECKPOINT)
+    del checkpoint["train_seconds"], checkpoint["stopped"]
+    torch.save(checkpoint, out / CHECKPOINT)
+    assert load_run(out, "cpu").step == 4
+    result = train(config(out, 6), resume=True)
+    assert (result.step, result.stopped) == (6, "steps")
+    assert 0.0 < result.train_seconds == runtime.load_checkpoint(out / CHECKPOINT)["train_seconds"]

@@ -1,5 +1,8 @@
 """``sketchgen train MODEL --categories cat dog ... [--config run.toml] [--resume] [--overwrite]``.
 
+``--steps N`` and ``--seconds S`` are the run's budgets: it stops at step N, or after the first
+step at which its training seconds reach S (``sketchgen.training.harness``).
+
 Data parallel with torchrun (``--batch-size`` is the global batch, split evenly over ranks;
 NCCL with one GPU per process when CUDA is available, gloo on CPU; rank 0 writes the run)::
 
@@ -50,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
         return 0
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
-    print(f"{config.model}: step {result.step} done in {result.run_dir}"
+    budget = (f", {result.train_seconds:.1f} training seconds of --seconds {config.seconds:g}"
+              if result.stopped == "seconds" else "")
+    print(f"{config.model}: step {result.step} done in {result.run_dir}{budget}"
           + (f" ({losses})" if losses else ""))
     return 0

@@ -15,7 +15,7 @@ each problem is a one-line :class:`CheckpointError` naming the file and the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,15 @@ from sketchgen.config import (
 from sketchgen.errors import CheckpointError, ConfigError, FieldError
 from sketchgen.models import registry
 from sketchgen.models.task import Task
-from sketchgen.training.config import TrainConfig, config_from_mapping
+from sketchgen.training.config import MAX_SECONDS, TrainConfig, config_from_mapping
 from sketchgen.training.inputs import build_task, check_same_data, data_fingerprint
 
 CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes incompatibly
-# Settings that may differ between a run and its resumption: they don't change the result.
-RESUMABLE_CHANGES = ("steps", "out", "device", "progress", "checkpoint_every", "sample_every",
-                     "log_every", "grad_norm_every")
+STOPS = ("steps", "seconds")  # why a run stops: its steps or its seconds budget (TrainConfig)
+# Settings that may differ between a run and its resumption: they don't change the result
+# (steps and seconds are budgets: a resumption may extend them).
+RESUMABLE_CHANGES = ("steps", "seconds", "out", "device", "progress", "checkpoint_every",
+                     "sample_every", "log_every", "grad_norm_every")
 
 
 # -- the layout ---------------------------------------------------------------------------------
@@ -65,6 +67,10 @@ class RunLayout:
     task: dict[str, Any]  # task.state_dict()
     rng: dict[str, Any]  # runtime.rng_state()
     data: dict[str, Any] | None = None  # fingerprint of data given in memory (training.harness)
+    # the run's training seconds at this step (TrainConfig.seconds) and why it would stop here;
+    # checkpoints from before the seconds budget lack both: they counted no time
+    train_seconds: float = setting(0.0, within=(0, MAX_SECONDS))
+    stopped: str = setting("steps", choices=STOPS)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -72,10 +78,13 @@ class RunLayout:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training run's checkpoint, its layout, configs, sizes and RNG states checked; nothing
-    is built. Returns the dict as it was saved."""
+    is built. Returns the dict as it was saved, with the layout's defaults for the keys an
+    older file lacks."""
     path = Path(path)
     checkpoint = load(path)
     layout = check_layout(RunLayout, checkpoint, path)
+    for spec in fields(RunLayout):
+        checkpoint.setdefault(spec.name, getattr(layout, spec.name))
     if layout.format != CHECKPOINT_FORMAT:
         raise CheckpointError(path, f"format {layout.format} is not {CHECKPOINT_FORMAT}, the "
                                     "one this version reads")

@@ -38,6 +38,7 @@ from sketchgen.config import (
     SEEDS,
     SIZES,
     STEPS,
+    Interval,
     check_fields,
     from_mapping,
     from_toml,
@@ -46,6 +47,9 @@ from sketchgen.config import (
 )
 from sketchgen.errors import ConfigError
 from sketchgen.runtime import DEVICE
+
+MAX_SECONDS = 10**9  # a training-seconds budget (and a run's count): ~30 years
+SECONDS = Interval(0, MAX_SECONDS, low_open=True)
 
 
 def _help(text: str, **kwargs: Any) -> Any:
@@ -75,6 +79,11 @@ class TrainConfig:
     )
     steps: int = _help("optimizer steps in total (a resumed run stops at the same step)",
                        default=2000, within=STEPS)
+    seconds: float | None = _help(
+        "training wall-clock budget: stop after the first step at which the run's training "
+        "seconds (validation excluded) reach it, or at steps; None = steps alone",
+        default=None, within=SECONDS,
+    )
     batch_size: int = _help("images per step; 64 is the DCGAN paper's and the presets' value",
                             default=64, within=BATCH_SIZES)
     seed: int = _help("seeds python, numpy, torch and the task's batch generator", default=0,

@@ -10,7 +10,12 @@ atomic checkpoints with RNG states, ``resume``, sample grids from a fixed noise 
 learning GIF, loss curves, the divergence guard and the collapse warning. Next to it: the
 data and the task built on it (``sketchgen.training.inputs``), the checkpoint's layout and
 checks (``sketchgen.training.checkpoints``), the run folder's files
-(``sketchgen.training.run_folder``).
+(``sketchgen.training.run_folder``), validation's records and best checkpoint, and the
+training seconds (``sketchgen.training.validation``).
+
+Budgets: a run stops at ``config.steps``, or after the first step at which its training
+seconds (``validation.TrainingClock``; also the log's ``time``) reach ``config.seconds``. The
+checkpoint holds the count and why the run stopped; a run that spent its seconds is finished.
 
 A *task* owns everything model-specific (protocol: ``sketchgen.models.task``): its modules,
 optimizers, schedulers, EMA copies, loss, and its own ``torch.Generator`` from which it draws
@@ -23,7 +28,8 @@ A checkpoint holds ``task.state_dict()`` plus the global python/numpy/torch RNG 
 (``sketchgen.runtime.rng_state``), which cover anything the task cannot route through its
 own generator (dropout). On CPU, N steps straight and k + resume + (N - k) steps give
 bitwise identical weights as long as the task keeps all its state in ``state_dict`` and
-``sample`` touches neither the global RNGs nor the task's generator.
+``sample`` touches neither the global RNGs nor the task's generator. Validation restores the
+global RNG states after each score, so it changes no weight either.
 """
 
 from __future__ import annotations
@@ -35,19 +41,18 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from sketchgen import outputs, runtime
 from sketchgen.errors import ConfigError, DivergenceError, OutputError
-from sketchgen.figures import read_jsonl, save_gif, save_grid, training_curves
+from sketchgen.figures import save_gif, save_grid, training_curves
 from sketchgen.models import registry
 from sketchgen.models.task import Task
 from sketchgen.training.checkpoints import CHECKPOINT_FORMAT, check_same_settings, restored_task
@@ -60,7 +65,8 @@ from sketchgen.training.inputs import (
     data_fingerprint,
     load_data,
 )
-from sketchgen.training.run_folder import RunFolder
+from sketchgen.training.run_folder import RunFolder, append_record, truncate_records
+from sketchgen.training.validation import TrainingClock, Validation, Validator
 
 # Discriminator collapse (ref 001: D's loss near 1e-14 while G drew near-identical images) is
 # warned about once per run, on stderr and in the log record that shows it, when the median of
@@ -83,10 +89,13 @@ class RunResult:
     run_dir: Path
     step: int  # the last step taken
     metrics: dict[str, float]  # what train_step returned at that step (empty if none taken)
+    train_seconds: float  # the run's training seconds at that step, validation excluded
+    stopped: str  # "steps" or "seconds": the budget that ended the run
 
 
 def train(config: TrainConfig, resume: bool = False, data: Any | None = None,
-          overwrite: bool = False) -> RunResult:
+          overwrite: bool = False, validation: Validation | None = None,
+          clock: Callable[[], float] = time.perf_counter) -> RunResult:
     """Train ``config.model`` as configured, writing everything into ``config.out``.
 
     ``resume``: continue from ``<out>/checkpoint.pt`` if there is one (else start afresh);
@@ -98,6 +107,8 @@ def train(config: TrainConfig, resume: bool = False, data: Any | None = None,
     ``config.out`` must be a new or empty folder or a run folder (``sketchgen.outputs``); it is
     locked while the run trains. ``overwrite``: write into any other folder too (files of the
     names a run writes are replaced, nothing else is deleted).
+    ``validation``: score the run during training (``sketchgen.training.validation``).
+    ``clock``: the time in seconds, read for the training seconds (``config.seconds``).
     Raises ConfigError (bad settings, before any work; ``OutputError`` for the folder)
     or DivergenceError.
     """
@@ -106,14 +117,16 @@ def train(config: TrainConfig, resume: bool = False, data: Any | None = None,
     rank, world_size, device = runtime.init_distributed(config.device)
     try:
         return _train(config, resume, device, is_main=rank == 0, given=data,
-                      overwrite=overwrite)
+                      overwrite=overwrite, validation=validation, clock=clock)
     finally:
         if world_size > 1:
             dist.destroy_process_group()
 
 
 def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: bool,
-           given: Any | None = None, overwrite: bool = False) -> RunResult:
+           given: Any | None = None, overwrite: bool = False,
+           validation: Validation | None = None,
+           clock: Callable[[], float] = time.perf_counter) -> RunResult:
     entry, model_config = registry.resolve(config)
     if given is None:
         check_categories(config)
@@ -133,7 +146,8 @@ def _train(config: TrainConfig, resume: bool, device: torch.device, is_main: boo
             print(f"{config.model}: {task.summary()}", file=sys.stderr)
         if runtime.world()[1] > 1 and not getattr(task, "supports_distributed", False):
             raise ConfigError(f"model {config.model!r} does not support torchrun yet")
-        session = _Session(config, model_config, class_names, task, run, is_main, fingerprint)
+        session = _Session(config, model_config, class_names, task, run, is_main, fingerprint,
+                           validation, clock)
         if checkpoint is not None:
             session.restore(checkpoint)
         else:
@@ -199,11 +213,19 @@ class _Session:
 
     def __init__(self, config: TrainConfig, model_config: Any, class_names: tuple[str, ...],
                  task: Task, run: RunFolder, is_main: bool = True,
-                 data_fingerprint: dict[str, Any] | None = None) -> None:
+                 data_fingerprint: dict[str, Any] | None = None,
+                 validation: Validation | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.config, self.model_config, self.class_names = config, model_config, class_names
         self.task, self.run, self.is_main = task, run, is_main
         self.data_fingerprint = data_fingerprint  # of data given in memory, else None
+        self.validation = validation
+        self.validator = Validator(validation, run) if validation and is_main else None
+        self.clock_source = clock
+        self.clock = TrainingClock(clock)  # restarted, from the stored count, by loop()
         self.last_saved: int | None = None  # step of the checkpoint on disk
+        self.train_seconds = 0.0  # the training seconds stored in that checkpoint
+        self.out_of_seconds = False  # the training seconds reached config.seconds
         self.grid_columns = max(1, round(config.grid_size ** 0.5))
         self.grid_labels = grid_labels(config.grid_size, len(class_names), self.grid_columns)
         self.collapse = _CollapseWatch()  # on the main rank, which writes the log
@@ -213,43 +235,46 @@ class _Session:
             raise ConfigError("cannot resume: the data's classes differ from the checkpoint's")
         self.task.load_state_dict(checkpoint["task"])
         runtime.set_rng_state(checkpoint["rng"])
-        self.last_saved = checkpoint["step"]
+        self.last_saved, self.train_seconds = checkpoint["step"], checkpoint["train_seconds"]
+        self.out_of_seconds = self.config.seconds is not None and (
+            self.train_seconds >= self.config.seconds)
         if self.is_main:  # the records kept tell whether collapse was warned about
-            for record in _truncate_log(self.run, self.last_saved):
+            for record in truncate_records(self.run.log, self.last_saved):
                 self.collapse.see(record)
+        if self.validator is not None:
+            self.validator.restore(self.last_saved)
 
     def start_afresh(self) -> None:
         if not self.is_main:
             return
         self.run.config.write_text(dump_toml(self.config))
         self.run.log.unlink(missing_ok=True)
+        if self.validator is not None:
+            self.validator.start_afresh()
         self.save_grid(0)
 
     def loop(self) -> RunResult:
         config = self.config
         metrics: dict[str, float] = {}
-        began = time.perf_counter()
-        bar = tqdm(total=config.steps, initial=self.last_saved or 0, desc=config.model,
+        step = self.last_saved or 0
+        self.clock = TrainingClock(self.clock_source, self.train_seconds)
+        bar = tqdm(total=config.steps, initial=step, desc=config.model,
                    disable=not (config.progress and self.is_main), dynamic_ncols=True,
                    file=sys.stderr)
         failure: BaseException | None = None  # in flight while the figures are written
         try:
-            for step in range((self.last_saved or 0) + 1, config.steps + 1):
-                metrics = runtime.average_metrics(self.task.train_step(step))
-                record = {"step": step, **metrics}
-                bad = _first_non_finite(metrics)
-                if bad is not None:
-                    self.log(record)  # NaN/inf are written as null
-                    raise DivergenceError(f"step {step}: {bad} = {metrics[bad]}; "
-                                          f"{self.last_good()}")
-                if step % config.grad_norm_every == 0 and self.is_main:
-                    record["grad_norms"] = self.task.grad_norms()
-                if step % config.log_every == 0 or "grad_norms" in record:
-                    record["time"] = round(time.perf_counter() - began, 3)
-                    self.log(self.with_warning(record))
-                if step % config.sample_every == 0 or step == config.steps:
+            if self.validation is not None and self.last_saved is None:  # a fresh start
+                self.validate(0)
+            while step < config.steps and not self.out_of_seconds:
+                step += 1
+                metrics = self.train_step(step)
+                self.out_of_seconds = self.seconds_spent()
+                last = step == config.steps or self.out_of_seconds
+                if step % config.sample_every == 0 or last:
                     self.save_grid(step)
-                if step % config.checkpoint_every == 0 or step == config.steps:
+                if self.validation is not None and (self.validation.due(step) or last):
+                    self.validate(step)
+                elif step % config.checkpoint_every == 0 or last:
                     self.save(step)
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
@@ -263,12 +288,50 @@ class _Session:
                 _finish_figures(self.run, config, failure)
         if self.is_main:
             self.save_task_figures()
-        return RunResult(self.run.path, config.steps, metrics)
+        return RunResult(self.run.path, step, metrics, self.train_seconds, self.stopped)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One step of the task, logged (with gradient norms every ``grad_norm_every``)."""
+        metrics = runtime.average_metrics(self.task.train_step(step))
+        record = {"step": step, **metrics}
+        bad = _first_non_finite(metrics)
+        if bad is not None:
+            self.log(record)  # NaN/inf are written as null
+            raise DivergenceError(f"step {step}: {bad} = {metrics[bad]}; {self.last_good()}")
+        if step % self.config.grad_norm_every == 0 and self.is_main:
+            record["grad_norms"] = self.task.grad_norms()
+        if step % self.config.log_every == 0 or "grad_norms" in record:
+            record["time"] = round(self.clock.seconds(), 3)
+            self.log(self.with_warning(record))
+        return metrics
+
+    def seconds_spent(self) -> bool:
+        """Whether the training seconds reached ``config.seconds`` (rank 0's clock decides, so
+        under torchrun all ranks stop at the same step)."""
+        if self.config.seconds is None:
+            return False
+        return _on_rank_zero(self.clock.seconds() >= self.config.seconds)
+
+    @property
+    def stopped(self) -> str:
+        """Why the run would stop at the current step (``checkpoints.STOPS``)."""
+        return "seconds" if self.out_of_seconds else "steps"
+
+    def validate(self, step: int) -> None:
+        """Score the task (main rank), record it, write the step's checkpoint and copy it to
+        the best checkpoint if its score is the lowest so far; none of it is training time."""
+        with self.clock.paused():
+            best = False
+            if self.validator is not None:
+                metrics, seconds = self.clock.timed(lambda: self.validator.score(self.task, step))
+                best = self.validator.record(step, self.clock.seconds(), seconds, metrics)
+            self.save(step)
+            if best:
+                self.validator.keep_best()
 
     def log(self, record: dict[str, Any]) -> None:
         if self.is_main:
-            with self.run.log.open("ab") as log:
-                log.write(orjson_line(record))
+            append_record(self.run.log, record)
 
     def with_warning(self, record: dict[str, Any]) -> dict[str, Any]:
         """``record``, with a ``warning`` if it is the first to show discriminator collapse
@@ -292,7 +355,7 @@ class _Session:
         state = self.task.state_dict()
         if not _all_finite(state):  # on every rank (same weights), so all stop together
             raise DivergenceError(f"step {step}: the weights are not finite; {self.last_good()}")
-        self.last_saved = step
+        self.last_saved, self.train_seconds = step, self.clock.seconds()
         if not self.is_main:
             return
         runtime.save_checkpoint({
@@ -301,6 +364,7 @@ class _Session:
             "model_config": plain(dataclasses.asdict(self.model_config)),
             "class_names": list(self.class_names), "data": self.data_fingerprint,
             "task": state, "rng": runtime.rng_state(),
+            "train_seconds": self.train_seconds, "stopped": self.stopped,
         }, self.run.checkpoint)
 
     def last_good(self) -> str:
@@ -351,21 +415,6 @@ class _CollapseWatch:
 def grid_labels(count: int, num_classes: int, columns: int) -> torch.Tensor:
     """Labels for a sample grid: row r shows class r mod num_classes."""
     return (torch.arange(count) // columns) % num_classes
-
-
-def orjson_line(record: dict[str, Any]) -> bytes:
-    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-
-
-def _truncate_log(run: RunFolder, last_step: int) -> list[dict[str, Any]]:
-    """Drop records after ``last_step`` (a killed run may have logged past its checkpoint);
-    returns the records kept."""
-    if not run.log.exists():
-        return []
-    kept = [r for r in read_jsonl(run.log) if r.get("step", 0) <= last_step]
-    text = b"".join(orjson_line(r) for r in kept)
-    runtime.atomic_write(run.log, lambda tmp: tmp.write_bytes(text))
-    return kept
 
 
 def _first_non_finite(values: dict[str, float]) -> str | None:

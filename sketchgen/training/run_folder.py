@@ -3,7 +3,9 @@
 ``sketchgen.training.harness`` writes a run folder through :class:`RunFolder`; sampling,
 comparisons, the API and the GPU check read it through the same object (or these names), so
 the layout is known here only. Besides these files, a model may add figures at the end of a
-run (``Task.figures``: ``<name>.png``), and ``sketchgen.outputs`` its marker.
+run (``Task.figures``: ``<name>.png``), and ``sketchgen.outputs`` its marker. Its JSONL logs
+are appended one record at a time (:func:`append_record`) and cut back to a checkpoint's step
+on resume (:func:`truncate_records`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sketchgen.runtime import ATOMIC_TEMPORARY
+import orjson
+
+from sketchgen.figures import read_jsonl
+from sketchgen.runtime import ATOMIC_TEMPORARY, atomic_write
 from sketchgen.training.checkpoints import read_checkpoint
 
 CHECKPOINT = "checkpoint.pt"  # the latest good checkpoint of a run, replaced atomically
+BEST_CHECKPOINT = "best.pt"  # the checkpoint of the lowest validation score (same format)
 CONFIG = "config.toml"  # the run's TrainConfig; `sketchgen train --config` re-runs it
 LOG = "log.jsonl"  # one JSON record per logged step
+VALID_LOG = "valid.jsonl"  # one JSON record per validation (sketchgen.training.validation)
 SAMPLES = "samples"  # grids from the fixed noise batch, samples/step_000250.png, ...
 GIF = "learning.gif"  # those grids in step order
 CURVES = "losses.png"  # loss and D-output curves from the log
@@ -39,12 +46,20 @@ class RunFolder:
         return self.path / CHECKPOINT
 
     @property
+    def best_checkpoint(self) -> Path:
+        return self.path / BEST_CHECKPOINT
+
+    @property
     def config(self) -> Path:
         return self.path / CONFIG
 
     @property
     def log(self) -> Path:
         return self.path / LOG
+
+    @property
+    def valid_log(self) -> Path:
+        return self.path / VALID_LOG
 
     @property
     def samples(self) -> Path:
@@ -87,3 +102,24 @@ class RunFolder:
         """The run's checkpoint, checked through
         (:func:`sketchgen.training.checkpoints.read_checkpoint`); nothing is built."""
         return read_checkpoint(self.checkpoint)
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """One JSON line at the end of a run's log (NaN and infinities are written as null)."""
+    with path.open("ab") as log:
+        log.write(json_line(record))
+
+
+def json_line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+
+def truncate_records(path: Path, last_step: int) -> list[dict[str, Any]]:
+    """Drop the records of a run's log after ``last_step`` (a killed run may have logged past
+    its checkpoint); returns the records kept."""
+    if not path.exists():
+        return []
+    kept = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+    text = b"".join(json_line(r) for r in kept)
+    atomic_write(path, lambda tmp: tmp.write_bytes(text))
+    return kept

@@ -22,15 +22,16 @@ import torch
 from rasterize.drawings import write_ndjson
 from rasterize.render import render
 from sketchgen import outputs, runtime
-from sketchgen.config import SAMPLE_SEED
+from sketchgen.config import SAMPLE_SEED, shown
 from sketchgen.errors import ConfigError, FieldError
 from sketchgen.figures import save_grid
 from sketchgen.models import registry
 from sketchgen.models.task import Task
-from sketchgen.training.checkpoints import restored_task
+from sketchgen.training.checkpoints import read_checkpoint, restored_task
 from sketchgen.training.config import config_from_mapping
-from sketchgen.training.run_folder import CHECKPOINT, RunFolder
+from sketchgen.training.run_folder import RunFolder
 
+CHECKPOINTS = ("last", "best")  # which of a run's checkpoints load_run reads
 SAMPLE_CHUNK = 250  # samples per forward pass: bounds memory for n in the millions
 OUTPUT_SUFFIXES = (".npy", ".png")
 # Samples are held in memory before they are written: 10^6 at 28 px is 784 MB (at 64 px 4 GB).
@@ -47,17 +48,25 @@ class LoadedRun:
     run_dir: Path
 
 
-def load_run(run_dir: str | Path, device: str = runtime.DEVICE) -> LoadedRun:
-    """The task of a run rebuilt from ``<run_dir>/checkpoint.pt`` (no training data needed)."""
+def load_run(run_dir: str | Path, device: str = runtime.DEVICE, checkpoint: str = "last"
+             ) -> LoadedRun:
+    """The task of a run rebuilt from one of its checkpoints (no training data needed):
+    ``checkpoint`` "last" (``checkpoint.pt``) or "best" (``best.pt``, the lowest validation
+    score: ``sketchgen.training.validation``)."""
+    if checkpoint not in CHECKPOINTS:
+        raise FieldError("checkpoint", f"must be one of {', '.join(map(repr, CHECKPOINTS))}, "
+                                       f"got {shown(checkpoint)}")
     run = RunFolder(run_dir)
-    if not run.checkpoint.is_file():
-        raise ConfigError(f"{run_dir}: no {CHECKPOINT}; is it a run folder of train?")
-    checkpoint = run.read_checkpoint()  # layout, configs and sizes checked; nothing built yet
-    config = config_from_mapping(checkpoint["config"])
+    path = run.checkpoint if checkpoint == "last" else run.best_checkpoint
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no {path.name}; is it a run folder of train"
+                          + (" with validation?" if checkpoint == "best" else "?"))
+    stored = read_checkpoint(path)  # layout, configs and sizes checked; nothing built yet
+    config = config_from_mapping(stored["config"])
     # every weight's shape checked, then loaded
-    task = restored_task(checkpoint, config, runtime.choose_device(device), run.checkpoint)
-    return LoadedRun(task, registry.get_model(checkpoint["model"]).kind, config.size,
-                     tuple(checkpoint["class_names"]), checkpoint["step"], run.path)
+    task = restored_task(stored, config, runtime.choose_device(device), path)
+    return LoadedRun(task, registry.get_model(stored["model"]).kind, config.size,
+                     tuple(stored["class_names"]), stored["step"], run.path)
 
 
 def sample_labels(run: LoadedRun, n: int, category: str | None = None) -> torch.Tensor:
