@@ -477,3 +477,20 @@ def test_the_report_imports_no_torch():
     """Writing a report from a results table needs no deep-learning stack."""
     assert imported_by("import sketchgen.report.figures, sketchgen.report.writer",
                        ("torch",)) == []
+
+
+def test_write_report_adds_the_calibration_csv_figure_and_section(results, info, tmp_path):
+    calibration = pd.DataFrame(
+        [("none", 0.0, 1.5, 0.001, 0.75, 0.75)]
+        + [("blur", sigma, 2.0 + 10 * sigma, 0.01 * sigma, 0.5, 0.5) for sigma in (0.5, 1, 2)],
+        columns=["degradation", "strength", "fid", "kid", "precision", "recall"],
+    )
+    written = write_report(results, tmp_path, info, calibration=calibration)
+    assert {tmp_path / "calibration.csv", tmp_path / "calibration.png"} <= set(written)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "calibration.csv"), calibration)
+    assert (tmp_path / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    index = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert f"under standard degradations, in {FEATURES} at the report's N" in index
+    assert "| none (real vs real) | – | 1.50 |" in index
+    assert "| blur (σ, px) | 1.00 | 12.0 |" in index
+    assert "![Calibration](calibration.png)" in index

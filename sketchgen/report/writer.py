@@ -18,6 +18,7 @@ from sketchgen.report.aggregate import (
     aggregate,
     ranking,
 )
+from sketchgen.report.calibration import calibration_markdown, plot_calibration
 from sketchgen.report.curves import CURVES_CSV, curves_path, plot_curves, write_curves
 from sketchgen.report.results import (
     REAL_FLOOR,
@@ -55,6 +56,8 @@ RANKING_TEX = "ranking.tex"
 THROUGHPUT_MD = "throughput.md"
 THROUGHPUT_TEX = "throughput.tex"
 INDEX = "README.md"
+CALIBRATION_CSV = "calibration.csv"
+CALIBRATION_PNG = "calibration.png"
 RANKED = "fid"  # the metric the ranking orders models by
 SELECTION = {  # checkpoint selection rules as the index explains them
     "last": "the last checkpoint of each run",
@@ -118,9 +121,10 @@ def index_text(
     figures: Sequence[Figure],
     throughput: Benchmarks | None,
     curves: Sequence[Figure] = (),
+    calibration: pd.DataFrame | None = None,
 ) -> str:
     """The report's README.md: setup, evaluator, data sets, budgets, main table, ranking,
-    per-seed table, floor, learning curves, throughput, every figure."""
+    per-seed table, floor, learning curves, calibration, throughput, every figure."""
     aggregated = aggregate(results)
     parts = [
         f"# Comparison: {info.name}",
@@ -186,6 +190,19 @@ def index_text(
         parts += ["## Learning curves", "",
                   f"Every validation of every run: [{CURVES_CSV}]({CURVES_CSV}).", ""]
         parts += [f"![{figure.caption}]({figure.path})\n" for figure in curves]
+    if calibration is not None:
+        parts += [
+            "## Calibration of the feature space",
+            "",
+            f"FID, KID, precision and recall of real test drawings against the reference "
+            f"under standard degradations, in {joined(results['feature_space'])} at the "
+            "report's N: a model's score reads as a degradation of real drawings (after Heusel "
+            f"et al. 2017, Fig. 3). Source: [{CALIBRATION_CSV}]({CALIBRATION_CSV}).",
+            "",
+            calibration_markdown(calibration),
+            f"![Calibration]({CALIBRATION_PNG})",
+            "",
+        ]
     if throughput is not None:
         parts += [
             "## Throughput",
@@ -248,6 +265,8 @@ def write_report(
     ``figures`` are drawn by the caller beforehand; a missing one is an error, so the index
     never links a file that is not there. ``curves``: the validation scores of every run
     (``sketchgen.report.curves``), written to ``curves.csv`` and drawn per category.
+    ``calibration``: ``sketchgen.evaluation.calibration.calibrate``'s frame, written to
+    ``calibration.csv``, drawn and tabulated in the index.
     """
     missing = [figure.path for figure in figures if not (out_dir / figure.path).is_file()]
     if missing:
@@ -268,11 +287,16 @@ def write_report(
         for category in pd.unique(curves["category"]):
             curve_figures.append(Figure(curves_path(category), f"Learning curves: {category}"))
             written.append(plot_curves(curves, category, out_dir / curves_path(category)))
+    if calibration is not None:
+        written.append(atomic_write(out_dir / CALIBRATION_CSV, lambda tmp: calibration.to_csv(
+            tmp, index=False, float_format="%.10g")))
+        written.append(plot_calibration(calibration, out_dir / CALIBRATION_PNG,
+                                        f"Calibration of {joined(results['feature_space'])}"))
     throughput = None
     if benchmarks_json is not None:
         throughput = load_benchmarks(benchmarks_json)
         written += _tables(THROUGHPUT_MD, THROUGHPUT_TEX, throughput_table(throughput),
                            THROUGHPUT_CAPTION, out_dir)
-    index = index_text(results, info, figures, throughput, curve_figures)
+    index = index_text(results, info, figures, throughput, curve_figures, calibration)
     written.append(_write(out_dir / INDEX, index))
     return written
