@@ -5,9 +5,9 @@ is ``--overwrite``), and of errors into one line and an exit status.
 May import: anything in ``sketchgen``; nothing but ``sketchgen.gpu_check`` imports it.
 
 Each command module (``fetch``, ``rasterize``, ``train``, ``sample``, ``compare``,
-``evaluator``) exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-Command modules import torch only inside ``run`` so that ``sketchgen --help`` and argument
-errors stay instant.
+``evaluator``, ``calibrate``) exposes ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Command modules import torch only inside ``run`` so that ``sketchgen
+--help`` and argument errors stay instant.
 
 Expected errors are one line on stderr, ``sketchgen COMMAND: error: ...``, never a traceback:
 
@@ -33,7 +33,7 @@ import sys
 
 from sketchgen.errors import OutputError, UsageError
 
-COMMANDS = ("fetch", "rasterize", "train", "sample", "compare", "evaluator")
+COMMANDS = ("fetch", "rasterize", "train", "sample", "compare", "evaluator", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -155,16 +155,16 @@ def train_classifier(
     manifest = {
         "sources": list(sources),
         "class_names": class_names,
-        "rows_per_class": _rows_per_class(y_train, class_names),
-        "valid_rows_per_class": _rows_per_class(y_valid, class_names),
+        "rows_per_class": _rows_per_class(y_train.cpu().numpy(), class_names),
+        "valid_rows_per_class": _rows_per_class(y_valid.cpu().numpy(), class_names),
         "seed": config.seed,
         "valid_accuracy": history[best_epoch - 1]["valid_accuracy"],
     }
     return Classifier(model, config, class_names, history, best_epoch, manifest)
 
 
-def _rows_per_class(labels: torch.Tensor, class_names: list[str]) -> dict[str, int]:
-    counts = torch.bincount(labels.cpu(), minlength=len(class_names)).tolist()
+def _rows_per_class(labels: np.ndarray, class_names: Sequence[str]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(class_names)).tolist()
     return dict(zip(class_names, counts, strict=True))
 
 
@@ -215,7 +215,7 @@ def fit_and_evaluate(
 ) -> tuple[Classifier, Evaluation]:
     """Split with ``sketchgen.data.datasets.split_indices`` (80/10/10, ``config.seed``), train on
     the first part with early stopping on the second, and evaluate on the held-out third,
-    whose size and accuracy join the manifest (``test_rows``, ``test_accuracy``)."""
+    whose rows and accuracy join the manifest (``test_rows_per_class``, ``test_accuracy``)."""
     train, valid, test = split_indices(len(images), seed=config.seed)
     classifier = train_classifier(
         images[train],
@@ -229,7 +229,8 @@ def fit_and_evaluate(
         sources,
     )
     tested = evaluate(classifier, images[test], labels[test])
-    classifier.manifest |= {"test_rows": tested.n, "test_accuracy": tested.accuracy}
+    classifier.manifest |= {"test_rows_per_class": _rows_per_class(labels[test], class_names),
+                            "test_accuracy": tested.accuracy}
     return classifier, tested
 
 
