@@ -51,6 +51,8 @@ def plot_calibration(frame: pd.DataFrame, path: str | Path, title: str = "") -> 
         if strengths != sorted(strengths):  # severity grows as the strength falls (k)
             axis.set_xscale("log")
             axis.invert_xaxis()
+            axis.minorticks_off()
+        axis.set_xticks(strengths, [f"{strength:g}" for strength in strengths])
         unit = DEGRADATIONS[name].unit if name in DEGRADATIONS else "strength"
         axis.set(title=name, xlabel=unit, ylabel="FID")
         axis.grid(alpha=0.3)
