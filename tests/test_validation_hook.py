@@ -228,6 +228,6 @@ def test_bad_validation_and_checkpoint_choices_are_named(tmp_path):
         load_run(tmp_path / "run", "cpu", checkpoint="first")
     with pytest.raises(ConfigError, match="no best.pt"):
         load_run(tmp_path / "run", "cpu", checkpoint="best")
-    with pytest.raises(ConfigError, match="expected a dict of metrics with 'fid'"):
+    with pytest.raises(ConfigError, match="expected a dict of metrics with a number 'fid'"):
         train(small(tmp_path / "scored", 2),
               validation=Validation(every=1, score=lambda task, step: {"kid": 0.1}))

@@ -90,9 +90,11 @@ class Validator:
         finally:
             runtime.set_rng_state(saved)
         key = self.validation.key
-        if not isinstance(metrics, dict) or key not in metrics:
+        value = metrics.get(key) if isinstance(metrics, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"validation score at step {step}: expected a dict of metrics "
-                              f"with {key!r} (the validation key), got {shown(metrics)}")
+                              f"with a number {key!r} (the validation key), got "
+                              f"{shown(metrics)}")
         return metrics
 
     def record(self, step: int, train_seconds: float, valid_seconds: float,
