@@ -1,5 +1,5 @@
-"""``sketchgen compare CONFIG.toml [--benchmarks reports/benchmarks.json] [--out DIR]
-[--overwrite]``."""
+"""``sketchgen compare CONFIG.toml [--jobs N] [--executor local|slurm] [--benchmarks
+reports/benchmarks.json] [--out DIR] [--overwrite]``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "throughput table")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="report folder (default: the config's `out`, else reports/NAME)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="train N runs at once in worker processes (default: the config's "
+                             "[executor] jobs); any N gives the same numbers")
+    parser.add_argument("--executor", choices=("local", "slurm"), default=None,
+                        help="where the runs train: here, or one Slurm job each through "
+                             "submitit (default: the config's [executor] kind)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into DIR even if it is neither empty nor a report folder "
                              "(files of the names a report writes are replaced; nothing is "
@@ -33,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.out is not None:
         config = dataclasses.replace(config, out=args.out)
+    executor = {key: value for key, value in (("jobs", args.jobs), ("kind", args.executor))
+                if value is not None}
+    if executor:
+        config = dataclasses.replace(config, executor=dataclasses.replace(config.executor,
+                                                                          **executor))
     outcome = run_comparison(config, args.benchmarks, overwrite=args.overwrite)
     print((config.out_dir / TABLE_MD).read_text(encoding="utf-8"))
     print(f"report: {config.out_dir / INDEX} ({outcome.info.elapsed_s / 60:.1f} min)",

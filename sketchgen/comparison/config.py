@@ -11,8 +11,14 @@ The config (TOML)::
     categories = ["eye", "mouth"]      # Google names, or ndjson/npy paths ($VARS expanded)
     size = 28
     per_class = 2000                   # training drawings per category: the first N
-    n_samples = 500                    # N: generated (and real reference) drawings per row
-    seed = 0
+    n_samples = 500                    # N: generated drawings per row, and each real test set
+    seeds = [0, 1, 2]                  # one training run per seed (`seed = 0` alone: one seed)
+    eval_every = 100                   # validation scores every K steps (the learning curves)
+    eval_samples = 200                 # drawings per validation score
+    select = "best-valid"              # or "last": which checkpoint the test set scores
+
+    [executor]                         # see ExecutorSettings: --jobs, Slurm
+    jobs = 2
 
     [classifier]                       # see ClassifierSettings
     width = 16
@@ -45,6 +51,7 @@ from sketchgen.config import (
     DRAWINGS_PER_CLASS,
     FRACTIONS,
     MAX_CLASSES,
+    SECONDS,
     SEEDS,
     SIZES,
     STEPS,
@@ -58,6 +65,8 @@ from sketchgen.errors import ConfigError, FieldError
 from sketchgen.evaluation.classifier import ClassifierConfig
 from sketchgen.models import registry
 from sketchgen.runtime import DEVICE
+
+MAX_SEEDS = 1_000  # seeds of one comparison; a paper reports 3 to 10
 
 WORK = "_work"  # under the report folder; git-ignored (reports/**/_work/)
 
@@ -77,6 +86,11 @@ class ModelSpec:
     # training; for an unconditional model, a folder holding one run per category, named by
     # its class name (the layout of <out>/_work/runs/<label>/).
     load: str | None = setting(None, path=True)
+    # a budget of training wall-clock seconds, so models can be compared at equal time: a run
+    # stops at `steps` or once it has trained this long, whichever comes first. Not
+    # reproducible step for step (the steps reached depend on the machine and its load).
+    seconds: float | None = setting(None, within=SECONDS)
+    eval_every: int | None = setting(None, within=STEPS)  # None = the comparison's eval_every
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -115,6 +129,37 @@ class ClassifierSettings:
                                 **{key: getattr(self.network, key) for key in NETWORK_KEYS})
 
 
+SELECT_RULES = ("last", "best-valid")  # checkpoint scored on the test set: the final one, or
+# the one with the lowest validation FID (mean over the run's categories)
+EXECUTORS = ("local", "slurm")
+CURVE_POINTS = 10  # validation scores per run when eval_every is not given: steps // 10
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """The ``[executor]`` table: where the independent training runs go (``--jobs``,
+    ``--executor`` on the command line override it). Every run is a resumable run folder, the
+    only state: a command given again skips finished runs and resumes killed ones."""
+
+    kind: str = setting("local", choices=EXECUTORS)  # worker processes here, or Slurm jobs
+    # runs trained at once by local worker processes; 1 = one after another in this process
+    jobs: int = setting(1, within=(1, 1_024))
+    # torch threads of each training run, whatever `jobs` is, so that any `jobs` gives the same
+    # numbers (CPU kernels may sum in another order with another thread count). 1: on the
+    # 2-core CPU two one-thread runs at once trained faster than one two-thread run.
+    threads: int = setting(1, within=(1, 1_024))
+    # Slurm (kind = "slurm", through submitit): one job per run
+    partition: str = ""  # "" = the cluster's default partition
+    time_minutes: int = setting(240, within=(1, 100_000))  # wall-clock limit of each job
+    gpus_per_run: int = setting(0, within=(0, 64))  # 0 = CPU jobs
+    cpus_per_run: int = setting(2, within=(1, 1_024))
+    # extra sbatch settings (submitit's slurm_additional_parameters), e.g. {account = "x"}
+    slurm_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 @dataclass(frozen=True)
 class CompareConfig:
     """A whole comparison; see the module docstring for the TOML form."""
@@ -129,9 +174,20 @@ class CompareConfig:
     per_class: int = setting(2000, within=DRAWINGS_PER_CLASS)
     # N per model and category, and per real set; FID needs some, memory bounds it
     n_samples: int = setting(500, within=(10, 1_000_000))
-    seed: int = setting(0, within=SEEDS)  # training, sampling, held-out split and bootstrap
+    # one training run per seed and model (and category); the tables give mean ± std over them
+    seeds: tuple[int, ...] = setting((0, 1, 2), within=SEEDS, max_items=MAX_SEEDS)
+    # the evaluation's seed: the held-out split, the classifier, the bootstrap. A config with
+    # `seed` and no `seeds` trains that one seed too (config_from_dict)
+    seed: int = setting(0, within=SEEDS)
+    eval_every: int | None = setting(None, within=STEPS)  # None = each model's steps // 10
+    # N of each validation score (drawings generated, and the real validation set's size)
+    eval_samples: int = setting(200, within=(10, 1_000_000))
+    select: str = setting("last", choices=SELECT_RULES)
+    # FID, KID, precision and recall of degraded real drawings, to read the distances by
+    calibration: bool = True
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     device: str = DEVICE  # CUDA, then MPS, then CPU; or a torch device string
-    bootstrap: int = setting(200, within=(1, 100_000))  # replicates behind every interval
+    bootstrap: int = setting(200, within=(2, 100_000))  # replicates behind every interval
     ci_level: float = setting(0.95, within=FRACTIONS)  # coverage of the intervals
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     out: str | None = setting(None, path=True)  # report folder; None = reports/<name>
@@ -140,6 +196,15 @@ class CompareConfig:
         check_fields(self)
         if not self.models:
             raise FieldError("models", "must be at least one [[models]] table, got none")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise FieldError("seeds", f"must be distinct seeds, at least one, got "
+                                      f"{list(self.seeds)}")
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+
+    def eval_every_of(self, spec: ModelSpec) -> int:
+        """Steps between the validation scores of ``spec``'s runs."""
+        every = spec.eval_every or self.eval_every
+        return every if every is not None else max(1, spec.steps // CURVE_POINTS)
 
     @property
     def out_dir(self) -> Path:
@@ -154,6 +219,8 @@ def config_from_dict(data: Mapping[str, Any]) -> CompareConfig:
     """A CompareConfig from parsed TOML; structure, types and ranges checked, one-line errors
     naming each field by its path (``models[1].batch_size``, ``classifier.max_epochs``), each
     model's name and options checked by the registry; ``$VARS`` in categories expanded."""
+    if "seed" in data and "seeds" not in data:  # the one-seed form of earlier configs
+        data = {**data, "seeds": [data["seed"]]}
     config = from_mapping(CompareConfig, data)
     for index, spec in enumerate(config.models):
         _check_model(spec, f"models[{index}]")

@@ -5,8 +5,9 @@ Owns: :class:`PlannedRun` (one run to train or load, and the categories scored f
 names, the evaluator's size, runs to load, and the file names the report will write -- and
 those file names (:func:`grid_path`, :func:`figures_name`).
 
-Class-conditional models are trained once on all categories and asked for each category in
-turn; unconditional models are trained once per category. A category is a class name of
+Every model is trained once per seed of ``seeds``. Class-conditional models are trained once
+on all categories and asked for each category in turn; unconditional models are trained once
+per category. A category is a class name of
 ``sketchgen.data`` (:func:`sketchgen.data.sources.class_name`): sources with the same class
 name -- the category ``sun`` and a file ``sun.ndjson`` -- are one category, as they are one
 label to ``sketchgen train``, so an unconditional model's run of it reads them all.
@@ -21,6 +22,7 @@ from sketchgen import outputs
 from sketchgen.comparison.config import CompareConfig, ModelSpec
 from sketchgen.data.sources import class_name, class_names
 from sketchgen.errors import UsageError
+from sketchgen.evaluation.calibration import DEGRADATIONS
 from sketchgen.evaluation.evaluator import load_classifier
 from sketchgen.models import registry
 from sketchgen.report.results import REAL_FLOOR
@@ -39,6 +41,16 @@ class PlannedRun:
     categories: tuple[str, ...]  # class names scored from this run
     conditional: bool  # asked for each category by label
     load_dir: Path | None  # an existing run to sample instead of training
+    first_seed: bool  # the run of the config's first seed: its figures go into the report
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The run's classes, in label order (``sketchgen.data``'s rule)."""
+        return class_names(self.train.categories)
 
     @property
     def run_dir(self) -> Path:
@@ -54,16 +66,20 @@ def plan_runs(config: CompareConfig) -> list[PlannedRun]:
     runs_dir = config.work_dir / "runs"
     plans = []
     for spec in config.models:
-        everything = _train_config(config, spec, config.categories, runs_dir / spec.name)
-        check_categories(everything)
-        _, model_config = registry.resolve(everything)  # unknown model or option, bad size
-        if model_config.conditional:
-            plans.append(_planned(spec, everything, names, True))
-            continue
-        for name in names:
-            sources = tuple(s for s in config.categories if class_name(s) == name)
-            one = _train_config(config, spec, sources, runs_dir / spec.name / name)
-            plans.append(_planned(spec, one, (name,), False))
+        for seed in config.seeds if spec.load is None else config.seeds[:1]:  # one run to load
+            first = seed == config.seeds[0]
+            folder = runs_dir / spec.name / f"seed{seed}"
+            everything = _train_config(config, spec, config.categories, folder, seed)
+            if first:
+                check_categories(everything)
+                _, model_config = registry.resolve(everything)  # unknown model or option
+            if model_config.conditional:
+                plans.append(_planned(spec, everything, names, True, first))
+                continue
+            for name in names:
+                sources = tuple(s for s in config.categories if class_name(s) == name)
+                one = _train_config(config, spec, sources, folder / name, seed)
+                plans.append(_planned(spec, one, (name,), False, first))
     _check_report_files(plans, names)
     return plans
 
@@ -78,6 +94,11 @@ def _check_settings(config: CompareConfig) -> None:
         raise UsageError(f"classifier.load = {load!r}: no such file")
     if load is not None:
         load_classifier(load, "cpu")
+    collapse = max(DEGRADATIONS["mode collapse"].strengths)
+    if config.calibration and config.n_samples <= collapse:
+        raise UsageError(f"calibration = true needs n_samples > {collapse:g} (it collapses the "
+                         f"real drawings to {collapse:g} distinct ones), got "
+                         f"{config.n_samples}; raise n_samples or set calibration = false")
     names = [spec.name for spec in config.models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -108,23 +129,25 @@ def _class_names(config: CompareConfig) -> tuple[str, ...]:
 
 
 def _train_config(config: CompareConfig, spec: ModelSpec, categories: tuple[str, ...],
-                  out: Path) -> TrainConfig:
+                  out: Path, seed: int) -> TrainConfig:
     return config_from_mapping({
         "model": spec.model, "categories": categories, "size": config.size,
         "per_class": config.per_class, "steps": spec.steps, "batch_size": spec.batch_size,
-        "seed": config.seed, "out": str(out), "device": config.device,
+        "seed": seed, "out": str(out), "device": config.device,
         "model_options": dict(spec.options),
+        **({} if spec.seconds is None else {"seconds": spec.seconds}),
         **({} if spec.grad_norm_every is None else {"grad_norm_every": spec.grad_norm_every}),
     })
 
 
 def _planned(spec: ModelSpec, train_config: TrainConfig, categories: tuple[str, ...],
-             conditional: bool) -> PlannedRun:
+             conditional: bool, first_seed: bool) -> PlannedRun:
     load_dir = None
     if spec.load is not None:
         load_dir = Path(spec.load) if conditional else Path(spec.load) / categories[0]
-        _check_loadable(spec, load_dir, categories)
-    return PlannedRun(spec, train_config, categories, conditional, load_dir)
+        if first_seed:
+            _check_loadable(spec, load_dir, categories)
+    return PlannedRun(spec, train_config, categories, conditional, load_dir, first_seed)
 
 
 def _check_loadable(spec: ModelSpec, run_dir: Path, categories: tuple[str, ...]) -> None:
@@ -157,7 +180,7 @@ def _check_report_files(plans: list[PlannedRun], names: tuple[str, ...]) -> None
     some file systems ignore case."""
     files = [(grid_path(REAL_FLOOR, name), f"{REAL_FLOOR} on {name}")
              for name in names]
-    for plan in plans:
+    for plan in (plan for plan in plans if plan.first_seed):
         files.append((f"training/{figures_name(plan)}/", run_title(plan)))
         files += [(grid_path(plan.spec.name, category), f"{plan.spec.name} on {category}")
                   for category in plan.categories]
@@ -176,7 +199,8 @@ def grid_path(model: str, category: str) -> str:
 
 def run_title(plan: PlannedRun) -> str:
     """The planned run as the progress lines and figure captions name it."""
-    return plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
+    return (plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
+            + f", seed {plan.seed}")
 
 
 def figures_name(plan: PlannedRun) -> str:

@@ -4,8 +4,13 @@ Every model is trained (or loaded) on the same categories, sampled, and scored i
 the same real reference drawings, the same rasterizer, the same classifier features. The
 settings are ``sketchgen.comparison.config``'s, the runs ``sketchgen.comparison.plan``'s, the
 real drawings and the evaluator ``sketchgen.comparison.real``'s; this module owns the run
-itself -- training or resuming each planned run, sampling and scoring it, the sample grids and
-copied figures -- and what it produces (:class:`Outcome`, the report folder).
+itself -- the jobs of the plan handed to an executor (``sketchgen.comparison.executors``;
+each trains, scores its learning curve and samples: ``sketchgen.comparison.jobs``), scoring
+every run's drawings on the test sets, the calibration, the sample grids and copied figures --
+and what it produces (:class:`Outcome`, the report folder).
+
+The protocol: every model x category x seed is its own run; curves and checkpoint selection
+use the validation set only; every final number is computed once, on the test set.
 
 Working files (training runs, the classifier) go to ``<out>/_work/``; a killed comparison
 resumes its runs when started again, and a run whose settings changed is trained afresh.
@@ -22,6 +27,7 @@ sets -- each is a one-line :class:`sketchgen.errors.UsageError`.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -36,9 +42,18 @@ from tqdm import tqdm
 
 from sketchgen import outputs
 from sketchgen.comparison.config import CompareConfig
+from sketchgen.comparison.executors import execute
+from sketchgen.comparison.jobs import RunJob, RunOutcome, curve_rows, evaluation_seconds
 from sketchgen.comparison.plan import PlannedRun, figures_name, grid_path, plan_runs, run_title
-from sketchgen.comparison.real import evaluate_classifier, get_classifier, load_real
+from sketchgen.comparison.real import (
+    CLASSIFIER,
+    RealData,
+    evaluate_classifier,
+    get_classifier,
+    load_real,
+)
 from sketchgen.errors import UsageError
+from sketchgen.evaluation.calibration import calibrate
 from sketchgen.evaluation.classifier import Classifier
 from sketchgen.evaluation.evaluator import Evaluation
 from sketchgen.evaluation.scoring import Scorer, make_scorer
@@ -46,11 +61,8 @@ from sketchgen.figures import save_grid
 from sketchgen.report import writer as report
 from sketchgen.report.figures import plot_confusion
 from sketchgen.report.results import REAL_FLOOR
-from sketchgen.runtime import choose_device, derived_seed
-from sketchgen.training.config import load_toml
-from sketchgen.training.harness import train
+from sketchgen.runtime import choose_device
 from sketchgen.training.run_folder import CURVES, RunFolder
-from sketchgen.training.sampling import LoadedRun, load_run, sample_images, sample_labels
 
 REPORT_KIND = "report"  # the report folder's kind in its sketchgen.outputs marker
 GRID_SAMPLES = 64  # drawings shown per sample grid (8 x 8)
@@ -82,36 +94,63 @@ def run_comparison(config: CompareConfig, benchmarks: Path | None = None,
     device = choose_device(config.device)
     out_dir = config.out_dir
     with outputs.claim(out_dir, REPORT_KIND, overwrite) as folder:
-        _say(f"{len(plans)} runs planned; reading the real drawings")
+        _say(f"{len(plans)} runs planned ({len(config.seeds)} seeds); reading the real drawings")
         real = load_real(config)
         classifier = get_classifier(config, real, device)
         clear_previous_report(folder)
-
+        figures = []
         test = evaluate_classifier(classifier, real)
-        title = (f"{classifier.feature_name}: test accuracy {test.accuracy:.3f} on {test.n} "
-                 "held-out drawings")
-        plot_confusion(test, out_dir / CONFUSION, title)
-        _say(f"classifier ready; scoring the real-vs-real floor (at {_minutes(began)})")
-        scorer = make_scorer(classifier, real.reference, config.bootstrap, config.ci_level,
-                             config.seed)
-        collected = _Collected(config, scorer, describe_device(device), out_dir,
-                               figures=[report.Figure(CONFUSION, "Classifier confusion on "
-                                                                 "held-out real drawings")])
-        for name in real.class_names:
-            collected.add(REAL_FLOOR, name, 0, 0, real.second[name])
-        for number, plan in enumerate(plans, 1):
-            folder.record(out_dir / figure.path for figure in collected.figures)  # so far
-            _evaluate_run(plan, number, len(plans), device, collected, began, overwrite)
+        if test is not None:
+            title = (f"{classifier.feature_name}: test accuracy {test.accuracy:.3f} on {test.n} "
+                     "held-out drawings")
+            plot_confusion(test, out_dir / CONFUSION, title)
+            figures.append(report.Figure(CONFUSION, "Classifier confusion on held-out real "
+                                                    "drawings"))
+        _say(f"classifier ready; training {len(plans)} runs (at {_minutes(began)})")
+        jobs = [_job(config, plan, real, device, overwrite) for plan in plans]
+        outcomes = execute(jobs, config.executor, config.work_dir)
 
-        results = pd.DataFrame(collected.rows)
+        _say(f"runs done; scoring on the test sets (at {_minutes(began)})")
+        scorer = make_scorer(classifier, real.test, config.bootstrap, config.ci_level,
+                             config.seed)
+        collected = _Collected(config, scorer, describe_device(device, config.executor.threads),
+                               out_dir, figures)
+        for name in real.class_names:
+            collected.add_floor(name, real.second[name])
+        for outcome in outcomes:
+            collected.add_run(outcome)
+            if outcome.plan.first_seed:
+                collected.figures += copy_run_figures(
+                    outcome.plan.run_dir, out_dir, figures_name(outcome.plan),
+                    run_title(outcome.plan))
+        calibration, calibrated = _calibration(config, classifier, real, began)
+        curves = pd.DataFrame([row for o in outcomes for row in curve_rows(o)])
+        valid_seconds, train_seconds = evaluation_seconds(outcomes)
         info = report.RunInfo(
             name=config.name, label=config.label, categories=real.class_names,
             size=config.size, classifier=_classifier_line(classifier, test),
             ci_level=config.ci_level, elapsed_s=time.perf_counter() - began,
-            notes=_notes(test))
-        written = report.write_report(results, out_dir, info, collected.figures, benchmarks)
+            notes=(*_notes(test), *calibrated), seeds=config.seeds, select=config.select,
+            set_sizes=real.set_sizes(), evaluator=evaluator_lines(classifier),
+            overhead=_overhead_line(valid_seconds, train_seconds, config))
+        written = report.write_report(pd.DataFrame(collected.rows), out_dir, info,
+                                      collected.figures, benchmarks, curves=curves,
+                                      calibration=calibration)
         folder.record([*written, *(out_dir / figure.path for figure in collected.figures)])
-    return Outcome(results, collected.figures, info, written)
+    return Outcome(pd.DataFrame(collected.rows), collected.figures, info, written)
+
+
+def _job(config: CompareConfig, plan: PlannedRun, real: RealData, device: torch.device,
+         overwrite: bool) -> RunJob:
+    if config.executor.kind != "local" or config.executor.jobs > 1:  # no interleaved bars
+        plan = dataclasses.replace(plan, train=dataclasses.replace(plan.train, progress=False))
+    return RunJob(
+        plan=plan, work_dir=config.work_dir,
+        classifier=Path(config.classifier.load or config.work_dir / CLASSIFIER),
+        valid={name: real.valid[name] for name in plan.categories},
+        eval_every=config.eval_every_of(plan.spec), n_samples=config.n_samples,
+        checkpoint="best" if config.select == "best-valid" else "last",
+        threads=config.executor.threads, device=str(device), overwrite=overwrite)
 
 
 def clear_previous_report(folder: outputs.Claim) -> None:
@@ -121,12 +160,12 @@ def clear_previous_report(folder: outputs.Claim) -> None:
     folder.remove_recorded()
 
 
-def describe_device(device: torch.device) -> str:
-    """The device as the report states it: CUDA's card name, or the CPU thread count."""
+def describe_device(device: torch.device, threads: int) -> str:
+    """The device as the report states it: CUDA's card name, or the threads of each run."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        return f"cpu ({threads} thread{'s' if threads > 1 else ''} per run)"
     return device.type
 
 
@@ -138,57 +177,62 @@ class _Collected:
     scorer: Scorer
     device: str  # as the report states it
     out_dir: Path
-    rows: list[dict[str, Any]] = field(default_factory=list)
     figures: list[report.Figure] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, model: str, category: str, steps: int, batch_size: int,
-            images: np.ndarray) -> None:
-        """Score ``images`` as ``model``'s drawings of ``category`` and show them in a grid."""
+    def add_floor(self, category: str, images: np.ndarray) -> None:
+        """The second real set of ``category`` scored like a model: the real-vs-real floor."""
+        self._add({"model": REAL_FLOOR, "category": category, "seed": self.config.seed,
+                   "steps": 0, "batch_size": 0, "images_seen": 0, "train_seconds": 0.0,
+                   "parameters": "", "selected": ""}, images, grid=True)
+
+    def add_run(self, outcome: RunOutcome) -> None:
+        """Every category of one run, scored on its test set (grids of the first seed)."""
+        plan = outcome.plan
+        batch = plan.spec.batch_size
+        for category, images in outcome.images.items():
+            self._add({"model": plan.spec.name, "category": category, "seed": plan.seed,
+                       "steps": outcome.step, "batch_size": batch,
+                       "images_seen": outcome.step * batch,
+                       "train_seconds": outcome.train_seconds, "parameters": outcome.parameters,
+                       "selected": self.config.select}, images, grid=plan.first_seed)
+
+    def _add(self, identity: dict[str, Any], images: np.ndarray, grid: bool) -> None:
+        classifier = self.scorer.classifier
         self.rows.append({
-            "model": model, "category": category, "n": self.config.n_samples,
-            "seed": self.config.seed, "steps": steps, "batch_size": batch_size,
-            "device": self.device, "feature_space": self.scorer.classifier.feature_name,
-            **self.scorer.score(category, images)})
-        self.figures.append(_grid(images, self.out_dir, model, category))
+            **identity, "n": self.config.n_samples, "device": self.device,
+            "feature_space": classifier.feature_name, "evaluator": classifier.sha256[:12],
+            **self.scorer.score(identity["category"], images)})
+        if grid:
+            self.figures.append(_grid(images, self.out_dir, identity["model"],
+                                      identity["category"]))
 
 
-def _evaluate_run(plan: PlannedRun, number: int, total: int, device: torch.device,
-                  collected: _Collected, began: float, overwrite: bool) -> None:
-    """Train (or load) one planned run, sample every category it covers, score them."""
-    what = run_title(plan)
-    _say(f"[{number}/{total}] {what} (at {_minutes(began)})")
-    if plan.load_dir is None:
-        train_or_resume(plan, collected.config.work_dir, overwrite)
-    loaded = load_run(plan.run_dir, str(device))
-    collected.figures += copy_run_figures(plan.run_dir, collected.out_dir, figures_name(plan),
-                                          what)
-    config = collected.config
-    for category in tqdm(plan.categories, desc=f"sample+score {plan.spec.name}",
-                         file=sys.stderr, dynamic_ncols=True, leave=False):
-        images = sample_category(loaded, plan, category, config.n_samples, config.seed)
-        collected.add(plan.spec.name, category, loaded.step, plan.spec.batch_size, images)
+def _calibration(config: CompareConfig, classifier: Classifier, real: RealData,
+                 began: float) -> tuple[pd.DataFrame | None, tuple[str, ...]]:
+    """The calibration of the feature space at N = n_samples, and the note saying on what:
+    the first category's second real set, degraded, against its test set (contaminated with
+    the next category's drawings)."""
+    if not config.calibration:
+        return None, ()
+    first, other = real.class_names[:2]
+    drawings = real.second_drawings[first]
+    if drawings is None:
+        return None, (f"No calibration: {first}'s data hold bitmaps only, and half of the "
+                      "degradations move strokes.",)
+    _say(f"calibrating the feature space on {first} (at {_minutes(began)})")
+    frame = calibrate(classifier.features, real.test[first], drawings, real.second[other],
+                      config.size, config.seed)
+    return frame, (f"Calibration: {first}'s second real set (N = {config.n_samples}), degraded, "
+                   f"against its test set; contamination with {other} drawings.",)
 
 
-# -- training and sampling ----------------------------------------------------------------------
-
-
-def train_or_resume(plan: PlannedRun, work_dir: Path, overwrite: bool = False) -> None:
-    """Train the planned run in its folder under ``work_dir``; a finished or killed run with
-    the same settings is resumed (a finished one returns at once), one with other settings
-    deleted -- only if the suite created it (``outputs.remove_folder``) -- and redone.
-    ``overwrite``: as for ``train``."""
-    run = RunFolder(plan.train.out)
-    if run.config.exists() and load_toml(run.config) != plan.train:
-        outputs.remove_folder(run.path, work_dir, RunFolder.kind)
-    train(plan.train, resume=True, overwrite=overwrite)
-
-
-def sample_category(loaded: LoadedRun, plan: PlannedRun, category: str, n: int,
-                    seed: int) -> np.ndarray:
-    """N drawings meant to be ``category`` (by label, or from a one-category run)."""
-    labels = sample_labels(loaded, n, category if plan.conditional else None)
-    stream = derived_seed(seed, f"compare:{plan.spec.name}:{category}")
-    return sample_images(loaded, labels, stream)
+def _overhead_line(valid_seconds: float, train_seconds: float, config: CompareConfig) -> str:
+    if not train_seconds:
+        return "No run was trained here, so no validation was scored."
+    return (f"Validation scores (N = {config.eval_samples} per category) took "
+            f"{valid_seconds:.0f} s against {train_seconds:.0f} s of training, summed over the "
+            f"runs: {100 * valid_seconds / train_seconds:.1f}% of training time.")
 
 
 # -- the report's figures and lines -------------------------------------------------------------
@@ -215,7 +259,19 @@ def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list
     return figures
 
 
-def _classifier_line(classifier: Classifier, test: Evaluation) -> str:
+def evaluator_lines(classifier: Classifier) -> tuple[str, ...]:
+    """The evaluator's identity: feature space, weights' sha256 and training manifest.
+    Reports whose sha256 matches were scored in one feature space and are comparable."""
+    manifest = classifier.manifest
+    trained = ", ".join(f"{key} {value}" for key, value in manifest.items()) or "not recorded"
+    return (f"feature space {classifier.feature_name}", f"sha256 {classifier.sha256}",
+            f"trained on: {trained}")
+
+
+def _classifier_line(classifier: Classifier, test: Evaluation | None) -> str:
+    if test is None:
+        return (f"{classifier.feature_name} (width-{classifier.config.width} CNN), loaded; it "
+                "knows none of these categories")
     per_class = ", ".join(f"{name} {accuracy:.3f}"
                           for name, accuracy in test.per_class_accuracy.items())
     epochs = f", best epoch {classifier.best_epoch}" if classifier.best_epoch else ""
@@ -223,7 +279,9 @@ def _classifier_line(classifier: Classifier, test: Evaluation) -> str:
             f"test accuracy {test.accuracy:.3f} on {test.n} held-out drawings ({per_class})")
 
 
-def _notes(test: Evaluation) -> tuple[str, ...]:
+def _notes(test: Evaluation | None) -> tuple[str, ...]:
+    if test is None:
+        return ()
     pairs = "; ".join(f"{true} → {predicted} {rate:.3f}"
                       for true, predicted, rate in test.most_confused(3))
     return (f"Most confused (true → predicted, share of true): {pairs}",) if pairs else ()

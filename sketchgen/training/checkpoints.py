@@ -33,6 +33,7 @@ from sketchgen.checkpoints import (
 from sketchgen.config import (
     MAX_STEPS,
     RATES,
+    SECONDS,
     check_fields,
     setting,
     shown,
@@ -40,7 +41,7 @@ from sketchgen.config import (
 from sketchgen.errors import CheckpointError, ConfigError, FieldError
 from sketchgen.models import registry
 from sketchgen.models.task import Task
-from sketchgen.training.config import MAX_SECONDS, TrainConfig, config_from_mapping
+from sketchgen.training.config import TrainConfig, config_from_mapping
 from sketchgen.training.inputs import build_task, check_same_data, data_fingerprint
 
 CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes incompatibly
@@ -69,7 +70,7 @@ class RunLayout:
     data: dict[str, Any] | None = None  # fingerprint of data given in memory (training.harness)
     # the run's training seconds at this step (TrainConfig.seconds) and why it would stop here;
     # checkpoints from before the seconds budget lack both: they counted no time
-    train_seconds: float = setting(0.0, within=(0, MAX_SECONDS))
+    train_seconds: float = setting(0.0, within=(0, SECONDS.high))
     stopped: str = setting("steps", choices=STOPS)
 
     def __post_init__(self) -> None:

@@ -35,10 +35,10 @@ from sketchgen.config import (
     BATCH_SIZES,
     DRAWINGS_PER_CLASS,
     MAX_CLASSES,
+    SECONDS,
     SEEDS,
     SIZES,
     STEPS,
-    Interval,
     check_fields,
     from_mapping,
     from_toml,
@@ -47,9 +47,6 @@ from sketchgen.config import (
 )
 from sketchgen.errors import ConfigError
 from sketchgen.runtime import DEVICE
-
-MAX_SECONDS = 10**9  # a training-seconds budget (and a run's count): ~30 years
-SECONDS = Interval(0, MAX_SECONDS, low_open=True)
 
 
 def _help(text: str, **kwargs: Any) -> Any:
