@@ -731,8 +731,8 @@ def compare_config_case(rng: random.Random, out: Path) -> ConfigCase:
                           f"models[{index}]: missing {key}")
     if part == "top":
         table, spoiled = _spoiled_table(rng, table, compare.CompareConfig,
-                                        skip=("models", "classifier", "name", "out", "device",
-                                              "size"))
+                                        skip=("models", "classifier", "executor", "name", "out",
+                                              "device", "size"))
         where = ""
     elif part == "classifier":
         key = rng.choice([*compare.NETWORK_KEYS, "valid_fraction"])  # the table's keys

@@ -29,7 +29,7 @@ from sketchgen.report.results import REAL_FLOOR, read_results
 from sketchgen.training.config import TrainConfig
 
 CATEGORIES = ["eye", "mouth"]
-N = 60
+N = 70  # more than the 64 distinct drawings the calibration's mode collapse keeps
 STEPS = {"dcgan": 3, "sketch-rnn": 2}
 TINY_SKETCH_RNN = {"mode": "class", "enc_rnn_size": 16, "dec_rnn_size": 32, "z_size": 8,
                    "class_embedding_size": 8, "num_mixture": 3, "sample_max_len": 60}
@@ -45,6 +45,7 @@ def tiny_config(out, **changes) -> dict:
         "categories": CATEGORIES,
         "per_class": 160,
         "n_samples": N,
+        "eval_samples": 30,
         "seed": 0,
         "device": "cpu",
         "bootstrap": 10,
@@ -92,7 +93,7 @@ def finished(tmp_path_factory):
     config = write_toml(root / "tiny.toml", tiny_config(root / "report"))
     assert main(["compare", config, "--benchmarks", str(benchmarks)]) == 0
     out = root / "report"
-    return out, pd.read_csv(out / "results.csv"), config
+    return out, read_results(out / "results.csv"), config
 
 
 def test_every_report_file_is_written(finished):
@@ -103,7 +104,9 @@ def test_every_report_file_is_written(finished):
                 "grids/dcgan-eye.png", "grids/dcgan-mouth.png",
                 "grids/sketch-rnn-eye.png", "grids/sketch-rnn-mouth.png",
                 "training/dcgan-eye/losses.png", "training/dcgan-mouth/losses.png",
-                "training/sketch-rnn/losses.png"]
+                "training/sketch-rnn/losses.png", "aggregate.csv", "aggregate.json",
+                "seeds.md", "seeds.tex", "ranking.md", "ranking.tex", "curves.csv",
+                "curves/eye.png", "curves/mouth.png", "calibration.csv", "calibration.png"]
     assert [name for name in expected if not (out / name).is_file()] == []
 
 
@@ -165,14 +168,15 @@ def test_index_states_the_setup_and_links_only_existing_files(finished):
     for fact in ("**Tiny test budget.**", "- Device: cpu", f"N = {N}", "- Seeds: 0",
                  "qd-cnn-k8/dense", "## Real-vs-real floor", "- eye: FID ", "- mouth: FID ",
                  "| test_fid_eigh | 0.500 |", "speedup_vs_scipy_sqrtm = 4.00",
-                 f"| dcgan | {STEPS['dcgan']} | 8 |"):
+                 f"| dcgan | eye | 1 | {STEPS['dcgan']} | 8 | {8 * STEPS['dcgan']} |"):
         assert fact in index, fact
     samples = index[index.index("## Samples"):index.index("## Figures")]
     assert samples.splitlines()[2] == "| Model | eye | mouth |"
     assert "| real-vs-real | ![real-vs-real, eye](grids/real-vs-real-eye.png) |" in samples
     links = re.findall(r"\]\(([^)]+)\)", index)
-    # the confusion matrix, 3 x 2 sample grids, curves of the 3 runs
-    assert len([link for link in links if link.endswith(".png")]) == 1 + 6 + 3
+    # the confusion matrix, 3 x 2 sample grids, losses of the 3 runs, 2 learning curves (one
+    # per category), the calibration
+    assert len([link for link in links if link.endswith(".png")]) == 1 + 6 + 3 + 2 + 1
     assert [link for link in links if not (out / link).is_file()] == []
 
 
@@ -184,7 +188,7 @@ def test_a_second_run_reuses_the_trained_models_and_gives_the_same_numbers(finis
     stamps = [path.stat().st_mtime_ns for path in checkpoints]
     assert main(["compare", config]) == 0
     assert [path.stat().st_mtime_ns for path in checkpoints] == stamps  # nothing retrained
-    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)
+    pd.testing.assert_frame_equal(read_results(out / "results.csv"), results)
     assert not (out / "throughput.md").exists()  # no --benchmarks this time: no stale table
 
 
@@ -192,8 +196,8 @@ def test_load_entries_score_existing_runs_without_training(finished, tmp_path):
     out, results, _ = finished
     runs = out / WORK / "runs"
     config = tiny_config(tmp_path / "report")
-    config["models"][0]["load"] = str(runs / "dcgan")  # one run per category inside
-    config["models"][1]["load"] = str(runs / "sketch-rnn")
+    config["models"][0]["load"] = str(runs / "dcgan" / "seed0")  # one run per category inside
+    config["models"][1]["load"] = str(runs / "sketch-rnn" / "seed0")
     outcome = run_comparison(config_from_dict(config))
     assert not (tmp_path / "report" / WORK / "runs").exists()
     pd.testing.assert_frame_equal(outcome.results, results, check_dtype=False)
@@ -202,7 +206,8 @@ def test_load_entries_score_existing_runs_without_training(finished, tmp_path):
 def test_load_entry_with_another_budget_is_refused(finished, tmp_path):
     out, _, _ = finished
     config = tiny_config(tmp_path / "report")
-    config["models"][1] |= {"load": str(out / WORK / "runs" / "sketch-rnn"), "steps": 9}
+    config["models"][1] |= {"load": str(out / WORK / "runs" / "sketch-rnn" / "seed0"),
+                            "steps": 9}
     check_refused(tmp_path, config, "trained for 2 steps of batch 8; the config says 9 of 8")
 
 
@@ -239,10 +244,11 @@ def test_missing_checkpoint_of_a_load_entry_is_refused(tmp_path):
 
 
 def test_too_few_drawings_for_the_held_out_sets_is_refused(tmp_path):
-    # 'anvil' has 25 drawings in the mirror: 10 to train + 2 x 10 held out do not fit.
+    # 'anvil' has 25 drawings in the mirror: 10 to train + 30 to validate + 2 x 10 to test
+    # do not fit.
     config = tiny_config(tmp_path / "report", categories=["eye", "anvil"], per_class=10,
-                         n_samples=10)
-    check_refused(tmp_path, config, "'anvil' has 25 drawings; .* 30 are needed")
+                         n_samples=10, calibration=False)
+    check_refused(tmp_path, config, "'anvil' has 25 drawings; .* 60 are needed")
 
 
 def test_unknown_key_is_a_one_line_cli_error(tmp_path, capsys):
@@ -277,7 +283,7 @@ def test_sources_of_one_class_name_are_one_category_as_in_training(mirror, tmp_p
     assert runs == {("dcgan", ("eye",)): ("eye", extra), ("dcgan", ("mouth",)): ("mouth",),
                     ("sketch-rnn", ("eye", "mouth")): ("eye", extra, "mouth")}
     real = load_real(config)
-    assert real.class_names == ("eye", "mouth") and sorted(real.reference) == ["eye", "mouth"]
+    assert real.class_names == ("eye", "mouth") and sorted(real.test) == ["eye", "mouth"]
     assert len(real.train_images) == 2 * config.per_class
 
 
@@ -294,8 +300,11 @@ def test_shipped_configs_are_valid(name):
     config = load_config(path)
     plans = plan_runs(config)
     conditional = {plan.spec.name for plan in plans if plan.conditional}
-    assert conditional == {"cgan", "brownlee-cgan", "smooth-cgan", "sngan", "sketch-rnn"}
-    assert len(plans) == len(conditional) + 3 * len(config.categories)  # 3 unconditional GANs
+    unconditional = {"dcgan", "superdeep", "tf-dcgan"}
+    assert conditional == {spec.name for spec in config.models} - unconditional
+    assert {spec.model for spec in config.models} >= {"ddpm", "sketch-transformer"}
+    runs_per_seed = len(conditional) + len(unconditional) * len(config.categories)
+    assert len(plans) == len(config.seeds) * runs_per_seed
 
 
 def test_a_model_entry_sets_how_often_its_runs_log_gradient_norms(tmp_path):

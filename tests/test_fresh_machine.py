@@ -73,8 +73,9 @@ def test_default_comparison_data_come_over_http_as_from_the_mirror(over_http, mi
     np.testing.assert_array_equal(from_http.train_images, from_folder.train_images)
     np.testing.assert_array_equal(from_http.train_labels, from_folder.train_labels)
     for name in config.categories:
-        np.testing.assert_array_equal(from_http.reference[name], from_folder.reference[name])
-        np.testing.assert_array_equal(from_http.second[name], from_folder.second[name])
+        for held_out in ("valid", "test", "second"):
+            np.testing.assert_array_equal(getattr(from_http, held_out)[name],
+                                          getattr(from_folder, held_out)[name])
 
 
 # -- (b) the benchmarks' data ---------------------------------------------------------------

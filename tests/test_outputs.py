@@ -484,7 +484,7 @@ def test_sample_does_not_replace_a_file_made_while_it_sampled(trained, tmp_path,
 
 
 def test_sample_of_a_strokes_model_refuses_an_existing_ndjson(compared, tmp_path, capsys):
-    sketch_rnn = compared[0] / WORK / "runs" / "sketch-rnn"
+    sketch_rnn = compared[0] / WORK / "runs" / "sketch-rnn" / "seed0"
     strokes = users_folder(tmp_path, {"x.ndjson": "mine"}) / "x.ndjson"
     assert cli.main(["sample", str(sketch_rnn), "--n", "4", "-o", str(tmp_path / "x.npy")]) == 2
     assert f"{strokes} exists" in capsys.readouterr().err
@@ -561,7 +561,7 @@ def loading(compared, out) -> dict:
     work = compared[0] / WORK
     config = tiny_config(out, classifier=loaded_classifier(compared[0]))
     for model in config["models"]:
-        model["load"] = str(work / "runs" / model["model"])
+        model["load"] = str(work / "runs" / model["model"] / "seed0")
     return config
 
 
@@ -591,7 +591,7 @@ def test_a_report_folder_records_what_it_wrote(compared):
              if path.is_file() and WORK not in path.parts}
     assert marker["kind"] == "report" and set(marker["written"]) == files - {outputs.MARKER}
     assert "grids/dcgan-eye.png" in marker["written"] and "README.md" in marker["written"]
-    assert outputs.is_owned(out / WORK / "runs" / "sketch-rnn", "run")
+    assert outputs.is_owned(out / WORK / "runs" / "sketch-rnn" / "seed0", "run")
 
 
 def test_a_rerun_removes_what_it_wrote_before_and_nothing_else(compared, tmp_path):
@@ -621,7 +621,7 @@ def test_a_second_comparison_on_the_same_folder_exits_at_once(compared, capsys):
 
 def test_a_changed_run_that_sketchgen_did_not_create_is_not_deleted(compared, tmp_path):
     out, _ = compared
-    run = out / WORK / "runs" / "sketch-rnn"
+    run = out / WORK / "runs" / "sketch-rnn" / "seed0"
     (run / outputs.MARKER).unlink()  # as if the user had put a run of their own there
     users_folder(run, {"mine.txt": "mine"})
     before = snapshot(run)

@@ -6,7 +6,8 @@ time, on stderr and in ``<work>/progress.txt``).
 
 - ``local``, ``jobs = 1``: one run after another in this process.
 - ``local``, ``jobs = N``: N worker processes (spawned, so each starts with a clean torch),
-  each run with ``threads`` torch threads.
+  each run with ``threads`` torch threads; on a machine with several GPUs each worker gets
+  one of its own (``CUDA_VISIBLE_DEVICES``, in turn: N above the GPU count shares them).
 - ``slurm``: one Slurm job per run through submitit (Meta's library behind hydra's Slurm
   launcher: it pickles the job, writes sbatch files, and reads results and errors back, with a
   local executor that tests use in its place). The run folders on the shared file system are
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -52,9 +54,31 @@ def execute(jobs: Sequence[RunJob], settings: ExecutorSettings, work_dir: Path,
             progress.finished(index)
         return outcomes
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(settings.jobs, mp_context=context) as pool:
+    gpus = context.Queue()
+    for worker in range(settings.jobs):
+        gpus.put(worker % gpu_count if (gpu_count := _gpu_count(jobs)) > 1 else None)
+    with concurrent.futures.ProcessPoolExecutor(settings.jobs, mp_context=context,
+                                                initializer=_take_gpu,
+                                                initargs=(gpus,)) as pool:
         futures = [pool.submit(run_job, job) for job in jobs]
         return _gather(futures, progress, lambda future: future.running())
+
+
+def _gpu_count(jobs: Sequence[RunJob]) -> int:
+    """The CUDA devices the workers share, if the jobs run on CUDA; else 0."""
+    if not jobs or not jobs[0].device.startswith("cuda"):
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _take_gpu(gpus: Any) -> None:
+    """A worker's first act, before torch touches CUDA: see only the GPU it was given."""
+    gpu = gpus.get()
+    if gpu is not None:  # the gpu-th of those visible to the comparison
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[gpu] if visible else str(gpu)
 
 
 def _on_slurm(jobs: Sequence[RunJob], settings: ExecutorSettings, work_dir: Path,

@@ -181,7 +181,7 @@ def _check_report_files(plans: list[PlannedRun], names: tuple[str, ...]) -> None
     files = [(grid_path(REAL_FLOOR, name), f"{REAL_FLOOR} on {name}")
              for name in names]
     for plan in (plan for plan in plans if plan.first_seed):
-        files.append((f"training/{figures_name(plan)}/", run_title(plan)))
+        files.append((f"training/{figures_name(plan)}/", run_name(plan)))
         files += [(grid_path(plan.spec.name, category), f"{plan.spec.name} on {category}")
                   for category in plan.categories]
     seen: dict[str, str] = {}
@@ -197,10 +197,14 @@ def grid_path(model: str, category: str) -> str:
     return f"grids/{_slug(model)}-{_slug(category)}.png"
 
 
+def run_name(plan: PlannedRun) -> str:
+    """The model of the planned run, and its category if it is trained on one."""
+    return plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
+
+
 def run_title(plan: PlannedRun) -> str:
     """The planned run as the progress lines and figure captions name it."""
-    return (plan.spec.name + ("" if plan.conditional else f" on {plan.categories[0]}")
-            + f", seed {plan.seed}")
+    return f"{run_name(plan)}, seed {plan.seed}"
 
 
 def figures_name(plan: PlannedRun) -> str:
