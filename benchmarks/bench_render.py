@@ -46,6 +46,7 @@ def drawings(mix_file):
     return list(read_ndjson(mix_file))
 
 
+@pytest.mark.report
 @pytest.mark.benchmark(group="render")
 @pytest.mark.parametrize("size, count", [(GOOGLE_SIZE, 4140), (64, 2070), (256, 690)])
 def test_render_vs_per_point_loop(benchmark, drawings, size, count):
@@ -69,6 +70,7 @@ def rasterize(path: Path, out: Path, workers: int) -> None:
     rasterize_files([path], out, RasterizeOptions(workers=workers))
 
 
+@pytest.mark.report
 @pytest.mark.benchmark(group="parallel")
 def test_multiprocess_speedup(benchmark, mix_file, drawings, tmp_path):
     cores = os.cpu_count() or 1
@@ -93,6 +95,7 @@ def test_multiprocess_speedup(benchmark, mix_file, drawings, tmp_path):
     )
 
 
+@pytest.mark.report
 @pytest.mark.benchmark(group="streaming")
 def test_streaming_vs_render_alone(benchmark, mix_file, drawings, tmp_path):
     cores = os.cpu_count() or 1
@@ -117,6 +120,7 @@ def test_streaming_vs_render_alone(benchmark, mix_file, drawings, tmp_path):
     )
 
 
+@pytest.mark.report
 @pytest.mark.benchmark(group="parse")
 def test_parse_orjson_vs_ndjson_package(benchmark, lines):
     text = b"".join(lines).decode()

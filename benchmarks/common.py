@@ -5,7 +5,8 @@ The drawings: the first :data:`PER_CATEGORY` simplified drawings of each of
 ``$QUICKDRAW_MIRROR`` (a folder or a URL) or, without one, Google's bucket; over HTTP only the
 head of each file is fetched. The shared mirror holds the first 250 lines of these categories
 in Google's order, byte for byte, so a run from the mirror and one from the bucket time the
-same drawings.
+same drawings. Each loader reads and renders once per session (``functools.cache``: the
+benchmarks of every module share one copy, which none of them modifies).
 
 Each benchmark times our implementation and its baseline *in the same run*, alternating
 between them and keeping each side's best round, so load on the machine hits both alike;
@@ -14,6 +15,7 @@ the ratio goes into ``benchmark.extra_info`` where the report reads it.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 
@@ -45,15 +47,26 @@ def _fixed(categories: Sequence[str]) -> tuple[str, ...]:
 
 def real_drawings(categories: Sequence[str] = CATEGORIES) -> data.LabelledDrawings:
     """The first PER_CATEGORY simplified drawings of each category, in file order."""
-    return data.load_drawings(_fixed(categories), per_class=PER_CATEGORY)
+    return _drawings(_fixed(categories))
+
+
+@functools.cache
+def _drawings(categories: tuple[str, ...]) -> data.LabelledDrawings:
+    return data.load_drawings(categories, per_class=PER_CATEGORY)
 
 
 def real_bitmaps(categories: Sequence[str] = CATEGORIES, size: int = GOOGLE_SIZE
                  ) -> data.LabelledBitmaps:
     """The same drawings rendered (once, then from the cache) at ``size`` px."""
-    return data.load_bitmaps(_fixed(categories), size, per_class=PER_CATEGORY)
+    return _bitmaps(_fixed(categories), size)
 
 
+@functools.cache
+def _bitmaps(categories: tuple[str, ...], size: int) -> data.LabelledBitmaps:
+    return data.load_bitmaps(categories, size, per_class=PER_CATEGORY)
+
+
+@functools.cache
 def mixed_drawings() -> list[Drawing]:
     """All the drawings, interleaved: the first of every category, then the second, ..., so
     a prefix (the 256 px render benchmark takes 690) is still a mix of all of them."""
@@ -62,6 +75,7 @@ def mixed_drawings() -> list[Drawing]:
     return [loaded.drawings[i] for i in np.lexsort((loaded.labels, place))]
 
 
+@functools.cache
 def first_lines() -> list[bytes]:
     """:func:`mixed_drawings` as ndjson lines. ``Drawing.to_json`` is Google's record layout,
     so these are the files' own lines byte for byte (``tests/test_fresh_machine.py``)."""

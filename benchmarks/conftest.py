@@ -3,6 +3,10 @@
 Data comes from ``$QUICKDRAW_MIRROR``, by default (as in tox.ini) the mirror beside the
 checkout, ``../shared/quickdraw``; where that folder does not exist ``sketchgen.data.sources``
 says so in one line and reads Google's bucket instead.
+
+Benchmarks marked ``report`` feed the comparison report: ``tox -e bench`` runs only those
+(``pytest benchmarks -m report``, a budget of 3 minutes on a 2-core CPU with cold caches);
+``tox -e benchmarks`` runs them all.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ SHARED_MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "quickdr
 
 def pytest_configure(config):
     os.environ.setdefault("QUICKDRAW_MIRROR", str(SHARED_MIRROR))
+    config.addinivalue_line(
+        "markers", "report: in the comparison report's subset (tox -e bench: pytest -m report)"
+    )
 
 
 def pytest_collect_file(file_path, parent):
