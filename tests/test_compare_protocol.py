@@ -39,7 +39,9 @@ def protocol_config(out, **changes):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("protocol") / "report"
-    run_comparison(protocol_config(out))
+    config = protocol_config(out)
+    run_comparison(dataclasses.replace(config, executor=dataclasses.replace(config.executor,
+                                                                            jobs=1)))
     return out
 
 

@@ -142,8 +142,10 @@ class ExecutorSettings:
     only state: a command given again skips finished runs and resumes killed ones."""
 
     kind: str = setting("local", choices=EXECUTORS)  # worker processes here, or Slurm jobs
-    # runs trained at once by local worker processes; 1 = one after another in this process
-    jobs: int = setting(1, within=(1, 1_024))
+    # runs trained at once by local worker processes; 1 = one after another in this process;
+    # 0 = one per GPU on CUDA, else one per `threads` CPU cores (on the 2-core CPU, two
+    # one-thread runs at once beat one two-thread run: benchmarks/bench_cpu_levers.py)
+    jobs: int = setting(0, within=(0, 1_024))
     # torch threads of each training run, whatever `jobs` is, so that any `jobs` gives the same
     # numbers (CPU kernels may sum in another order with another thread count). 1: on the
     # 2-core CPU two one-thread runs at once trained faster than one two-thread run.

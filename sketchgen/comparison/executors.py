@@ -5,6 +5,8 @@ the plan's progress (:class:`PlanProgress`: runs done, running and queued, with 
 time, on stderr and in ``<work>/progress.txt``).
 
 - ``local``, ``jobs = 1``: one run after another in this process.
+- ``local``, ``jobs = 0`` (the default): as many at once as the machine has room for (see
+  :func:`worker_count`).
 - ``local``, ``jobs = N``: N worker processes (spawned, so each starts with a clean torch),
   each run with ``threads`` torch threads; on a machine with several GPUs each worker gets
   one of its own (``CUDA_VISIBLE_DEVICES``, in turn: N above the GPU count shares them).
@@ -46,7 +48,8 @@ def execute(jobs: Sequence[RunJob], settings: ExecutorSettings, work_dir: Path,
     progress = PlanProgress([run_title(job.plan) for job in jobs], work_dir / PROGRESS)
     if settings.kind == "slurm":
         return _on_slurm(jobs, settings, work_dir, progress, cluster)
-    if settings.jobs == 1:
+    workers = worker_count(settings, jobs)
+    if workers == 1:
         outcomes = []
         for index, job in enumerate(jobs):
             progress.started(index)
@@ -55,13 +58,23 @@ def execute(jobs: Sequence[RunJob], settings: ExecutorSettings, work_dir: Path,
         return outcomes
     context = multiprocessing.get_context("spawn")
     gpus = context.Queue()
-    for worker in range(settings.jobs):
+    for worker in range(workers):
         gpus.put(worker % gpu_count if (gpu_count := _gpu_count(jobs)) > 1 else None)
-    with concurrent.futures.ProcessPoolExecutor(settings.jobs, mp_context=context,
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
                                                 initializer=_take_gpu,
                                                 initargs=(gpus,)) as pool:
         futures = [pool.submit(run_job, job) for job in jobs]
         return _gather(futures, progress, lambda future: future.running())
+
+
+def worker_count(settings: ExecutorSettings, jobs: Sequence[RunJob]) -> int:
+    """Local worker processes: ``settings.jobs``, or for 0 one per GPU (CUDA; one on MPS) or
+    one per ``threads`` CPU cores; never more than there are jobs."""
+    workers = settings.jobs
+    if not workers:
+        on_cpu = not jobs or jobs[0].device == "cpu"
+        workers = (os.cpu_count() or 1) // settings.threads if on_cpu else _gpu_count(jobs)
+    return max(1, min(workers, len(jobs)))
 
 
 def _gpu_count(jobs: Sequence[RunJob]) -> int:

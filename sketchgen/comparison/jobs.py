@@ -14,8 +14,6 @@ harness keeps the training RNGs out of its reach: curves never change what is tr
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from sketchgen.evaluation.classifier import Classifier
 from sketchgen.evaluation.evaluator import load_classifier
 from sketchgen.figures import read_jsonl
 from sketchgen.models.task import Task
-from sketchgen.runtime import derived_seed
+from sketchgen.runtime import derived_seed, torch_threads
 from sketchgen.training.config import load_toml
 from sketchgen.training.harness import train
 from sketchgen.training.run_folder import RunFolder
@@ -90,17 +88,6 @@ def run_job(job: RunJob) -> RunOutcome:
         seconds = next((r["train_seconds"] for r in curve if r["step"] == loaded.step),
                        float("nan"))
         return RunOutcome(plan, images, loaded.step, seconds, parameters(loaded.task), curve)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` for the block (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_or_resume(plan: PlannedRun, work_dir: Path, validation: Validation | None = None,
