@@ -18,6 +18,7 @@ from sketchgen.comparison.config import config_from_dict
 from sketchgen.comparison.executors import PROGRESS
 from sketchgen.comparison.real import load_real
 from sketchgen.comparison.run import run_comparison
+from sketchgen.errors import UsageError
 from sketchgen.report.results import REAL_FLOOR
 
 SEEDS = [0, 1]
@@ -135,3 +136,12 @@ def test_submitit_jobs_give_the_same_numbers_and_a_second_submission_trains_noth
     stamps = [path.stat().st_mtime_ns for path in checkpoints]
     run_comparison(config)  # resubmitted: every run is finished, none is trained again
     assert [path.stat().st_mtime_ns for path in checkpoints] == stamps
+
+
+def test_the_default_evaluator_never_saw_a_held_out_drawing(tmp_path):
+    """It trained on the first 250 drawings of eye and mouth: with fewer training drawings
+    per category, some of those would be validation or test drawings, so it is refused."""
+    config = protocol_config(tmp_path / "report", classifier={"evaluator": "default"})
+    with pytest.raises(UsageError, match="first 250 drawings of eye, mouth; per_class = 120"):
+        run_comparison(config)
+    assert not (tmp_path / "report").exists()

@@ -106,6 +106,9 @@ class ModelSpec:
 NETWORK_KEYS = ("width", "max_epochs", "patience", "batch_size")
 
 
+EVALUATORS = ("compared", "default")
+
+
 @dataclass(frozen=True)
 class ClassifierSettings:
     """The ``[classifier]`` table: the evaluator the comparison trains, or one it loads.
@@ -115,6 +118,11 @@ class ClassifierSettings:
     comparison trains, at its size and seed."""
 
     network: ClassifierConfig = inline(ClassifierConfig, NETWORK_KEYS)
+    # "compared": trained here on the compared categories' training drawings; "default": the
+    # suite's default evaluator (sketchgen.evaluation.feature_space: 26 Google categories x
+    # 250 drawings, trained once and cached), the feature space of the API too, so the FIDs of
+    # every report that uses it are comparable (its network settings are its own)
+    evaluator: str = setting("compared", choices=EVALUATORS)
     # share of the training drawings used for early stopping
     valid_fraction: float = setting(0.1, within=FRACTIONS)
     load: str | None = setting(None, path=True)  # a saved classifier to use instead of training

@@ -64,7 +64,7 @@ def execute(jobs: Sequence[RunJob], settings: ExecutorSettings, work_dir: Path,
                                                 initializer=_take_gpu,
                                                 initargs=(gpus,)) as pool:
         futures = [pool.submit(run_job, job) for job in jobs]
-        return _gather(futures, progress, lambda future: future.running())
+        return _gather(futures, progress, lambda future: future.running(), workers)
 
 
 def worker_count(settings: ExecutorSettings, jobs: Sequence[RunJob]) -> int:
@@ -105,21 +105,22 @@ def _on_slurm(jobs: Sequence[RunJob], settings: ExecutorSettings, work_dir: Path
         slurm_additional_parameters=dict(settings.slurm_options),
         **({"slurm_partition": settings.partition} if settings.partition else {}))
     submitted = executor.map_array(run_job, list(jobs))
-    return _gather(submitted, progress, lambda job: job.state == "RUNNING")
+    return _gather(submitted, progress, lambda job: job.state == "RUNNING", len(submitted))
 
 
-def _gather(handles: list[Any], progress: PlanProgress,
-            is_running: Callable[[Any], bool]) -> list[RunOutcome]:
+def _gather(handles: list[Any], progress: PlanProgress, is_running: Callable[[Any], bool],
+            at_once: int) -> list[RunOutcome]:
     """Wait for every handle (a future or a submitit job), keeping the progress up to date;
-    the first failure is raised once the others are done or cancelled."""
-    pending = set(range(len(handles)))
+    the first failure is raised once the others are done or cancelled. ``at_once``: how
+    many can run at a time (a process pool marks one more as running than it runs: the one
+    it has queued), so only the first ``at_once`` unfinished ones, in order, are counted."""
+    pending = list(range(len(handles)))
     while pending:
-        for index in sorted(pending):
-            handle = handles[index]
-            if handle.done():
-                pending.discard(index)
-                progress.finished(index)
-            elif is_running(handle):
+        for index in [index for index in pending if handles[index].done()]:
+            pending.remove(index)
+            progress.finished(index)
+        for index in pending[:at_once]:
+            if is_running(handles[index]):
                 progress.started(index)
         if pending:
             time.sleep(POLL_SECONDS)

@@ -24,6 +24,7 @@ from sketchgen.data.sources import class_name, class_names
 from sketchgen.errors import UsageError
 from sketchgen.evaluation.calibration import DEGRADATIONS
 from sketchgen.evaluation.evaluator import load_classifier
+from sketchgen.evaluation.feature_space import EvaluatorConfig
 from sketchgen.models import registry
 from sketchgen.report.results import REAL_FLOOR
 from sketchgen.training.config import TrainConfig, config_from_mapping
@@ -89,6 +90,7 @@ def _check_settings(config: CompareConfig) -> None:
     size at this image size, and a classifier to load (read and checked now, not after the
     data are loaded)."""
     config.classifier.classifier_config(config.size, config.seed)  # the network's size
+    _check_default_evaluator(config)
     load = config.classifier.load
     if load is not None and not Path(load).is_file():
         raise UsageError(f"classifier.load = {load!r}: no such file")
@@ -105,6 +107,22 @@ def _check_settings(config: CompareConfig) -> None:
         raise UsageError(f"models: {', '.join(twice)} listed twice; give each a distinct label")
     if REAL_FLOOR in names:
         raise UsageError(f"models: {REAL_FLOOR!r} is reserved for the real-vs-real floor")
+
+
+def _check_default_evaluator(config: CompareConfig) -> None:
+    """The default evaluator trained on the first drawings of its categories: of a compared
+    category, those must be training drawings of the comparison, never held out."""
+    if config.classifier.evaluator != "default":
+        return
+    if config.classifier.load is not None:
+        raise UsageError("classifier: give evaluator = \"default\" or load, not both")
+    default = EvaluatorConfig()
+    shared = sorted(set(class_names(config.categories)) & set(default.categories))
+    if shared and config.per_class < default.per_class:
+        raise UsageError(f"classifier.evaluator = \"default\" was trained on the first "
+                         f"{default.per_class} drawings of {', '.join(shared)}; per_class = "
+                         f"{config.per_class} would hold some of them out as validation and "
+                         f"test drawings (raise per_class to {default.per_class} or more)")
 
 
 def _class_names(config: CompareConfig) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from sketchgen.evaluation.evaluator import (
     save_classifier,
     train_classifier,
 )
+from sketchgen.evaluation.feature_space import Evaluator, EvaluatorConfig, evaluator
 
 CLASSIFIER = "classifier.pt"  # the comparison's evaluator, in its working folder
 
@@ -112,6 +113,10 @@ def get_classifier(config: CompareConfig, real: RealData, device: torch.device) 
     """Load the configured classifier (checked against the data) or train one on the
     training drawings, with early stopping on ``valid_fraction`` of them."""
     settings = config.classifier
+    if settings.evaluator == "default":  # a copy beside the runs, which read it from there
+        shared = default_evaluator(config.size, config.seed).classifier
+        save_classifier(shared, config.work_dir / CLASSIFIER)
+        return shared
     if settings.load is not None:
         loaded = load_classifier(settings.load, device)
         _check_classifier(loaded, config, real)
@@ -131,6 +136,11 @@ def get_classifier(config: CompareConfig, real: RealData, device: torch.device) 
             real.train_labels[valid], real.class_names, classifier_config, device, log)
     save_classifier(trained, config.work_dir / CLASSIFIER)
     return trained
+
+
+def default_evaluator(size: int, seed: int) -> Evaluator:
+    """The suite's default evaluator at this size and seed (cached after its first build)."""
+    return evaluator(EvaluatorConfig(size=size, seed=seed))
 
 
 def _check_classifier(loaded: Classifier, config: CompareConfig, real: RealData) -> None:

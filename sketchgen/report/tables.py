@@ -262,8 +262,9 @@ def ranking_caption(metric: str, alpha: float) -> str:
 
 
 def joined(column: pd.Series) -> str:
-    """A column's distinct values in first-seen order, as one comma-separated cell."""
-    return ", ".join(str(value) for value in pd.unique(column))
+    """A column's distinct values in first-seen order, as one comma-separated cell (empty
+    ones, such as the floor's selection rule, left out)."""
+    return ", ".join(str(value) for value in pd.unique(column) if str(value) != "")
 
 
 # -- throughput from pytest-benchmark --------------------------------------------------------
