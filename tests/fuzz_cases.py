@@ -585,6 +585,7 @@ def spoil(rng: random.Random, name: str, hint, meta: dict, current, item: bool =
     if reason == "not-finite":
         return Spoiled(rng.choice([math.nan, math.inf, -math.inf]), reason, name)
     if reason == "int-for-float":
+        current = 1.0 if current is None else current  # an optional number (seconds = None)
         return Spoiled(int(current) if float(current).is_integer() else current, reason, name,
                        valid=True)
     if reason == "too-long":
@@ -646,7 +647,7 @@ TRAIN_BASE = {"model": "dcgan", "categories": ["eye", "mouth"], "per_class": 20,
               "batch_size": 4, "device": "cpu", "progress": False}
 TRAIN_OPTIONS = {"dcgan": {"width": 8}, "sketch-rnn": {"enc_rnn_size": 16, "dec_rnn_size": 16}}
 COMPARE_BASE = {"name": "fuzz", "categories": ["eye", "mouth"], "per_class": 20,
-                "n_samples": 10}
+                "n_samples": 10, "calibration": False}
 COMPARE_MODELS = [{"model": "dcgan", "steps": 2, "batch_size": 4, "options": {"width": 8}},
                   {"model": "sketch-rnn", "steps": 2, "batch_size": 4,
                    "options": {"enc_rnn_size": 16}}]

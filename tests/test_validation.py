@@ -255,7 +255,7 @@ model = "sketch-rnn"
 def compare_toml(path: Path, out: Path, part: str = "", line: str = "") -> Path:
     """The tiny comparison with ``line`` added to one ``part``: top, classifier, options (of
     models[0]) or model (models[1])."""
-    top = f'out = "{out}"\nn_samples = 10'
+    top = f'out = "{out}"\nn_samples = 10\ncalibration = false'
     parts = {"top": top, "classifier": "", "options": "width = 8",
              "model": "steps = 2\nbatch_size = 4"}
     if part:
@@ -489,7 +489,7 @@ def test_compare_load_entry_with_a_bad_checkpoint_is_one_line(trained_run, tmp_p
     shutil.copytree(trained_run, runs / "mouth")
     config = compare.config_from_dict({
         "name": "tiny", "categories": ["eye", "mouth"], "per_class": 20, "n_samples": 10,
-        "out": str(tmp_path / "report"),
+        "calibration": False, "out": str(tmp_path / "report"),
         "models": [{"model": "dcgan", "steps": 2, "batch_size": 4, "load": str(runs)}]})
     with pytest.raises(CheckpointError, match="model_config.width must be an integer"):
         plan_runs(config)

@@ -229,9 +229,9 @@ def config_from_dict(data: Mapping[str, Any]) -> CompareConfig:
     """A CompareConfig from parsed TOML; structure, types and ranges checked, one-line errors
     naming each field by its path (``models[1].batch_size``, ``classifier.max_epochs``), each
     model's name and options checked by the registry; ``$VARS`` in categories expanded."""
-    if "seed" in data and "seeds" not in data:  # the one-seed form of earlier configs
-        data = {**data, "seeds": [data["seed"]]}
     config = from_mapping(CompareConfig, data)
+    if "seed" in data and "seeds" not in data:  # the one-seed form of earlier configs
+        config = dataclasses.replace(config, seeds=(config.seed,))
     for index, spec in enumerate(config.models):
         _check_model(spec, f"models[{index}]")
     return dataclasses.replace(
