@@ -145,3 +145,24 @@ def test_the_default_evaluator_never_saw_a_held_out_drawing(tmp_path):
     with pytest.raises(UsageError, match="first 250 drawings of eye, mouth; per_class = 120"):
         run_comparison(config)
     assert not (tmp_path / "report").exists()
+
+
+def test_the_report_names_its_evaluator_in_a_few_words_without_local_paths():
+    """The evaluator file keeps the whole manifest; a paper's report gets counts, ranges and
+    the sources' folder, never a machine's absolute paths."""
+    from types import SimpleNamespace
+
+    from sketchgen.comparison.run import evaluator_lines
+
+    sources = [f"/home/someone/mirror/full/simplified/{name}.ndjson"
+               for name in ("bear", "eye", "mouth")]
+    classifier = SimpleNamespace(feature_name="qd-cnn-k16/dense", sha256="ab" * 32, manifest={
+        "sources": sources, "class_names": [f"c{i}" for i in range(8)],
+        "rows_per_class": {"bear": 198, "eye": 200, "mouth": 212}, "seed": 0,
+        "valid_accuracy": 0.59384615})
+    name, digest, trained = evaluator_lines(classifier)
+    assert (name, digest) == ("feature space qd-cnn-k16/dense", f"sha256 {'ab' * 32}")
+    assert trained == ("trained on: sources 3 files in …/full/simplified/; "
+                       "class_names 8: c0, c1, c2, …, c7; rows_per_class 610 (198–212 per "
+                       "class); seed 0; valid_accuracy 0.594 (the evaluator file's manifest "
+                       "has them in full)")

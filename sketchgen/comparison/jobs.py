@@ -32,11 +32,11 @@ from sketchgen.training.config import load_toml
 from sketchgen.training.harness import train
 from sketchgen.training.run_folder import RunFolder
 from sketchgen.training.sampling import (
-    SAMPLE_CHUNK,
     LoadedRun,
     load_run,
     sample_images,
     sample_labels,
+    task_images,
 )
 from sketchgen.training.validation import Validation
 
@@ -114,10 +114,8 @@ def validation_score(classifier: Classifier, plan: PlannedRun, valid: dict[str, 
         result: dict[str, float] = {}
         for category in plan.categories:
             labels = _labels(plan, category, len(valid[category]))
-            generator = torch.Generator().manual_seed(
-                derived_seed(plan.seed, f"valid:{plan.spec.name}:{category}"))
-            images = np.concatenate([task.sample(len(part), part, generator).numpy()
-                                     for part in torch.split(labels, SAMPLE_CHUNK)])
+            stream = derived_seed(plan.seed, f"valid:{plan.spec.name}:{category}")
+            images = task_images(task, labels, stream)
             features = metrics.extract_features(classifier.features, images)
             precision, recall = metrics.precision_recall(reference[category], features)
             result |= {f"fid/{category}": metrics.fid(reference[category], features),

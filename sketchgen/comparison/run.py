@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -262,10 +262,26 @@ def copy_run_figures(run_dir: Path, out_dir: Path, name: str, what: str) -> list
 def evaluator_lines(classifier: Classifier) -> tuple[str, ...]:
     """The evaluator's identity: feature space, weights' sha256 and training manifest.
     Reports whose sha256 matches were scored in one feature space and are comparable."""
-    manifest = classifier.manifest
-    trained = ", ".join(f"{key} {value}" for key, value in manifest.items()) or "not recorded"
+    trained = "; ".join(f"{key} {_manifest_value(key, value)}"
+                        for key, value in classifier.manifest.items()) or "not recorded"
     return (f"feature space {classifier.feature_name}", f"sha256 {classifier.sha256}",
-            f"trained on: {trained}")
+            f"trained on: {trained} (the evaluator file's manifest has them in full)")
+
+
+def _manifest_value(key: str, value) -> str:
+    """One manifest entry in a few words: a count and a range for rows per class, the folder
+    of the sources (their local paths or URLs belong in the file, not in a paper's report)."""
+    if isinstance(value, dict):
+        counts = list(value.values())
+        return f"{sum(counts):,} ({min(counts)}–{max(counts)} per class)" if counts else "none"
+    if key == "sources" and value:
+        folder = PurePosixPath(str(value[0]).replace("\\", "/")).parent
+        return f"{len(value)} files in …/{'/'.join(folder.parts[-2:])}/"
+    if isinstance(value, list) and len(value) > 6:
+        return f"{len(value)}: {', '.join(map(str, value[:3]))}, …, {value[-1]}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _classifier_line(classifier: Classifier, test: Evaluation | None) -> str:

@@ -29,11 +29,10 @@ from sketchgen.data.download import (
     download_part,
     resume_state,
     sidecar,
-    write_atomic,
 )
 from sketchgen.data.heads import Lines, Rows, Want, check_limit, row_bytes, want_for
 from sketchgen.errors import DownloadError
-from sketchgen.runtime import file_lock
+from sketchgen.runtime import atomic_write, file_lock
 
 DEFAULT_CACHE = "~/.cache/sketchgen"
 
@@ -125,7 +124,8 @@ def _record(root: Path, relative: str, entry: dict) -> None:
         files = _read_manifest(root)
         files[relative] = entry
         stored = {"format": _MANIFEST_FORMAT, "files": files, "sha256": _manifest_checksum(files)}
-        write_atomic(root / MANIFEST, json.dumps(stored, indent=1, sort_keys=True).encode())
+        text = json.dumps(stored, indent=1, sort_keys=True)
+        atomic_write(root / MANIFEST, lambda tmp: tmp.write_text(text))
 
 
 def _staged(dest: Path) -> Path:

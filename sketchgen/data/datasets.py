@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -44,6 +43,7 @@ from sketchgen.data.sources import (
     locate,
     source_list,
 )
+from sketchgen.runtime import atomic_write
 
 RENDER_BATCH = 4096  # drawings rendered per call: bounds memory on Google's 100k+-line files
 
@@ -258,15 +258,9 @@ def _render_file(path: Path, limit: int | None, on_error: str, settings: dict) -
     return np.concatenate(batches) if batches else render([], **settings), log
 
 
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with path.open("wb") as out:  # a file, not a name: np.savez would append ".npz" to one
+        np.savez(out, **arrays)
 
 
 def _cached_render(
@@ -280,7 +274,8 @@ def _cached_render(
     else:
         bitmaps, file_log = _render_file(path, limit, on_error, settings)
         log = {"counts": dict(file_log.counts), "examples": file_log.examples}
-        _save_npz_atomic(cached, bitmaps=bitmaps, skipped=np.array(json.dumps(log)))
+        atomic_write(cached, lambda tmp: _save_npz(tmp, bitmaps=bitmaps,
+                                                  skipped=np.array(json.dumps(log))))
     _add_skips(skipped, log["counts"], log["examples"])
     return bitmaps
 

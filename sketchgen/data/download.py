@@ -16,7 +16,6 @@ import http.client
 import itertools
 import json
 import math
-import os
 import re
 import shutil
 import sys
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from sketchgen.data.heads import Want, npy_header_end
 from sketchgen.errors import DownloadError
+from sketchgen.runtime import atomic_write
 
 FILE_CHUNK = 1 << 20  # bytes read at a time to hash or copy a file
 
@@ -95,14 +95,10 @@ def sidecar(dest: Path, suffix: str) -> Path:
     return dest.with_name(dest.name + suffix)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` at once: readers see the old bytes or the new ones."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_state(part: Path, state: dict) -> None:
+    """The resume state of ``part`` in its sidecar, replaced at once (never torn)."""
+    data = json.dumps(state).encode()
+    atomic_write(sidecar(part, ".json"), lambda tmp: tmp.write_bytes(data))
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -290,7 +286,7 @@ def _step(
             # Bytes held of another version go before the new state names them as its own.
             part.unlink(missing_ok=True)
             state = answered
-            write_atomic(sidecar(part, ".json"), json.dumps(state).encode())
+            _write_state(part, state)
         held = _receive(response, url, part, first, last, total, want, options)
     if held < last and held < want.end(held, total):
         raise _Retry(f"received {held} of the {last} bytes the server announced")
@@ -363,7 +359,7 @@ def continue_head(dest: Path, part: Path, entry: dict, url: str) -> None:
             head.seek(npy_header_end(head.read(12)))
         shutil.copyfileobj(head, out)
     state = {"url": url, "total": entry["source_bytes"], "validator": entry["validator"]}
-    write_atomic(sidecar(part, ".json"), json.dumps(state).encode())
+    _write_state(part, state)
 
 
 __all__ = [
@@ -373,5 +369,4 @@ __all__ = [
     "download_part",
     "resume_state",
     "sidecar",
-    "write_atomic",
 ]

@@ -88,9 +88,17 @@ def _chunks(labels: torch.Tensor) -> list[torch.Tensor]:
 
 def sample_images(run: LoadedRun, labels: torch.Tensor, seed: int = SAMPLE_SEED) -> np.ndarray:
     """uint8 (n, size, size) for the given labels; the same seed gives the same images."""
+    if not len(labels):
+        return np.zeros((0, run.size, run.size), np.uint8)
+    return task_images(run.task, labels, seed)
+
+
+def task_images(task: Task, labels: torch.Tensor, seed: int) -> np.ndarray:
+    """uint8 (n, size, size) from a live task (a run being trained, or a loaded one), in
+    chunks of ``SAMPLE_CHUNK`` from one generator of ``seed``; ``labels`` not empty."""
     generator = torch.Generator().manual_seed(seed)
-    parts = [run.task.sample(len(part), part, generator).numpy() for part in _chunks(labels)]
-    return np.concatenate(parts) if parts else np.zeros((0, run.size, run.size), np.uint8)
+    return np.concatenate([task.sample(len(part), part, generator).numpy()
+                           for part in _chunks(labels)])
 
 
 def sample_drawings(run: LoadedRun, labels: torch.Tensor, seed: int = SAMPLE_SEED
