@@ -9,6 +9,7 @@ its settings in their own folders. Model quality at a few steps is not asserted.
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ import pytest
 from sketchgen.comparison.config import config_from_dict
 from sketchgen.comparison.executors import PROGRESS
 from sketchgen.comparison.real import load_real
-from sketchgen.comparison.run import run_comparison
+from sketchgen.comparison.run import evaluator_lines, run_comparison
 from sketchgen.errors import UsageError
 from sketchgen.report.results import REAL_FLOOR
 
@@ -150,10 +151,6 @@ def test_the_default_evaluator_never_saw_a_held_out_drawing(tmp_path):
 def test_the_report_names_its_evaluator_in_a_few_words_without_local_paths():
     """The evaluator file keeps the whole manifest; a paper's report gets counts, ranges and
     the sources' folder, never a machine's absolute paths."""
-    from types import SimpleNamespace
-
-    from sketchgen.comparison.run import evaluator_lines
-
     sources = [f"/home/someone/mirror/full/simplified/{name}.ndjson"
                for name in ("bear", "eye", "mouth")]
     classifier = SimpleNamespace(feature_name="qd-cnn-k16/dense", sha256="ab" * 32, manifest={
