@@ -35,7 +35,7 @@ from sketchgen.evaluation.evaluator import (
     save_classifier,
     train_classifier,
 )
-from sketchgen.evaluation.feature_space import Evaluator, EvaluatorConfig, evaluator
+from sketchgen.evaluation.feature_space import EvaluatorConfig, evaluator
 
 CLASSIFIER = "classifier.pt"  # the comparison's evaluator, in its working folder
 
@@ -114,7 +114,8 @@ def get_classifier(config: CompareConfig, real: RealData, device: torch.device) 
     training drawings, with early stopping on ``valid_fraction`` of them."""
     settings = config.classifier
     if settings.evaluator == "default":  # a copy beside the runs, which read it from there
-        shared = default_evaluator(config.size, config.seed).classifier
+        # the suite's default evaluator at this size and seed, cached after its first build
+        shared = evaluator(EvaluatorConfig(size=config.size, seed=config.seed)).classifier
         save_classifier(shared, config.work_dir / CLASSIFIER)
         return shared
     if settings.load is not None:
@@ -136,11 +137,6 @@ def get_classifier(config: CompareConfig, real: RealData, device: torch.device) 
             real.train_labels[valid], real.class_names, classifier_config, device, log)
     save_classifier(trained, config.work_dir / CLASSIFIER)
     return trained
-
-
-def default_evaluator(size: int, seed: int) -> Evaluator:
-    """The suite's default evaluator at this size and seed (cached after its first build)."""
-    return evaluator(EvaluatorConfig(size=size, seed=seed))
 
 
 def _check_classifier(loaded: Classifier, config: CompareConfig, real: RealData) -> None:
